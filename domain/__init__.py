@@ -1,0 +1,1 @@
+"""Pure domain model: documents, enums, transition tables, naming rules. Imports nothing of ours."""
