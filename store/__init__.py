@@ -1,0 +1,1 @@
+"""MongoDB through pymongo: repositories, indexes, and the change feed of the dispatcher."""
