@@ -5,9 +5,10 @@ import re
 OWNER_LABEL = "gatewayflow.dev/gateway"
 ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "prod")
 
-# A DNS-1123 label, short enough that every derived name stays one too.
-_ID_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-MAX_ID_LENGTH = 40
+# A DNS-1123 label that starts with a letter (a Service name must, DNS-1035), short
+# enough that every derived name fits: CronJob names are capped at 52 characters.
+_ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_ID_LENGTH = 30
 
 
 class InvalidGatewayId(ValueError):
@@ -25,7 +26,7 @@ def validate_gateway_id(gateway_id: str) -> str:
     if not _ID_RE.match(gateway_id):
         raise InvalidGatewayId(
             f"gateway id {gateway_id!r} is not a DNS-1123 label: use lower-case letters, "
-            "digits and '-', starting and ending with a letter or digit"
+            "digits and '-', starting with a letter and ending with a letter or digit"
         )
     return gateway_id
 

@@ -33,11 +33,13 @@ class CreationStep(StrEnum):
     DATABASE = "database"
     RUNTIME_DOMAIN = "runtime-domain"
     STAGES = "stages"
+    FUNCTIONS = "functions"
     TRIGGERS = "triggers"
 
 
 class StartStep(StrEnum):
-    RUNTIME_DOMAIN = "runtime-domain"
+    """After the base is ensured (the creation steps, idempotently)."""
+
     TRIGGERS = "resume-triggers"
     INSTANCE = "instance"
     READY = "wait-ready"

@@ -143,3 +143,33 @@ DOMAIN_TABLE: dict[tuple[DomainState, DomainPhase], DomainAction] = {
 
 def decide_domain(state: DomainState, phase: DomainPhase) -> DomainAction:
     return DOMAIN_TABLE[(DomainState(state), DomainPhase(phase))]
+
+
+# The phases an operation may find when one of its steps completes: a step's phase is
+# written only from these (the conditional update that keeps a stale step from winning).
+_COMPLETES_FROM: dict[GatewayPhase, tuple[GatewayPhase, ...]] = {
+    _P.CREATING: (_P.CREATING,),
+    _P.CREATED: (_P.CREATING, _P.CREATED),
+    _P.STARTING: (_P.STARTING,),
+    _P.STARTED: (_P.STARTING, _P.STARTED),
+    _P.STOPPING: (_P.STOPPING,),
+    _P.STOPPED: (_P.STOPPING, _P.STOPPED),
+    _P.DELETING: (_P.DELETING,),
+    _P.DELETED: (_P.DELETING, _P.DELETED),
+}
+
+# The phases from which an operation may begin (begin_operation's conditional update).
+_BEGINS_FROM: dict[GatewayPhase, tuple[GatewayPhase, ...]] = {
+    _P.CREATING: (_P.CREATING,),
+    _P.STARTING: (_P.CREATED, _P.STARTING, _P.STARTED, _P.STOPPING, _P.STOPPED),
+    _P.STOPPING: (_P.CREATED, _P.STARTING, _P.STARTED, _P.STOPPING, _P.STOPPED),
+    _P.DELETING: tuple(p for p in GatewayPhase if p is not _P.DELETED),
+}
+
+
+def completes_from(phase: GatewayPhase) -> tuple[GatewayPhase, ...]:
+    return _COMPLETES_FROM[GatewayPhase(phase)]
+
+
+def begins_from(phase: GatewayPhase) -> tuple[GatewayPhase, ...]:
+    return _BEGINS_FROM.get(GatewayPhase(phase), (GatewayPhase(phase),))

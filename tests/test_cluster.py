@@ -1,0 +1,543 @@
+"""The cluster adapter against the Kubernetes API emulator, over real HTTP.
+
+One emulator process serves the module (regions `local` and `eu`); every test works in
+its own gateway's namespace so tests do not see each other's objects.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from cluster import manifests
+from cluster.client import Cluster, deployment_not_ready
+from cluster.errors import (
+    NotOwnedError,
+    NotReadyError,
+    PermanentClusterError,
+    StillPresentError,
+    TransientClusterError,
+    classify,
+)
+from cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from cluster.regions import Regions
+from domain import naming
+from domain.documents import CronTrigger, InstanceSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Emulator:
+    url: str
+    kubeconfig: Path
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def faults(self, rules: list[dict[str, Any]], seed: int = 0) -> None:
+        self.admin("PUT", "/_admin/faults", {"seed": seed, "rules": rules})
+
+    def clear_faults(self) -> None:
+        self.faults([])
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    home = tmp_path_factory.mktemp("kube")
+    port = free_port()
+    log = (home / "emulator.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devstack.kube_emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+            "--regions",
+            "local,eu",
+            "--delete-delay",
+            "0.2",
+            "--ready-delay",
+            "0.5",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    emu = Emulator(f"http://127.0.0.1:{port}", home / "kubeconfig")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, (home / "emulator.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{emu.url}/healthz", timeout=1):
+                    pass
+                if emu.kubeconfig.exists():
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the emulator did not come up in 20s"
+            time.sleep(0.1)
+        yield emu
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+
+
+@pytest.fixture(autouse=True)
+def no_faults(emulator: Emulator) -> Iterator[None]:
+    emulator.clear_faults()
+    yield
+    emulator.clear_faults()
+
+
+@pytest.fixture(scope="module")
+def local(emulator: Emulator) -> Iterator[Cluster]:
+    cluster = Cluster(emulator.kubeconfig, "local")
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def raw(emulator: Emulator) -> Iterator[k8s.ApiClient]:
+    """The official client used directly, as someone else sharing the cluster would."""
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(emulator.kubeconfig), context="local"
+    )
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def gw(local: Cluster) -> str:
+    """A fresh gateway id with its namespace created."""
+    gateway_id = f"t{uuid.uuid4().hex[:8]}"
+    local.ensure(gateway_id, manifests.namespace(gateway_id))
+    return gateway_id
+
+
+def foreign_config_map(raw: k8s.ApiClient, namespace: str, name: str) -> str:
+    """Create a ConfigMap without our label; returns its resourceVersion."""
+    body = k8s.V1ConfigMap(
+        metadata=k8s.V1ObjectMeta(name=name, labels={"team": "someone-else"}), data={"k": "v"}
+    )
+    created = k8s.CoreV1Api(raw).create_namespaced_config_map(namespace, body)
+    assert created.metadata is not None and created.metadata.resource_version is not None
+    return created.metadata.resource_version
+
+
+def held_config_map(gateway_id: str, name: str) -> dict[str, Any]:
+    """An owned ConfigMap with a finalizer nobody will remove by itself."""
+    manifest = manifests.config_map(gateway_id, "local")
+    manifest["metadata"]["name"] = name
+    manifest["metadata"]["finalizers"] = ["example.com/hold"]
+    return manifest
+
+
+def release(raw: k8s.ApiClient, namespace: str, name: str) -> None:
+    k8s.CoreV1Api(raw).patch_namespaced_config_map(
+        name, namespace, {"metadata": {"finalizers": None}}
+    )
+
+
+def test_ensure_twice_is_idempotent(local: Cluster, gw: str) -> None:
+    first = local.ensure(gw, manifests.config_map(gw, "local"))
+    second = local.ensure(gw, manifests.config_map(gw, "local"))
+    assert first["metadata"]["uid"] == second["metadata"]["uid"]
+    assert second["data"]["GATEWAY_ID"] == gw
+    assert "password" not in json.dumps(second).lower()
+
+
+def test_ensure_over_foreign_object_is_refused_and_leaves_it(
+    local: Cluster, raw: k8s.ApiClient, gw: str
+) -> None:
+    ns, name = naming.namespace(gw), naming.config_map(gw)
+    version = foreign_config_map(raw, ns, name)
+    with pytest.raises(NotOwnedError) as caught:
+        local.ensure(gw, manifests.config_map(gw, "local"))
+    assert f"ConfigMap {ns}/{name}" in str(caught.value)
+    assert f"no {naming.OWNER_LABEL} label" in str(caught.value)
+    with pytest.raises(NotOwnedError):
+        local.apply(gw, manifests.config_map(gw, "local"))
+    after = local.get(ObjectRef(Kind.CONFIG_MAP, ns, name))
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == version
+    assert after["data"] == {"k": "v"}
+
+
+def test_object_of_another_gateway_is_not_owned(local: Cluster, gw: str) -> None:
+    other = manifests.config_map(gw, "local")
+    other["metadata"]["labels"][naming.OWNER_LABEL] = "someone"
+    with pytest.raises(PermanentClusterError, match="lacks"):
+        local.ensure(gw, other)
+    local.ensure("someone", other)
+    with pytest.raises(NotOwnedError, match=f"{naming.OWNER_LABEL}=someone"):
+        local.delete_owned(gw, ObjectRef.of(other))
+
+
+def test_delete_owned_never_deletes_a_foreign_object(
+    local: Cluster, raw: k8s.ApiClient, gw: str
+) -> None:
+    ns = naming.namespace(gw)
+    foreign_config_map(raw, ns, "theirs")
+    local.ensure(gw, manifests.config_map(gw, "local"))
+    theirs = ObjectRef(Kind.CONFIG_MAP, ns, "theirs")
+
+    with pytest.raises(NotOwnedError):
+        local.delete_owned(gw, theirs)
+    assert local.foreign_objects(gw, ns) == [theirs]
+    deleted = local.delete_owned_all(gw, Kind.CONFIG_MAP, ns)
+
+    assert deleted == [ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gw))]
+    local.wait_until_gone(deleted, timeout=5)
+    assert local.get(theirs) is not None
+    assert [obj["metadata"]["name"] for obj in local.list_all(Kind.CONFIG_MAP, ns)] == ["theirs"]
+
+
+def test_delete_of_a_missing_object_is_done(local: Cluster, gw: str) -> None:
+    ref = ObjectRef(Kind.DEPLOYMENT, naming.namespace(gw), "never-created")
+    assert local.delete_owned(gw, ref) is False
+    local.wait_until_gone(ref, timeout=1)
+
+
+def test_wait_until_gone_follows_asynchronous_deletion(local: Cluster, gw: str) -> None:
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    assert local.delete_owned(gw, ref) is True
+    waits: list[str] = []
+    local.wait_until_gone(ref, timeout=5, poll=0.05, on_wait=waits.append)
+    assert local.get(ref) is None
+    assert waits, "deletion is asynchronous: the first polls must still see the Service"
+    assert str(ref) in waits[0]
+    assert local.delete_owned(gw, ref) is False
+
+
+def test_finalizer_keeps_an_object_until_removed(
+    local: Cluster, raw: k8s.ApiClient, gw: str
+) -> None:
+    ref = ObjectRef.of(local.ensure(gw, held_config_map(gw, "held")))
+    assert local.delete_owned(gw, ref) is True
+    with pytest.raises(StillPresentError) as caught:
+        local.wait_until_gone(ref, timeout=0.6)
+    assert caught.value.remaining == [ref]
+    assert str(ref) in str(caught.value) and "example.com/hold" in str(caught.value)
+    assert isinstance(caught.value, TransientClusterError)
+    # Still there, terminating: creating it again must wait, not adopt it.
+    with pytest.raises(TransientClusterError, match="being deleted"):
+        local.ensure(gw, held_config_map(gw, "held"))
+
+    release(raw, ref.namespace or "", ref.name)
+    local.wait_until_gone(ref, timeout=5)
+
+
+def test_namespace_deletion_waits_until_its_contents_are_gone(
+    local: Cluster, raw: k8s.ApiClient, gw: str
+) -> None:
+    ns = ObjectRef(Kind.NAMESPACE, None, naming.namespace(gw))
+    local.ensure(gw, held_config_map(gw, "held"))
+    local.ensure(gw, manifests.service(gw))
+    assert local.delete_owned(gw, ns) is True
+
+    with pytest.raises(StillPresentError) as caught:
+        local.wait_until_gone(ns, timeout=1)
+    message = str(caught.value)
+    assert f"still contains ConfigMap {ns.name}/held" in message
+    assert f"Service {ns.name}/{gw}" not in message, "the Service went with the namespace"
+    with pytest.raises(PermanentClusterError) as refused:
+        local.ensure(gw, manifests.config_map(gw, "local"))
+    assert refused.value.status == 403
+
+    release(raw, ns.name, "held")
+    local.wait_until_gone(ns, timeout=10)
+    assert local.list_all(Kind.CONFIG_MAP, ns.name) == []
+
+
+def test_wait_until_ready_with_a_rolling_update(local: Cluster, gw: str) -> None:
+    ns, name = naming.namespace(gw), naming.deployment(gw)
+    spec = InstanceSpec(replicas=2)
+    created = local.ensure(gw, manifests.deployment(gw, spec))
+    assert deployment_not_ready(created) is not None
+    waits: list[str] = []
+    local.wait_until_ready(ns, name, timeout=10, poll=0.1, on_wait=waits.append)
+    assert waits and name in waits[0]
+
+    ready = local.get(ObjectRef(Kind.DEPLOYMENT, ns, name))
+    assert ready is not None and deployment_not_ready(ready) is None
+    rolled = local.apply(gw, manifests.deployment(gw, spec, restarted_at="2026-01-01T00:00:00Z"))
+    assert rolled["metadata"]["generation"] > ready["metadata"]["generation"]
+    annotations = rolled["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[manifests.RESTARTED_AT] == "2026-01-01T00:00:00Z"
+    with pytest.raises(NotReadyError) as caught:
+        local.wait_until_ready(ns, name, timeout=0.1, poll=0.05)
+    assert caught.value.why
+
+    local.wait_until_ready(ns, name, timeout=10, poll=0.1)
+    # Applying the same manifest again changes nothing and needs no new rollout.
+    again = local.apply(gw, manifests.deployment(gw, spec))
+    assert again["metadata"]["generation"] == rolled["metadata"]["generation"]
+    assert deployment_not_ready(again) is None
+
+
+def test_apply_suspends_and_resumes_a_cron_job(local: Cluster, gw: str) -> None:
+    trigger = CronTrigger(gateway_id=gw, trigger_id="a1", function_name="hello")
+    running = local.apply(gw, manifests.cron_job(gw, trigger, suspend=False))
+    assert running["spec"]["suspend"] is False
+    suspended = local.apply(gw, manifests.cron_job(gw, trigger, suspend=True))
+    assert suspended["spec"]["suspend"] is True
+    assert suspended["metadata"]["uid"] == running["metadata"]["uid"]
+    live = local.get(ObjectRef(Kind.CRON_JOB, naming.namespace(gw), naming.cron_job(gw, "a1")))
+    assert live is not None and live["spec"]["suspend"] is True
+    assert live["spec"]["schedule"] == trigger.schedule
+
+
+def test_wait_until_ready_reports_a_missing_deployment(local: Cluster, gw: str) -> None:
+    with pytest.raises(NotReadyError, match="does not exist"):
+        local.wait_until_ready(naming.namespace(gw), "absent", timeout=0.2, poll=0.05)
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"), [(429, True), (500, True), (503, True), (422, False), (403, False)]
+)
+def test_classify_api_errors(
+    emulator: Emulator, emulator_once: Cluster, gw: str, status: int, transient: bool
+) -> None:
+    emulator.faults([{"verb": "get", "status": status, "count": 1}])
+    with pytest.raises(Exception) as caught:
+        emulator_once.get(ObjectRef(Kind.NAMESPACE, None, naming.namespace(gw)))
+    error = caught.value
+    assert classify(error) is error
+    assert isinstance(error, TransientClusterError if transient else PermanentClusterError)
+    assert error.status == status
+    if status == 429:
+        assert isinstance(error, TransientClusterError) and error.retry_after == 1.0
+
+
+def test_classify_a_real_invalid_object(local: Cluster, gw: str) -> None:
+    manifest = manifests.config_map(gw, "local")
+    manifest["metadata"]["name"] = "Not_Valid"
+    with pytest.raises(PermanentClusterError) as caught:
+        local.ensure(gw, manifest)
+    assert caught.value.status == 422 and caught.value.reason == "Invalid"
+    assert "Not_Valid" in str(caught.value)
+
+
+def test_classify_connection_refused(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "nowhere",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}
+                ],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "nowhere", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    cluster = Cluster(kubeconfig, "nowhere", attempts=1, request_timeout=2)
+    try:
+        with pytest.raises(TransientClusterError, match="connection to the API server failed"):
+            cluster.get(ObjectRef(Kind.NAMESPACE, None, "any"))
+    finally:
+        cluster.close()
+    assert isinstance(classify(ConnectionRefusedError("refused")), TransientClusterError)
+
+
+def test_a_dropped_connection_is_transient(
+    emulator: Emulator, emulator_once: Cluster, gw: str
+) -> None:
+    emulator.faults([{"verb": "create", "drop": True, "count": 1}])
+    with pytest.raises(TransientClusterError, match="connection to the API server failed"):
+        emulator_once.ensure(gw, manifests.service(gw))
+    assert emulator_once.ensure(gw, manifests.service(gw))["metadata"]["name"] == gw
+
+
+def test_short_transient_errors_are_retried_inside_the_adapter(
+    emulator: Emulator, local: Cluster, gw: str
+) -> None:
+    ref = ObjectRef(Kind.NAMESPACE, None, naming.namespace(gw))
+    emulator.faults(
+        [
+            {"verb": "get", "status": 503, "count": 1},
+            {"verb": "get", "status": 429, "retryAfter": 1, "count": 1},
+        ]
+    )
+    started = time.monotonic()
+    assert local.get(ref) is not None
+    assert time.monotonic() - started >= 1.0, "Retry-After was not honoured"
+
+    emulator.faults([{"verb": "get", "status": 429, "retryAfter": 30, "count": 1}])
+    started = time.monotonic()
+    with pytest.raises(TransientClusterError) as caught:
+        local.get(ref)
+    assert isinstance(caught.value, TransientClusterError) and caught.value.retry_after == 30
+    assert time.monotonic() - started < 5, "a long Retry-After belongs to the activity retry"
+
+
+def test_regions_are_independent_clusters(emulator: Emulator) -> None:
+    regions = Regions(emulator.kubeconfig)
+    try:
+        local, eu = regions.cluster("local"), regions.cluster("eu")
+        assert regions.cluster("local") is local
+        gateway_id = f"r{uuid.uuid4().hex[:8]}"
+        ns = ObjectRef(Kind.NAMESPACE, None, naming.namespace(gateway_id))
+        local.ensure(gateway_id, manifests.namespace(gateway_id))
+        assert local.get(ns) is not None
+        assert eu.get(ns) is None
+        with pytest.raises(PermanentClusterError, match="local") as caught:
+            regions.cluster("mars")
+        assert "eu" in str(caught.value)
+    finally:
+        regions.close()
+
+    mapped = Regions(emulator.kubeconfig, {"europe": "eu"})
+    try:
+        assert mapped.cluster("europe").context == "eu"
+        with pytest.raises(PermanentClusterError, match="unknown region 'local'"):
+            mapped.cluster("local")
+    finally:
+        mapped.close()
+
+
+@pytest.fixture
+def emulator_once(emulator: Emulator) -> Iterator[Cluster]:
+    """A cluster that does not retry, to see each error as it comes."""
+    cluster = Cluster(emulator.kubeconfig, "local", attempts=1)
+    yield cluster
+    cluster.close()
+
+
+def retried(operation: Callable[[], T], attempts: int = 30) -> T:
+    """The activity retry policy in miniature: transient errors only, short backoff."""
+    for _ in range(attempts - 1):
+        try:
+            return operation()
+        except TransientClusterError:
+            time.sleep(0.05)
+    return operation()
+
+
+def full_inventory(gateway_id: str) -> list[dict[str, Any]]:
+    triggers = [
+        CronTrigger(gateway_id=gateway_id, trigger_id=t, function_name=f"fn-{t}")
+        for t in ("a", "b")
+    ]
+    hosts = {env: naming.host(gateway_id, env, "local") for env in naming.ENVIRONMENTS}
+    return [
+        manifests.namespace(gateway_id),
+        manifests.config_map(gateway_id, "local"),
+        manifests.db_secret(gateway_id, naming.runtime_user(gateway_id), "s3cret"),
+        manifests.deployment(gateway_id, InstanceSpec()),
+        manifests.service(gateway_id),
+        *(manifests.cron_job(gateway_id, t, suspend=False) for t in triggers),
+        *(manifests.stage_route(gateway_id, env, host) for env, host in hosts.items()),
+        manifests.plugin_config(gateway_id),
+        *(
+            manifests.domain_route(gateway_id, env, host, naming.plugin_config(gateway_id))
+            for env, host in hosts.items()
+        ),
+        *(manifests.tls(gateway_id, env, host) for env, host in hosts.items()),
+        manifests.certificate(gateway_id, "api.example.com"),
+        manifests.custom_tls(gateway_id, "api.example.com"),
+    ]
+
+
+@pytest.fixture
+def quick_retrying(emulator: Emulator) -> Iterator[Cluster]:
+    """A short in-adapter backoff keeps the chaos test fast; the retry logic is the same."""
+    cluster = Cluster(emulator.kubeconfig, "local", backoff=0.02)
+    yield cluster
+    cluster.close()
+
+
+def test_full_inventory_survives_a_30_percent_error_rate(
+    emulator: Emulator, quick_retrying: Cluster
+) -> None:
+    local = quick_retrying
+    gateway_id = f"c{uuid.uuid4().hex[:8]}"
+    ns = naming.namespace(gateway_id)
+    inventory = full_inventory(gateway_id)
+    assert {Kind(m["kind"]) for m in inventory} == set(Kind), "every kind is exercised"
+    # 10% each of 500, 503 and 429: each rule draws only when the ones before did not fire.
+    emulator.faults(
+        [
+            {"status": 500, "rate": 0.1},
+            {"status": 503, "rate": 0.1 / 0.9},
+            {"status": 429, "retryAfter": 0, "rate": 0.1 / 0.8},
+        ],
+        seed=20260101,
+    )
+
+    created = [ObjectRef.of(retried(partial(local.ensure, gateway_id, m))) for m in inventory]
+    retried(lambda: local.wait_until_ready(ns, gateway_id, timeout=10, poll=0.1))
+    for manifest in inventory:
+        if manifest["kind"] == Kind.CRON_JOB:
+            manifest["spec"]["suspend"] = True
+            retried(partial(local.apply, gateway_id, manifest))
+
+    # Deletion in the order of the deletion workflow; the namespace last.
+    namespace_ref, *contents = created
+    order = [
+        Kind.CRON_JOB,
+        Kind.APISIX_ROUTE,
+        Kind.APISIX_TLS,
+        Kind.CERTIFICATE,
+        Kind.APISIX_PLUGIN_CONFIG,
+        Kind.DEPLOYMENT,
+        Kind.SERVICE,
+        Kind.SECRET,
+        Kind.CONFIG_MAP,
+    ]
+    for ref in sorted(contents, key=lambda ref: order.index(ref.kind)):
+        retried(partial(local.delete_owned, gateway_id, ref))
+    retried(partial(local.wait_until_gone, contents, timeout=5, poll=0.05))
+    assert retried(partial(local.foreign_objects, gateway_id, ns)) == []
+    retried(partial(local.delete_owned, gateway_id, namespace_ref))
+    retried(partial(local.wait_until_gone, namespace_ref, timeout=10, poll=0.05))
+
+    injected = {
+        rule["status"]: rule["injected"]
+        for rule in emulator.admin("GET", "/_admin/faults")["rules"]
+    }
+    emulator.clear_faults()
+    assert all(count > 0 for count in injected.values()), injected
+    assert local.get(namespace_ref) is None
+    for kind in NAMESPACED_KINDS:
+        assert local.list_owned(gateway_id, kind) == [], kind
