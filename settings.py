@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=30.0, gt=0, validation_alias=_env("GATEWAYFLOW_SWEEP_INTERVAL")
     )
-    metrics_port: int | None = Field(default=None, validation_alias=_env("GATEWAYFLOW_METRICS_PORT"))
+    metrics_port: int | None = Field(
+        default=None, validation_alias=_env("GATEWAYFLOW_METRICS_PORT")
+    )
     dispatcher: bool = Field(default=True, validation_alias=_env("GATEWAYFLOW_DISPATCHER"))
 
     # Ports of the embedded default.
@@ -81,7 +83,9 @@ class Settings(BaseSettings):
                 "temporal_address", f"127.0.0.1:{self.temporal_port}"
             )
         if self.temporal_ui_url is None:
-            update["temporal_ui_url"] = stack.get("temporal_ui_url", f"http://127.0.0.1:{self.ui_port}")
+            update["temporal_ui_url"] = stack.get(
+                "temporal_ui_url", f"http://127.0.0.1:{self.ui_port}"
+            )
         if self.mongodb_uri is None:
             update["mongodb_uri"] = stack.get(
                 "mongodb_uri", f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"

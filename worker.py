@@ -51,7 +51,7 @@ async def run_worker(
         worker = build_worker(client, settings, executor)
         tasks: list[asyncio.Task[None]] = []
         if settings.dispatcher if dispatcher is None else dispatcher:
-            from activities.dispatch import run_dispatcher
+            from dispatcher import run_dispatcher
 
             tasks.append(asyncio.create_task(run_dispatcher(client, settings, stop)))
         async with worker:

@@ -46,7 +46,9 @@ def test_every_gateway_pair_is_decided(state: GatewayState, phase: GatewayPhase)
     else:
         assert decision.action is not GatewayAction.NONE
     if state is GatewayState.RESTARTING and phase not in (
-        GatewayPhase.CREATING, GatewayPhase.DELETING, GatewayPhase.DELETED
+        GatewayPhase.CREATING,
+        GatewayPhase.DELETING,
+        GatewayPhase.DELETED,
     ):
         assert decision.settle_state is GatewayState.RUNNING
 
@@ -70,7 +72,9 @@ def test_every_domain_pair_is_decided(state: DomainState, phase: DomainPhase) ->
     action = decide_domain(state, phase)
     if state is DomainState.DELETED:
         expected = (
-            DomainAction.REMOVE_DOCUMENT if phase is DomainPhase.DELETED else DomainAction.DELETE_ALL
+            DomainAction.REMOVE_DOCUMENT
+            if phase is DomainPhase.DELETED
+            else DomainAction.DELETE_ALL
         )
         assert action is expected
     elif state is DomainState.ACTIVE:
