@@ -1,0 +1,58 @@
+"""What activities need, built once per worker: store repositories and cluster regions."""
+
+from functools import cached_property
+
+from pymongo import MongoClient
+from pymongo.database import Database as MongoDatabase
+
+from cluster.client import Cluster
+from cluster.regions import Regions
+from settings import Settings
+from store.children import ChildRepository
+from store.client import connect
+from store.databases import DatabaseRepository, RuntimeDatabases
+from store.domains import RuntimeDomainRepository
+from store.gateways import GatewayRepository
+from store.indexes import ensure_indexes
+
+
+class Deps:
+    """Lazily connected; shared by every activity thread of a worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def db(self) -> MongoDatabase:  # type: ignore[type-arg]
+        db = connect(self.settings.mongodb_uri or "", self.settings.db_name)
+        ensure_indexes(db)
+        return db
+
+    @cached_property
+    def gateways(self) -> GatewayRepository:
+        return GatewayRepository(self.db)
+
+    @cached_property
+    def children(self) -> ChildRepository:
+        return ChildRepository(self.db)
+
+    @cached_property
+    def domains(self) -> RuntimeDomainRepository:
+        return RuntimeDomainRepository(self.db)
+
+    @cached_property
+    def databases(self) -> DatabaseRepository:
+        return DatabaseRepository(self.db)
+
+    @cached_property
+    def runtime(self) -> RuntimeDatabases:
+        uri = self.settings.runtime_mongodb_uri or self.settings.mongodb_uri or ""
+        return RuntimeDatabases(MongoClient(uri, serverSelectionTimeoutMS=5000))
+
+    @cached_property
+    def regions(self) -> Regions:
+        assert self.settings.kubeconfig is not None, "settings must be resolved"
+        return Regions(self.settings.kubeconfig, self.settings.regions)
+
+    def cluster(self, region: str) -> Cluster:
+        return self.regions.cluster(region)

@@ -1,0 +1,100 @@
+"""Deletion steps of GatewayDeletion that are not shared with stop."""
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.context import Deps
+from activities.errors import translated
+from activities.recording import begin_step, complete_step, heartbeat
+from cluster.kinds import Kind, ObjectRef
+from domain import naming
+from domain.messages import StepInput, StepResult
+
+
+def stage_route_refs(gateway_id: str) -> list[ObjectRef]:
+    ns = naming.namespace(gateway_id)
+    return [
+        ObjectRef(Kind.APISIX_ROUTE, ns, naming.stage_route(gateway_id, env))
+        for env in naming.ENVIRONMENTS
+    ]
+
+
+class DeletionActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn
+    @translated
+    def delete_functions(self, step: StepInput) -> StepResult:
+        begin_step(self.deps, step)
+        count = self.deps.children.delete_all("CloudFunction", step.gateway_id)
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, removed=[f"{count} CloudFunction docs"])
+
+    @activity.defn
+    @translated
+    def delete_stages(self, step: StepInput) -> StepResult:
+        """Stage routes first (traffic), then the documents behind them."""
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        cluster = self.deps.cluster(step.region)
+        refs = stage_route_refs(gid)
+        removed = [str(ref) for ref in refs if cluster.delete_owned(gid, ref)]
+        cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
+        for collection in ("ClientApp", "Environment", "Stage"):
+            count = self.deps.children.delete_all(collection, gid)
+            removed.append(f"{count} {collection} docs")
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, removed=removed)
+
+    @activity.defn
+    @translated
+    def delete_database(self, step: StepInput) -> StepResult:
+        """Only once the pods are gone: nothing writes to it any more."""
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        cluster = self.deps.cluster(step.region)
+        self.deps.runtime.drop(gid)
+        secret = ObjectRef(Kind.SECRET, naming.namespace(gid), naming.db_secret(gid))
+        removed = [naming.runtime_database(gid)]
+        if cluster.delete_owned(gid, secret):
+            removed.append(str(secret))
+        cluster.wait_until_gone([secret], timeout=120, on_wait=heartbeat)
+        self.deps.databases.delete(gid)
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, removed=[*removed, "Database doc"])
+
+    @activity.defn
+    @translated
+    def delete_namespace(self, step: StepInput) -> StepResult:
+        """Refuses to take anything it does not own down with the namespace."""
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        ns = naming.namespace(gid)
+        cluster = self.deps.cluster(step.region)
+        foreign = cluster.foreign_objects(gid, ns)
+        if foreign:
+            names = ", ".join(str(ref) for ref in foreign)
+            message = (
+                f"namespace {ns} holds objects without the label "
+                f"{naming.owner_selector(gid)}: {names}; they and the namespace are kept. "
+                "Remove or label them, then request the deletion again."
+            )
+            self.deps.gateways.record_progress(gid, error=message)
+            raise ApplicationError(message, type="NotOwnedError", non_retryable=True)
+        config = ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid))
+        namespace = ObjectRef(Kind.NAMESPACE, None, ns)
+        removed = [str(ref) for ref in (config, namespace) if cluster.delete_owned(gid, ref)]
+        self.deps.gateways.record_progress(gid, waiting_on=f"namespace {ns} to be gone")
+        cluster.wait_until_gone([config, namespace], timeout=600, on_wait=heartbeat)
+        self.deps.gateways.record_progress(gid, waiting_on=None)
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, removed=removed)
+
+    @activity.defn
+    @translated
+    def finalize_deletion(self, step: StepInput) -> StepResult:
+        begin_step(self.deps, step)
+        complete_step(self.deps, step)
+        self.deps.gateways.delete(step.gateway_id)
+        return StepResult(step=step.step, removed=[f"ApiGateway {step.gateway_id}"])

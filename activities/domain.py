@@ -1,0 +1,126 @@
+"""RuntimeDomain: APISIX routes, plugin config, TLS and the custom-domain Certificate."""
+
+from temporalio import activity
+
+from activities.context import Deps
+from activities.errors import translated
+from activities.recording import heartbeat
+from cluster import manifests
+from cluster.kinds import Kind, ObjectRef
+from domain import naming
+from domain.documents import RuntimeDomain
+from domain.messages import DomainInput, DomainStatus, DomainStep
+from domain.states import DomainPhase, DomainState
+from domain.transitions import DomainAction
+
+
+def route_refs(gateway_id: str) -> list[ObjectRef]:
+    ns = naming.namespace(gateway_id)
+    return [
+        ObjectRef(Kind.APISIX_ROUTE, ns, naming.domain_route(gateway_id, env))
+        for env in naming.ENVIRONMENTS
+    ]
+
+
+def all_refs(gateway_id: str) -> list[ObjectRef]:
+    """Routes first (traffic), then what they use."""
+    ns = naming.namespace(gateway_id)
+    return [
+        *route_refs(gateway_id),
+        ObjectRef(Kind.APISIX_PLUGIN_CONFIG, ns, naming.plugin_config(gateway_id)),
+        *(
+            ObjectRef(Kind.APISIX_TLS, ns, naming.tls(gateway_id, env))
+            for env in naming.ENVIRONMENTS
+        ),
+        ObjectRef(Kind.APISIX_TLS, ns, naming.custom_tls(gateway_id)),
+        ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gateway_id)),
+    ]
+
+
+def _status(doc: RuntimeDomain | None, gateway_id: str) -> DomainStatus:
+    if doc is None:
+        return DomainStatus(
+            gateway_id=gateway_id,
+            exists=False,
+            state=DomainState.DELETED,
+            phase=DomainPhase.DELETED,
+        )
+    return DomainStatus(gateway_id=gateway_id, exists=True, state=doc.state, phase=doc.phase)
+
+
+class DomainActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn
+    @translated
+    def set_domain_target(self, target: DomainInput) -> DomainStatus:
+        """Write the target state; a missing document is created (Active) or cleaned up."""
+        gid = target.gateway_id
+        doc = self.deps.domains.get(gid)
+        if doc is None:
+            if target.target is DomainState.ACTIVE:
+                gw = self.deps.gateways.require(gid)
+                doc = RuntimeDomain(
+                    gateway_id=gid,
+                    region=gw.region,
+                    custom_domain=gw.custom_domain,
+                    hosts={env: naming.host(gid, env, gw.region) for env in naming.ENVIRONMENTS},
+                )
+                self.deps.domains.upsert(doc)
+                return _status(doc, gid)
+            # Nothing recorded, but objects may have been half-made: clean them up anyway.
+            return DomainStatus(
+                gateway_id=gid, exists=False, state=target.target, phase=DomainPhase.DELETING
+            )
+        self.deps.domains.set_state(gid, target.target)
+        return _status(doc.model_copy(update={"state": target.target}), gid)
+
+    @activity.defn
+    @translated
+    def converge_domain(self, step: DomainStep) -> DomainStatus:
+        gid = step.gateway_id
+        action = DomainAction(step.action)
+        domains = self.deps.domains
+        if action is DomainAction.REMOVE_DOCUMENT:
+            domains.delete(gid)
+            return _status(None, gid)
+        cluster = self.deps.cluster(step.region)
+        doc = domains.get(gid)
+        if action is DomainAction.APPLY_ROUTES:
+            assert doc is not None, "apply needs the RuntimeDomain document"
+            domains.set_phase(gid, DomainPhase.CREATING)
+            for obj in self._manifests(doc):
+                cluster.ensure(gid, obj)
+            domains.set_phase(gid, DomainPhase.CREATED)
+        else:
+            refs = route_refs(gid) if action is DomainAction.REMOVE_ROUTES else all_refs(gid)
+            if doc is not None:
+                domains.set_phase(gid, DomainPhase.DELETING)
+            for ref in refs:
+                cluster.delete_owned(gid, ref)
+            cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
+            if doc is not None:
+                domains.set_phase(gid, DomainPhase.DELETED)
+        return (
+            _status(domains.get(gid), gid)
+            if doc is not None
+            else DomainStatus(
+                gateway_id=gid, exists=False, state=DomainState.DELETED, phase=DomainPhase.DELETED
+            )
+        )
+
+    @staticmethod
+    def _manifests(doc: RuntimeDomain) -> list[dict[str, object]]:
+        gid = doc.gateway_id
+        objects = [manifests.plugin_config(gid)]
+        for env in naming.ENVIRONMENTS:
+            host = doc.hosts.get(env) or naming.host(gid, env, doc.region)
+            objects.append(manifests.tls(gid, env, host))
+        if doc.custom_domain:
+            objects.append(manifests.certificate(gid, doc.custom_domain))
+            objects.append(manifests.custom_tls(gid, doc.custom_domain))
+        for env in naming.ENVIRONMENTS:
+            host = doc.hosts.get(env) or naming.host(gid, env, doc.region)
+            objects.append(manifests.domain_route(gid, env, host, naming.plugin_config(gid)))
+        return objects

@@ -1,0 +1,64 @@
+"""Reading intent and recording phase, state and progress of the ApiGateway document."""
+
+from temporalio import activity
+
+from activities.context import Deps
+from activities.errors import translated
+from activities.recording import complete_step
+from domain.messages import Intent, PhaseUpdate, ProgressUpdate, StateUpdate, StepInput, StepResult
+from domain.transitions import begins_from
+from store.errors import MalformedDocument
+
+
+class GatewayActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn
+    @translated
+    def read_intent(self, gateway_id: str) -> Intent:
+        try:
+            gw = self.deps.gateways.get(gateway_id)
+        except MalformedDocument as exc:
+            return Intent(gateway_id=gateway_id, exists=True, malformed=str(exc))
+        if gw is None:
+            return Intent(gateway_id=gateway_id, exists=False)
+        return Intent(
+            gateway_id=gateway_id, exists=True, state=gw.state, phase=gw.phase, region=gw.region
+        )
+
+    @activity.defn
+    @translated
+    def begin_operation(self, update: PhaseUpdate) -> bool:
+        """Enter the operation's phase and start a fresh progress record."""
+        self.deps.gateways.reset_progress(update.gateway_id, update.operation, update.total_steps)
+        return self.deps.gateways.set_phase(
+            update.gateway_id, update.phase, expected=begins_from(update.phase)
+        )
+
+    @activity.defn
+    @translated
+    def set_state(self, update: StateUpdate) -> bool:
+        changed = self.deps.gateways.set_state_if(
+            update.gateway_id, update.state, expected=update.expected_state
+        )
+        if update.reason:
+            self.deps.gateways.record_progress(update.gateway_id, error=update.reason)
+        return changed
+
+    @activity.defn
+    @translated
+    def record_progress(self, update: ProgressUpdate) -> None:
+        self.deps.gateways.record_progress(
+            update.gateway_id,
+            step=update.step,
+            step_number=update.step_number,
+            waiting_on=update.waiting_on,
+            error=update.error,
+        )
+
+    @activity.defn
+    @translated
+    def record_step(self, step: StepInput) -> StepResult:
+        complete_step(self.deps, step)
+        return StepResult(step=step.step)

@@ -1,0 +1,66 @@
+"""The instance: Deployment and Service. Started, rolled, stopped, deleted."""
+
+from temporalio import activity
+
+from activities.context import Deps
+from activities.errors import translated
+from activities.recording import begin_step, complete_step, heartbeat
+from cluster import manifests
+from cluster.kinds import Kind, ObjectRef
+from domain import naming
+from domain.messages import InstanceInput, StepInput, StepResult
+
+
+def instance_refs(gateway_id: str) -> list[ObjectRef]:
+    ns = naming.namespace(gateway_id)
+    return [
+        ObjectRef(Kind.DEPLOYMENT, ns, naming.deployment(gateway_id)),
+        ObjectRef(Kind.SERVICE, ns, naming.service(gateway_id)),
+    ]
+
+
+class InstanceActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn
+    @translated
+    def apply_instance(self, step: InstanceInput) -> StepResult:
+        """Create or update; a new `restarted_at` makes it a rolling update."""
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        gw = self.deps.gateways.require(gid)
+        cluster = self.deps.cluster(step.region)
+        cluster.apply(gid, manifests.deployment(gid, gw.instance, step.restarted_at))
+        cluster.apply(gid, manifests.service(gid))
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, created=[str(ref) for ref in instance_refs(gid)])
+
+    @activity.defn
+    @translated
+    def wait_instance_ready(self, step: InstanceInput) -> StepResult:
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        ns = naming.namespace(gid)
+        self.deps.gateways.record_progress(gid, waiting_on=f"Deployment {ns}/{gid} to be available")
+        self.deps.cluster(step.region).wait_until_ready(
+            ns, naming.deployment(gid), timeout=step.timeout_seconds, on_wait=heartbeat
+        )
+        self.deps.gateways.record_progress(gid, waiting_on=None)
+        complete_step(self.deps, step)
+        return StepResult(step=step.step)
+
+    @activity.defn
+    @translated
+    def delete_instance(self, step: StepInput) -> StepResult:
+        """Pods go before the database they use: wait until they are really gone."""
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        cluster = self.deps.cluster(step.region)
+        refs = instance_refs(gid)
+        removed = [str(ref) for ref in refs if cluster.delete_owned(gid, ref)]
+        self.deps.gateways.record_progress(gid, waiting_on="Deployment and Service to be gone")
+        cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
+        self.deps.gateways.record_progress(gid, waiting_on=None)
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, removed=removed)

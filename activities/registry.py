@@ -1,0 +1,47 @@
+"""Every activity the worker runs, bound to one shared set of connections."""
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.context import Deps
+from activities.deletion import DeletionActivities
+from activities.domain import DomainActivities
+from activities.gateway import GatewayActivities
+from activities.instance import InstanceActivities
+from activities.provision import ProvisionActivities
+from activities.triggers import TriggerActivities
+from settings import Settings
+
+
+def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callable[..., Any]]:
+    deps = deps or Deps(settings)
+    gateway = GatewayActivities(deps)
+    provision = ProvisionActivities(deps)
+    instance = InstanceActivities(deps)
+    triggers = TriggerActivities(deps)
+    domain = DomainActivities(deps)
+    deletion = DeletionActivities(deps)
+    return [
+        gateway.read_intent,
+        gateway.begin_operation,
+        gateway.set_state,
+        gateway.record_progress,
+        gateway.record_step,
+        provision.create_namespace,
+        provision.create_database,
+        provision.create_stages,
+        provision.create_functions,
+        provision.create_triggers,
+        instance.apply_instance,
+        instance.wait_instance_ready,
+        instance.delete_instance,
+        triggers.set_triggers_suspended,
+        triggers.delete_triggers,
+        domain.set_domain_target,
+        domain.converge_domain,
+        deletion.delete_functions,
+        deletion.delete_stages,
+        deletion.delete_database,
+        deletion.delete_namespace,
+        deletion.finalize_deletion,
+    ]

@@ -1,0 +1,59 @@
+"""Cron triggers: CronJobs suspended while stopped, deleted before their documents."""
+
+from temporalio import activity
+
+from activities.context import Deps
+from activities.errors import translated
+from activities.recording import begin_step, complete_step, heartbeat
+from cluster import manifests
+from cluster.kinds import Kind, ObjectRef
+from domain import naming
+from domain.documents import CronTrigger
+from domain.messages import StepInput, StepResult, TriggersInput
+
+
+class TriggerActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def _triggers(self, gateway_id: str) -> list[CronTrigger]:
+        return [
+            CronTrigger.model_validate(doc)
+            for doc in self.deps.children.list("CronTrigger", gateway_id)
+        ]
+
+    @activity.defn
+    @translated
+    def set_triggers_suspended(self, step: TriggersInput) -> StepResult:
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        cluster = self.deps.cluster(step.region)
+        changed = []
+        for trigger in self._triggers(gid):
+            cluster.apply(gid, manifests.cron_job(gid, trigger, suspend=step.suspend))
+            changed.append(naming.cron_job(gid, trigger.trigger_id))
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, created=changed)
+
+    @activity.defn
+    @translated
+    def delete_triggers(self, step: StepInput) -> StepResult:
+        """Step 1: every owned CronJob (found by label, not only by document), then docs."""
+        begin_step(self.deps, step)
+        gid = step.gateway_id
+        ns = naming.namespace(gid)
+        cluster = self.deps.cluster(step.region)
+        refs = {
+            ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, t.trigger_id))
+            for t in self._triggers(gid)
+        }
+        refs |= {
+            ObjectRef(Kind.CRON_JOB, ns, obj["metadata"]["name"])
+            for obj in cluster.list_owned(gid, Kind.CRON_JOB, ns)
+        }
+        ordered = sorted(refs, key=str)
+        removed = [str(ref) for ref in ordered if cluster.delete_owned(gid, ref)]
+        cluster.wait_until_gone(ordered, timeout=300, on_wait=heartbeat)
+        count = self.deps.children.delete_all("CronTrigger", gid)
+        complete_step(self.deps, step)
+        return StepResult(step=step.step, removed=[*removed, f"{count} CronTrigger docs"])

@@ -1,0 +1,137 @@
+"""Turns every change of intent in MongoDB into a signal to the gateway's workflow.
+
+A change stream (resume token persisted) reacts at once; a periodic sweep starts any
+gateway whose phase does not match its state and whose workflow is not running, so
+nothing is left stuck even if an event is lost or change streams are unavailable.
+Signal-with-start is idempotent per workflow id, so duplicate dispatchers are harmless.
+"""
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from domain import naming
+from domain.messages import GatewayInput
+from domain.states import GatewayState
+from settings import Settings
+from store.client import connect
+from store.dispatcher import ChangeFeed
+from store.errors import ChangeStreamsUnavailable
+from store.gateways import GatewayRepository
+from store.indexes import ensure_indexes
+from workflows import search
+from workflows.gateway import GatewayWorkflow
+
+log = logging.getLogger("gatewayflow.dispatcher")
+
+SIGNAL_FOR_STATE: dict[GatewayState, str] = {
+    GatewayState.RUNNING: "start",
+    GatewayState.STOPPED: "stop",
+    GatewayState.RESTARTING: "restart",
+    GatewayState.DELETED: "delete",
+}
+
+
+async def signal_gateway(
+    client: Client, settings: Settings, gateway_id: str, signal: str = "reconcile"
+) -> None:
+    """Signal `gateway/<id>`, starting it first if it is not running."""
+    await client.start_workflow(
+        GatewayWorkflow.run,
+        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
+        id=naming.gateway_workflow_id(gateway_id),
+        task_queue=settings.task_queue,
+        start_signal=signal,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search.for_gateway(gateway_id),
+        static_summary=f"gateway {gateway_id}",
+    )
+
+
+async def is_running(client: Client, workflow_id: str) -> bool:
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return False
+    return desc.status == WorkflowExecutionStatus.RUNNING
+
+
+async def sweep_once(client: Client, settings: Settings, gateways: GatewayRepository) -> int:
+    """Start every unconverged gateway whose workflow is not running; returns how many."""
+    started = 0
+    unconverged = await asyncio.to_thread(gateways.unconverged)
+    for gateway_id, state, _phase in unconverged:
+        if await is_running(client, naming.gateway_workflow_id(gateway_id)):
+            continue
+        await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
+        started += 1
+    if started:
+        log.info("sweep started %d unconverged gateway workflow(s)", started)
+    return started
+
+
+async def _sweep_forever(
+    client: Client, settings: Settings, gateways: GatewayRepository, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            await sweep_once(client, settings, gateways)
+        except Exception:  # a failed sweep is retried on the next tick
+            log.exception("sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_seconds)
+
+
+async def _follow_changes(
+    client: Client, settings: Settings, feed: ChangeFeed, stop: asyncio.Event
+) -> None:
+    """The feed runs in a thread; each event is signalled before the next is asked for,
+    so the persisted resume token never gets ahead of what was handled."""
+    loop = asyncio.get_running_loop()
+    halt = threading.Event()
+
+    def pump() -> None:
+        for event in feed.events(halt):
+            signal = SIGNAL_FOR_STATE.get(event.state, "reconcile")
+            handled = asyncio.run_coroutine_threadsafe(
+                signal_gateway(client, settings, event.gateway_id, signal), loop
+            )
+            handled.result()
+
+    follower = asyncio.create_task(asyncio.to_thread(pump))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({follower, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if follower.done():
+            follower.result()  # the feed ended by itself: raise its error
+    finally:
+        halt.set()
+        stopper.cancel()
+        await asyncio.gather(follower, stopper, return_exceptions=True)
+
+
+async def run_dispatcher(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """The change stream and the sweep, until `stop` is set."""
+    db = await asyncio.to_thread(connect, settings.mongodb_uri or "", settings.db_name)
+    await asyncio.to_thread(ensure_indexes, db)
+    gateways = GatewayRepository(db)
+    sweeper = asyncio.create_task(_sweep_forever(client, settings, gateways, stop))
+    try:
+        while not stop.is_set():
+            try:
+                await _follow_changes(client, settings, ChangeFeed(db), stop)
+            except ChangeStreamsUnavailable as exc:
+                log.warning("change streams unavailable (%s): the sweep alone converges", exc)
+                await stop.wait()
+            except Exception:
+                log.exception("change feed failed; reopening from the saved resume token")
+                await asyncio.sleep(1)
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)

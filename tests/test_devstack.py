@@ -1,0 +1,259 @@
+"""The embedded stack as a user meets it: start, reuse, stop, crash and restart.
+
+These tests run a second stack in a home of their own (the session stack is only read),
+so stopping and killing here never disturbs other tests.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from pymongo import MongoClient
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from devstack import stack
+from devstack.temporal import temporal_address, temporal_binary
+from settings import Settings
+from tests.conftest import embedded_settings, stack_env
+
+GATEWAYFLOW = str(Path(sys.executable).parent / "gatewayflow")
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Unresolved settings of this module's own stack, stopped at the end."""
+    settings = embedded_settings(tmp_path_factory.mktemp("own-home"))
+    yield settings
+    stack.stop(settings)
+
+
+def pids(settings: Settings) -> dict[str, int | None]:
+    return {status.name: status.pid for status in stack.status(settings)}
+
+
+def processes_using(home: Path) -> list[str]:
+    """Command lines of every process on the machine that mentions `home`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = " ".join(a.decode(errors="replace") for a in argv)
+        if proc.name.isdigit() and str(home.resolve()) in line:
+            found.append(line)
+    return found
+
+
+def mongo_client(settings: Settings) -> MongoClient[dict[str, Any]]:
+    return MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=10_000)
+
+
+def test_second_start_reuses_the_running_processes(own: Settings) -> None:
+    first = stack.start(own)
+    before = pids(own)
+    second = stack.start(own)
+
+    assert second.started == ()
+    assert pids(own) == before
+    assert all(pid is not None for pid in before.values())
+    recorded = json.loads(own.stack_file.read_text())
+    assert recorded == {
+        "temporal_address": first.settings.temporal_address,
+        "temporal_ui_url": first.settings.temporal_ui_url,
+        "mongodb_uri": first.settings.mongodb_uri,
+        "kubeconfig": str(own.home.resolve() / "kubeconfig"),
+    }
+    assert Path(recorded["kubeconfig"]).is_file()
+
+
+def test_stop_leaves_no_process(own: Settings) -> None:
+    stack.start(own)
+    running = pids(own)
+
+    assert sorted(stack.stop(own)) == ["kube", "mongo", "temporal"]
+
+    assert processes_using(own.home) == []
+    assert all(not Path(f"/proc/{pid}").exists() for pid in running.values())
+    assert all(status.pid is None and not status.healthy for status in stack.status(own))
+    assert not own.stack_file.exists()
+    assert stack.stop(own) == []
+
+
+def test_stale_pid_files_are_recovered(own: Settings) -> None:
+    stack.stop(own)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run = own.home / "run"
+    (run / "temporal.pid").write_text(f"{os.getpid()}\n")  # alive, but not ours
+    (run / "mongo.pid").write_text(f"{dead.pid}\n")  # gone
+    (run / "kube.pid").write_text("not a pid\n")
+
+    started = stack.start(own)
+
+    assert sorted(started.started) == ["kube", "mongo", "temporal"]
+    assert os.getpid() not in pids(own).values()
+    assert all(status.healthy for status in stack.status(own))
+
+
+def test_acknowledged_write_survives_sigkill_of_mongo(own: Settings) -> None:
+    settings = stack.start(own).settings
+    mongo_pid = pids(own)["mongo"]
+    assert mongo_pid is not None
+    with mongo_client(settings) as client:
+        gateways = client.gf_durability.ApiGateway
+        gateways.insert_one({"_id": "gw-1", "state": "Running"})
+        gateways.update_one({"_id": "gw-1"}, {"$set": {"state": "Deleted"}})
+        os.kill(mongo_pid, signal.SIGKILL)
+
+    assert stack.start(own).started == ("mongo",)
+    with mongo_client(settings) as client:
+        assert client.gf_durability.ApiGateway.find_one({"_id": "gw-1"}) == {
+            "_id": "gw-1",
+            "state": "Deleted",
+        }
+
+
+def test_up_detach_serves_ui_and_registers_search_attributes(own: Settings) -> None:
+    stack.stop(own)
+    env = stack_env(own)  # unresolved: no addresses, so `up` starts every part
+    up = subprocess.run(
+        [GATEWAYFLOW, "up", "--detach"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    resolved = own.resolved()
+    assert resolved.temporal_ui_url is not None
+    for address in (resolved.temporal_address, resolved.temporal_ui_url, resolved.mongodb_uri):
+        assert str(address) in up.stdout
+    assert f"KUBECONFIG={resolved.kubeconfig} kubectl get ns" in up.stdout
+
+    with urllib.request.urlopen(resolved.temporal_ui_url, timeout=10) as page:
+        assert page.status == 200
+    address = str(resolved.temporal_address)
+    listed = subprocess.run(
+        [temporal_binary(), "operator", "search-attribute", "list", "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    for name in ("GatewayId", "GatewayState", "GatewayPhase"):
+        assert [name, "Keyword"] in rows
+
+    down = subprocess.run(
+        [GATEWAYFLOW, "down"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert processes_using(own.home) == []
+
+
+def test_up_names_a_taken_port(tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path / "home")
+    with socket.create_server(("127.0.0.1", settings.temporal_port)):
+        up = subprocess.run(
+            [GATEWAYFLOW, "up", "--detach"],
+            env=stack_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert up.returncode == 1
+    assert f"port {settings.temporal_port}" in up.stdout
+    assert "GATEWAYFLOW_TEMPORAL_PORT" in up.stdout
+    assert processes_using(settings.home) == []
+
+
+async def test_up_runs_the_worker_until_sigterm_then_stops_the_stack(own: Settings) -> None:
+    await asyncio.to_thread(stack.stop, own)
+    up = subprocess.Popen(
+        [GATEWAYFLOW, "up"], env=stack_env(own), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        pollers = await _workflow_pollers(own)
+        while not pollers and up.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            pollers = await _workflow_pollers(own)
+        assert pollers, "no worker polls the task queue"
+        assert all(status.healthy for status in await asyncio.to_thread(stack.status, own))
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(up.communicate, timeout=60)
+    assert up.returncode == 0, output.decode()
+    assert processes_using(own.home) == []
+
+
+async def _workflow_pollers(settings: Settings) -> list[str]:
+    """Identities polling the workflow task queue; [] while Temporal is not serving yet."""
+    request = DescribeTaskQueueRequest(
+        namespace=settings.temporal_namespace,
+        task_queue=TaskQueue(name=settings.task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    try:
+        temporal = await Client.connect(temporal_address(settings))
+        response = await temporal.workflow_service.describe_task_queue(request)
+    except (RuntimeError, RPCError):
+        return []
+    return [poller.identity for poller in response.pollers]
+
+
+async def test_sigkill_of_the_whole_stack_keeps_the_data(own: Settings) -> None:
+    settings = (await asyncio.to_thread(stack.start, own)).settings
+    temporal = await Client.connect(str(settings.temporal_address))
+    handle = await temporal.start_workflow(
+        "NoWorkerRunsThis", id="durable-workflow", task_queue="nobody-listens"
+    )
+    with mongo_client(settings) as client:
+        client.gf_durability.kept.insert_one({"_id": "kept"})
+    kube = k8s_config.new_client_from_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
+    with kube:
+        namespace = k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="kept-ns"))
+        k8s.CoreV1Api(kube).create_namespace(namespace)
+
+    for pid in pids(own).values():
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+    restarted = await asyncio.to_thread(stack.start, own)
+
+    assert sorted(restarted.started) == ["kube", "mongo", "temporal"]
+    temporal = await Client.connect(str(settings.temporal_address))
+    description = await temporal.get_workflow_handle(handle.id).describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    with mongo_client(settings) as client:
+        assert client.gf_durability.kept.find_one({"_id": "kept"}) == {"_id": "kept"}
+    kube = k8s_config.new_client_from_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
+    with kube:
+        listed = k8s.CoreV1Api(kube).list_namespace().items
+    names = [ns.metadata.name for ns in listed if ns.metadata]
+    assert "kept-ns" in names
+
+
+def test_session_stack_serves_subprocesses(stack: Settings, mongo: Any) -> None:
+    mongo.notes.insert_one({"_id": "from-test"})
+
+    demo = subprocess.run(
+        [GATEWAYFLOW, "demo"], env=stack_env(stack), capture_output=True, text=True, timeout=120
+    )
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "started" not in demo.stdout  # every part was given by address, none started
+    assert mongo.notes.find_one({"_id": "from-test"}) == {"_id": "from-test"}
+    assert "GATEWAYFLOW_HOME" not in os.environ
