@@ -122,3 +122,24 @@ def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
     if deps.runtime.exists(gateway_id):
         found.append(Item("runtime-db", "database", None, naming.runtime_database(gateway_id)))
     return found
+
+
+def orphans(deps: Deps, region: str = "local") -> dict[str, list[Item]]:
+    """Resources of gateways that have no ApiGateway document any more: leaks."""
+    ids: set[str] = set()
+    for collection in COLLECTIONS:
+        if collection != "ApiGateway":
+            ids.update(str(v) for v in deps.db[collection].distinct("gatewayId"))
+    cluster = deps.cluster(region)
+    for kind in Kind:
+        for obj in cluster.list_all(kind):
+            owner = (obj.get("metadata", {}).get("labels") or {}).get(naming.OWNER_LABEL)
+            if owner:
+                ids.add(owner)
+    found: dict[str, list[Item]] = {}
+    for gateway_id in sorted(ids):
+        if deps.db["ApiGateway"].find_one({"gatewayId": gateway_id}, {"_id": 1}) is None:
+            items = leftovers(deps, gateway_id, region)
+            if items:
+                found[gateway_id] = items
+    return found

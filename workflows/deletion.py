@@ -61,7 +61,7 @@ class GatewayDeletion:
             )
             phase = GatewayPhase.DELETED if step is DeletionStep.FINALIZE else GatewayPhase.DELETING
             step_input = StepInput(
-                gateway_id=gid, region=input.region, phase=phase, step=step.value
+                gateway_id=gid, region=input.region, phase=phase, step=step.value, number=number
             )
             if step is DeletionStep.RUNTIME_DOMAIN:
                 await workflow.execute_child_workflow(

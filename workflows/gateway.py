@@ -213,7 +213,8 @@ class GatewayWorkflow:
         self._note(phase=phase)
         search.upsert(gid, phase=phase.value)
 
-    async def _domain(self, intent: Intent, target: DomainState) -> None:
+    async def _domain(self, intent: Intent, target: DomainState, step: StepInput) -> None:
+        """The child RuntimeDomainWorkflow, then its step recorded like any other."""
         gid = intent.gateway_id
         await workflow.execute_child_workflow(
             RuntimeDomainWorkflow.run,
@@ -223,6 +224,7 @@ class GatewayWorkflow:
             static_summary=f"RuntimeDomain {gid} -> {target.value}",
             execution_timeout=timedelta(hours=1),
         )
+        await call("record_step", step, StepResult, summary=f"record step {step.step}")
 
     def _step(
         self, intent: Intent, phase: GatewayPhase, step: str, number: int | None = None
@@ -267,7 +269,9 @@ class GatewayWorkflow:
         for number, (step, activity, summary) in enumerate(steps, start=1):
             workflow.set_current_details(f"{gid}: step {number}: {step.value}")
             if step is CreationStep.RUNTIME_DOMAIN:
-                await self._domain(intent, DomainState.ACTIVE)
+                await self._domain(
+                    intent, DomainState.ACTIVE, self._step(intent, during, step.value, number)
+                )
                 continue
             phase = done if done is not None and step is CreationStep.TRIGGERS else during
             await call(
@@ -347,7 +351,11 @@ class GatewayWorkflow:
         gid, ns = intent.gateway_id, naming.namespace(intent.gateway_id)
         await self._phase(gid, _P.STOPPING, "stop", len(StopStep))
         workflow.set_current_details(f"stop {gid}: runtime domain -> Inactive")
-        await self._domain(intent, DomainState.INACTIVE)
+        await self._domain(
+            intent,
+            DomainState.INACTIVE,
+            self._step(intent, _P.STOPPING, StopStep.RUNTIME_DOMAIN.value, 1),
+        )
         await call(
             "set_triggers_suspended",
             TriggersInput(
@@ -355,6 +363,7 @@ class GatewayWorkflow:
                 region=intent.region,
                 phase=_P.STOPPING,
                 step=StopStep.TRIGGERS.value,
+                number=2,
                 suspend=True,
             ),
             StepResult,
@@ -363,7 +372,7 @@ class GatewayWorkflow:
         workflow.set_current_details(f"stop {gid}: removing the instance")
         await call(
             "delete_instance",
-            self._step(intent, _P.STOPPED, StopStep.INSTANCE.value),
+            self._step(intent, _P.STOPPED, StopStep.INSTANCE.value, 3),
             StepResult,
             summary=f"delete Deployment {gid}, Service {gid} in {ns}; wait until gone",
             waits=True,
