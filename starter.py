@@ -27,12 +27,32 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from temporalio.client import Client
 
+import control
+from activities.context import Deps
+from activities.inventory import orphans
+from activities.inventory import plan as deletion_plan
+from cluster.errors import ClusterError
+from demo import run_demo
 from devstack import stack
 from devstack.demo_check import check_stack
 from devstack.processes import DevstackError
-from settings import Settings, SettingsError
-from worker import run_worker
+from domain.documents import ApiGateway
+from domain.naming import InvalidGatewayId, validate_gateway_id
+from domain.states import GatewayState
+from domain.transitions import Request, RequestRefused
+from settings import Settings, SettingsError, load_settings
+from store.errors import StoreError
+from views import (
+    leftovers_table,
+    plan_table,
+    progress_line,
+    status_detail,
+    status_table,
+    where_to_look,
+)
+from worker import connect, run_worker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -78,9 +98,10 @@ def down() -> None:
 
 @app.command()
 def demo() -> None:
-    """Bring up the stack, show that every part answers, and bring it down again."""
+    """The whole story: create three gateways, stop and start one, delete all, verify."""
     settings = environment_settings()
     started = start_stack(settings)
+    clean = False
     try:
         checks = check_stack(started.settings)
         table = Table("part", "answer", title="Embedded stack")
@@ -88,13 +109,168 @@ def demo() -> None:
             mark = "[green]ok[/]" if check.ok else "[red]FAILED[/]"
             table.add_row(check.name, f"{mark} {check.detail}")
         console.print(table)
-        print_addresses(started.settings)
+        if not all(check.ok for check in checks):
+            raise typer.Exit(1)
+        clean = asyncio.run(run_demo(started.settings, console))
     finally:
         if started.started:
             with console.status("Stopping the embedded stack..."):
                 stack.stop(settings, started.started)
-    if not all(check.ok for check in checks):
-        raise typer.Exit(1)
+    if not clean:
+        fail("something was left behind (table above)")
+
+
+# -- gateways --------------------------------------------------------------------------
+
+GatewayId = Annotated[str, typer.Argument(help="The gateway id (a DNS-1123 label).")]
+Wait = Annotated[bool, typer.Option("--wait", help="Follow live progress until done.")]
+
+
+@app.command()
+def create(
+    gateway_id: GatewayId,
+    region: Annotated[str, typer.Option(help="Region (kubeconfig context).")] = "local",
+    custom_domain: Annotated[str | None, typer.Option(help="A custom domain.")] = None,
+    functions: Annotated[int, typer.Option(min=0, max=100)] = 2,
+    triggers: Annotated[int, typer.Option(min=0, max=100)] = 1,
+    wait: Wait = False,
+) -> None:
+    """Create a gateway (state Running): the system provisions and starts it."""
+    settings = resolved_settings()
+    with errors_exit():
+        gateway = ApiGateway(
+            gateway_id=validate_gateway_id(gateway_id),
+            region=region,
+            custom_domain=custom_domain,
+            functions=functions,
+            triggers=triggers,
+        )
+    asyncio.run(_create(settings, gateway, wait))
+
+
+@app.command()
+def stop(gateway_id: GatewayId, wait: Wait = False) -> None:
+    """Stop: routes off, CronJobs suspended, pods gone; data and certificates kept."""
+    _request(gateway_id, Request.STOP, wait)
+
+
+@app.command()
+def start(gateway_id: GatewayId, wait: Wait = False) -> None:
+    """Start a stopped gateway and wait for its Deployment to be ready."""
+    _request(gateway_id, Request.START, wait)
+
+
+@app.command()
+def restart(gateway_id: GatewayId, wait: Wait = False) -> None:
+    """A rolling update of the gateway's Deployment."""
+    _request(gateway_id, Request.RESTART, wait)
+
+
+@app.command()
+def delete(gateway_id: GatewayId, wait: Wait = False) -> None:
+    """Set state = Deleted: the GatewayDeletion workflow removes everything it owns."""
+    _request(gateway_id, Request.DELETE, wait)
+
+
+@app.command()
+def status(
+    gateway_id: Annotated[str | None, typer.Argument(help="One gateway; all when omitted.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Follow live.")] = False,
+) -> None:
+    """State, phase, current step, last error and the Temporal UI links."""
+    settings = resolved_settings()
+    deps = Deps(settings)
+    with errors_exit():
+        if gateway_id is None:
+            console.print(status_table(deps.gateways.list()))
+            return
+        validate_gateway_id(gateway_id)
+        gw = deps.gateways.require(gateway_id)
+    console.print(status_detail(settings, gw))
+    if watch:
+        state = gw.state if gw.state is not GatewayState.RESTARTING else GatewayState.RUNNING
+        asyncio.run(_follow(settings, deps, gateway_id, state))
+
+
+@app.command()
+def plan(gateway_id: GatewayId) -> None:
+    """Dry run: every document and object the deletion would remove, step by step."""
+    settings = resolved_settings()
+    with errors_exit():
+        validate_gateway_id(gateway_id)
+        steps = deletion_plan(Deps(settings), gateway_id)
+    console.print(plan_table(gateway_id, steps))
+    total = sum(len(step.items) for step in steps)
+    console.print(f"{total} items in {len(steps)} steps; nothing was changed.")
+    console.print(where_to_look(settings, gateway_id))
+
+
+@app.command()
+def audit(
+    region: Annotated[str, typer.Option(help="Region (kubeconfig context).")] = "local",
+) -> None:
+    """Find leaks: resources of gateways whose ApiGateway document is gone. Exit 1 if any."""
+    settings = resolved_settings()
+    with errors_exit():
+        found = orphans(Deps(settings), region)
+    if found:
+        console.print(leftovers_table(found))
+        fail(f"{len(found)} deleted gateway(s) left resources behind")
+    console.print("[green]✓[/] nothing left behind: every owned resource has its gateway")
+
+
+def resolved_settings() -> Settings:
+    with errors_exit():
+        return load_settings()
+
+
+async def _create(settings: Settings, gateway: ApiGateway, wait: bool) -> None:
+    deps = Deps(settings)
+    client = await _client(settings)
+    with errors_exit():
+        await control.create(client, settings, deps.gateways, gateway)
+    console.print(f"Created {gateway.gateway_id} (state Running, phase Creating).")
+    console.print(where_to_look(settings, gateway.gateway_id))
+    if wait:
+        await _follow(settings, deps, gateway.gateway_id, GatewayState.RUNNING)
+
+
+def _request(gateway_id: str, what: Request, wait: bool) -> None:
+    settings = resolved_settings()
+
+    async def run() -> None:
+        deps = Deps(settings)
+        client = await _client(settings)
+        with errors_exit():
+            gw = await control.request(client, settings, deps.gateways, gateway_id, what)
+        console.print(f"{gateway_id}: state -> {gw.state.value} (phase {gw.phase.value})")
+        console.print(where_to_look(settings, gateway_id))
+        if wait:
+            want = GatewayState.RUNNING if what is Request.RESTART else gw.state
+            await _follow(settings, deps, gateway_id, want)
+
+    asyncio.run(run())
+
+
+async def _client(settings: Settings) -> Client:
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        fail(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
+
+
+async def _follow(settings: Settings, deps: Deps, gateway_id: str, want: GatewayState) -> None:
+    def show(snapshot: control.Snapshot) -> None:
+        console.print(progress_line(snapshot.gateway, gateway_id))
+
+    try:
+        gw = await control.follow(deps.gateways, gateway_id, want, show)
+    except TimeoutError as exc:
+        fail(str(exc))
+    if not control.converged(gw, want):
+        reason = gw.progress.last_error if gw else None
+        fail(f"{gateway_id} settled at {gw.state.value}/{gw.phase.value}: {reason}" if gw else "")
+    console.print(f"[green]✓[/] {gateway_id}: {want.value}")
 
 
 def environment_settings() -> Settings:
@@ -136,7 +312,15 @@ def errors_exit() -> Iterator[None]:
     """Turn the errors a user can act on into a message and exit status 1."""
     try:
         yield
-    except (DevstackError, SettingsError) as exc:
+    except (
+        DevstackError,
+        SettingsError,
+        InvalidGatewayId,
+        RequestRefused,
+        StoreError,
+        ValidationError,
+        ClusterError,
+    ) as exc:
         fail(str(exc))
 
 
