@@ -6,6 +6,7 @@ used or stopped. A subprocess reaches the session stack through `stack_env(setti
 
 import json
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -22,15 +23,28 @@ from settings import Settings
 
 
 def free_ports(count: int) -> list[int]:
-    """Distinct ports the kernel has just handed out as free."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Distinct free ports below the kernel's ephemeral range.
+
+    Servers such as the Temporal dev server pick extra ports of their own from the
+    ephemeral range as they start; a port we picked from that range could be handed to
+    one of them again before our own server binds it.
+    """
+    low, _high = (
+        int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    )
+    ports: list[int] = []
+    rng = random.Random()
+    while len(ports) < count:
+        port = rng.randrange(20000, max(20001, low))
+        if port in ports:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 def embedded_settings(home: Path) -> Settings:

@@ -5,7 +5,6 @@ its own gateway's namespace so tests do not see each other's objects.
 """
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -35,16 +34,14 @@ from cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
 from cluster.regions import Regions
 from domain import naming
 from domain.documents import CronTrigger, InstanceSpec
+from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 import logging
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -53,16 +52,14 @@ from store.errors import (
 )
 from store.gateways import GatewayRepository
 from store.indexes import ensure_indexes
+from tests.conftest import free_ports
 
 SECANTUSD = Path(sys.executable).parent / "secantusd-py"
 S, P = GatewayState, GatewayPhase
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 @contextmanager
