@@ -1,8 +1,8 @@
 """Turns every change of intent in MongoDB into a signal to the gateway's workflow.
 
-A change stream (resume token persisted) reacts at once; a periodic sweep starts any
-gateway whose phase does not match its state and whose workflow is not running, so
-nothing is left stuck even if an event is lost or change streams are unavailable.
+A change stream (resume token persisted) reacts at once; a periodic sweep signals (and
+starts, if need be) the workflow of every gateway whose phase does not match its state,
+so nothing is left stuck even if an event is lost or change streams are unavailable.
 Signal-with-start is idempotent per workflow id, so duplicate dispatchers are harmless.
 """
 
@@ -11,9 +11,8 @@ import contextlib
 import logging
 import threading
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
 
 from domain import naming
 from domain.messages import GatewayInput
@@ -54,26 +53,18 @@ async def signal_gateway(
     )
 
 
-async def is_running(client: Client, workflow_id: str) -> bool:
-    try:
-        desc = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError:
-        return False
-    return desc.status == WorkflowExecutionStatus.RUNNING
-
-
 async def sweep_once(client: Client, settings: Settings, gateways: GatewayRepository) -> int:
-    """Start every unconverged gateway whose workflow is not running; returns how many."""
-    started = 0
+    """Signal-with-start every unconverged gateway; returns how many.
+
+    Idle workflows that missed an event get the hint too, and a gateway whose workflow
+    is not running gets one started. Signalling a busy workflow only wakes it later.
+    """
     unconverged = await asyncio.to_thread(gateways.unconverged)
     for gateway_id, state, _phase in unconverged:
-        if await is_running(client, naming.gateway_workflow_id(gateway_id)):
-            continue
         await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
-        started += 1
-    if started:
-        log.info("sweep started %d unconverged gateway workflow(s)", started)
-    return started
+    if unconverged:
+        log.info("sweep signalled %d unconverged gateway(s)", len(unconverged))
+    return len(unconverged)
 
 
 async def _sweep_forever(
@@ -123,6 +114,9 @@ async def run_dispatcher(client: Client, settings: Settings, stop: asyncio.Event
     gateways = GatewayRepository(db)
     sweeper = asyncio.create_task(_sweep_forever(client, settings, gateways, stop))
     try:
+        if not settings.change_streams:
+            log.info("change streams off: the sweep alone converges")
+            await stop.wait()
         while not stop.is_set():
             try:
                 await _follow_changes(client, settings, ChangeFeed(db), stop)

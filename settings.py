@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("GATEWAYFLOW_METRICS_PORT")
     )
     dispatcher: bool = Field(default=True, validation_alias=_env("GATEWAYFLOW_DISPATCHER"))
+    change_streams: bool = Field(
+        default=True,
+        validation_alias=_env("GATEWAYFLOW_CHANGE_STREAMS"),
+        description="off: the periodic sweep alone finds changes of intent",
+    )
 
     # Ports of the embedded default.
     temporal_port: int = Field(default=7233, validation_alias=_env("GATEWAYFLOW_TEMPORAL_PORT"))
