@@ -7,22 +7,32 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
+from metrics import metrics_interceptors, start_metrics
 from settings import Settings, load_settings
+from store.client import connect as connect_db
 
 log = logging.getLogger("gatewayflow.worker")
 
 
-async def connect(settings: Settings) -> Client:
-    """A Temporal client with the pydantic data converter."""
-    tls = settings.temporal_tls or settings.temporal_api_key is not None
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A Temporal client with the pydantic data converter (and mTLS or an API key)."""
+    tls: bool | TLSConfig = settings.temporal_tls or settings.temporal_api_key is not None
+    if settings.temporal_tls_cert and settings.temporal_tls_key:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
     return await Client.connect(
         settings.temporal_address or f"127.0.0.1:{settings.temporal_port}",
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         tls=tls,
         api_key=settings.temporal_api_key,
+        runtime=runtime,
     )
 
 
@@ -38,6 +48,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         activity_executor=executor,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        interceptors=metrics_interceptors(settings),
     )
 
 
@@ -46,7 +57,10 @@ async def run_worker(
 ) -> None:
     """Run until `stop` is set (or forever), then shut down cleanly."""
     stop = stop or asyncio.Event()
-    client = await connect(settings)
+    runtime = None
+    if settings.metrics_port is not None:
+        runtime = start_metrics(settings, connect_db(settings.mongodb_uri or "", settings.db_name))
+    client = await connect(settings, runtime)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         worker = build_worker(client, settings, executor)
         tasks: list[asyncio.Task[None]] = []

@@ -68,7 +68,7 @@ class GatewayDeletion:
                     RuntimeDomainWorkflow.run,
                     DomainInput(gateway_id=gid, region=input.region, target=DomainState.DELETED),
                     id=naming.domain_workflow_id(gid),
-                    search_attributes=search.for_gateway(gid, GatewayPhase.DELETING.value),
+                    search_attributes=search.for_gateway(gid),
                     parent_close_policy=ParentClosePolicy.ABANDON,
                     static_summary=f"RuntimeDomain {gid} -> Deleted",
                     execution_timeout=timedelta(hours=1),

@@ -94,6 +94,7 @@ class GatewayWorkflow:
             self._wake = False
             intent = await call("read_intent", gid, Intent, summary=f"read intent of {gid}")
             if not intent.exists:
+                search.upsert(gid, state=GatewayState.DELETED.value, phase=_P.DELETED.value)
                 self._note(detail="the ApiGateway document is gone")
                 return f"gateway {gid} is gone"
             search.upsert(gid, state=intent.state.value, phase=intent.phase.value)

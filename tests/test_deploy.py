@@ -1,0 +1,379 @@
+"""docker-compose.yml and deploy/: valid files, every setting one settings.py knows, and a
+ClusterRole that grants exactly what the cluster adapter asks the API server for.
+
+Offline: the compose file is checked against the Compose Specification schema vendored by
+check-jsonschema, the manifests against the Kubernetes schemas of kubernetes-validate.
+"""
+
+import contextlib
+import inspect
+import itertools
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import AliasChoices
+from temporalio.common import SearchAttributeKey
+
+from cluster import manifests
+from cluster.client import Cluster, Manifest
+from cluster.errors import NotReadyError
+from cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from domain import naming
+from domain.documents import CronTrigger, InstanceSpec
+from settings import Settings
+from tests.kube_fixtures import Emulator
+from workflows import search
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "docker-compose.yml"
+WORKER = REPO / "deploy" / "worker.yaml"
+DEV_CRDS = REPO / "deploy" / "dev-crds.yaml"
+KUBERNETES = "1.33"  # the k3s of docker-compose.yml
+BUILT_IN_GROUPS = {"", "apps", "batch"}
+
+Triple = tuple[str, str, str]  # (apiGroup, resource, verb), as RBAC rules grant them
+
+
+def _alias(choices: Any) -> str:
+    assert isinstance(choices, AliasChoices)
+    return str(choices.choices[0])
+
+
+SETTINGS_VARS = {_alias(field.validation_alias) for field in Settings.model_fields.values()}
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as the worker reads them from exactly this environment."""
+    for name in SETTINGS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def load_all(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def worker_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if service.get("image", "").startswith("gatewayflow-worker")
+    }
+
+
+# --- docker-compose.yml ------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_references_resolve() -> None:
+    """What the schema cannot see: dependencies, volumes and files that must exist."""
+    data = compose()
+    services, volumes = data["services"], set(data["volumes"])
+    for name, service in services.items():
+        profiles = set(service.get("profiles", []))
+        for dependency in service.get("depends_on", {}):
+            needed = set(services[dependency].get("profiles", []))
+            assert not needed or needed & profiles, f"{name} needs {dependency} of {needed}"
+        for mount in service.get("volumes", []):
+            if isinstance(mount, str):
+                source = mount.split(":")[0]
+                if source.startswith("."):
+                    assert (REPO / source).is_file(), f"{name} mounts missing {source}"
+                else:
+                    assert source in volumes, f"{name} mounts undeclared volume {source}"
+    for service in worker_services().values():
+        assert (REPO / service["build"] / "Dockerfile").is_file()
+
+
+def test_temporal_registers_the_search_attributes_the_workflows_use() -> None:
+    temporal = compose()["services"]["temporal"]
+    command = temporal["command"]
+    assert command[:2] == ["server", "start-dev"]
+    registered = {
+        value for flag, value in itertools.pairwise(command) if flag == "--search-attribute"
+    }
+    used = {
+        f"{key.name}={key.indexed_value_type.name.title()}"
+        for key in vars(search).values()
+        if isinstance(key, SearchAttributeKey)
+    }
+    assert used and registered == used
+    defaults = Settings.model_construct()
+    assert f"{defaults.temporal_port}:7233" in temporal["ports"]
+    assert f"{defaults.ui_port}:8233" in temporal["ports"]
+
+
+@pytest.mark.parametrize("name", sorted(worker_services()))
+def test_compose_worker_settings_are_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = compose()
+    service = data["services"][name]
+    env = {key: str(value) for key, value in service["environment"].items()}
+    assert set(env) <= SETTINGS_VARS, set(env) - SETTINGS_VARS
+    settings = settings_from(env, monkeypatch)
+    assert settings.kubeconfig is not None
+    # The addresses name services of this file.
+    assert settings.temporal_address is not None
+    temporal_host, temporal_port = settings.temporal_address.split(":")
+    assert temporal_host in data["services"] and temporal_port == "7233"
+    mongo = urlsplit(settings.mongodb_uri or "")
+    assert mongo.hostname in data["services"]
+    replica_set = data["services"][mongo.hostname]["command"]
+    assert f"replicaSet={replica_set[replica_set.index('--replSet') + 1]}" in mongo.query
+    # The metrics port is the one published and probed.
+    assert settings.metrics_port is not None
+    assert f"{settings.metrics_port}:{settings.metrics_port}" in service["ports"]
+    assert f":{settings.metrics_port}/healthz" in " ".join(service["healthcheck"]["test"])
+    for dependency in ("temporal", mongo.hostname):
+        assert service["depends_on"][dependency]["condition"] == "service_healthy"
+
+
+# --- deploy/ -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [WORKER, DEV_CRDS], ids=lambda p: p.name)
+def test_manifests_follow_the_kubernetes_schemas(path: Path) -> None:
+    for doc in load_all(path):
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        kinds.setdefault(doc["kind"], []).append(doc)
+    return kinds
+
+
+def test_worker_manifests_fit_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds = by_kind(load_all(WORKER))
+    (namespace,) = kinds["Namespace"]
+    ns = namespace["metadata"]["name"]
+    for docs in kinds.values():
+        for doc in docs:
+            if doc["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+                assert doc["metadata"]["namespace"] == ns, doc["metadata"]
+    (deployment,) = kinds["Deployment"]
+    spec = deployment["spec"]
+    pod = spec["template"]
+    selector = spec["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    (budget,) = kinds["PodDisruptionBudget"]
+    assert budget["spec"]["selector"]["matchLabels"] == selector
+    assert spec["replicas"] == 3 and budget["spec"]["maxUnavailable"] == 1
+
+    (account,) = kinds["ServiceAccount"]
+    assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    (role,) = kinds["ClusterRole"]
+    (binding,) = kinds["ClusterRoleBinding"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": ns}
+    ]
+
+    (container,) = pod["spec"]["containers"]
+    config_maps = {doc["metadata"]["name"]: doc["data"] for doc in kinds["ConfigMap"]}
+    (source,) = container["envFrom"]
+    env = dict(config_maps[source["configMapRef"]["name"]])
+    secrets = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in container["env"]}
+    assert set(secrets) == {"MONGODB_URI", "TEMPORAL_API_KEY"}
+    assert not secrets["MONGODB_URI"].get("optional") and secrets["TEMPORAL_API_KEY"]["optional"]
+    assert set(env) | set(secrets) <= SETTINGS_VARS, (set(env) | set(secrets)) - SETTINGS_VARS
+    settings = settings_from({**env, "MONGODB_URI": "mongodb://mongo:27017/"}, monkeypatch)
+
+    # Probes and scrape annotations reach the metrics port the settings turn on.
+    (port,) = container["ports"]
+    assert port["containerPort"] == settings.metrics_port
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(settings.metrics_port)
+    for key in ("requests", "limits"):
+        assert set(container["resources"][key]) == {"cpu", "memory"}
+
+    # KUBECONFIG is a mounted file whose contexts serve every configured region.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert settings.kubeconfig is not None
+    (volume,) = [n for n, path in mounts.items() if settings.kubeconfig.parent == Path(path)]
+    kubeconfig = yaml.safe_load(
+        config_maps[volumes[volume]["configMap"]["name"]][settings.kubeconfig.name]
+    )
+    contexts = {context["name"] for context in kubeconfig["contexts"]}
+    assert settings.regions and set(settings.regions.values()) <= contexts
+
+
+def test_dev_crds_serve_every_custom_kind() -> None:
+    crds = {
+        (doc["spec"]["group"], doc["spec"]["names"]["plural"]): doc for doc in load_all(DEV_CRDS)
+    }
+    custom = [kind for kind in Kind if "/" in kind.api_version]
+    custom = [kind for kind in custom if kind.api_version.split("/")[0] not in BUILT_IN_GROUPS]
+    assert len(crds) == len(custom)
+    for kind in custom:
+        group, version = kind.api_version.split("/")
+        crd = crds[(group, kind.plural)]
+        assert crd["metadata"]["name"] == f"{kind.plural}.{group}"
+        assert crd["spec"]["names"]["kind"] == kind.value
+        assert crd["spec"]["scope"] == ("Namespaced" if kind.namespaced else "Cluster")
+        assert [v["name"] for v in crd["spec"]["versions"] if v["served"]] == [version]
+
+
+# --- RBAC: the ClusterRole against what the adapter really requests ---------------------
+
+
+def authorized_as(method: str, path: str, query: list[tuple[str, str]]) -> Triple:
+    """(apiGroup, resource, verb) the API server checks for a request, as its RequestInfo
+    reads a resource path: /api/v1/... or /apis/<group>/<version>/..., then
+    [namespaces/<ns>/]<resource>[/<name>]."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api":
+        group, rest = "", parts[2:]
+    else:
+        assert parts[0] == "apis", path
+        group, rest = parts[1], parts[3:]
+    if rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    assert 1 <= len(rest) <= 2, f"subresource or unknown path: {path}"
+    resource, named = rest[0], len(rest) == 2
+    if method == "GET":
+        watch = ("watch", "true") in query or ("watch", "1") in query
+        verb = "watch" if watch else "get" if named else "list"
+    elif method == "DELETE":
+        verb = "delete" if named else "deletecollection"
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}[method]
+    return group, resource, verb
+
+
+def granted(role: dict[str, Any]) -> set[Triple]:
+    triples = set()
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no names, no URLs
+        for values in rule.values():
+            assert "*" not in values, rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    triples.add((group, resource, verb))
+    return triples
+
+
+def public_operations() -> set[str]:
+    return {name for name, _ in inspect.getmembers(Cluster, inspect.isfunction) if name[0] != "_"}
+
+
+def manifest_of(kind: Kind, gid: str) -> Manifest:
+    """A valid object of each kind, as the activities build them."""
+    builders: dict[Kind, Callable[[], Manifest]] = {
+        Kind.NAMESPACE: lambda: manifests.namespace(gid),
+        Kind.CONFIG_MAP: lambda: manifests.config_map(gid, "local"),
+        Kind.SECRET: lambda: manifests.db_secret(gid, "user", "password"),
+        Kind.SERVICE: lambda: manifests.service(gid),
+        Kind.DEPLOYMENT: lambda: manifests.deployment(gid, InstanceSpec()),
+        Kind.CRON_JOB: lambda: manifests.cron_job(
+            gid, CronTrigger(gateway_id=gid, trigger_id="t1", function_name="fn-1"), True
+        ),
+        Kind.APISIX_ROUTE: lambda: manifests.stage_route(gid, "dev", "dev.example.com"),
+        Kind.APISIX_PLUGIN_CONFIG: lambda: manifests.plugin_config(gid),
+        Kind.APISIX_TLS: lambda: manifests.tls(gid, "dev", "dev.example.com"),
+        Kind.CERTIFICATE: lambda: manifests.certificate(gid, "api.example.com"),
+    }
+    assert set(builders) == set(Kind), "a new Kind needs a manifest here"
+    return builders[kind]()
+
+
+def drive(cluster: Cluster, gid: str) -> None:
+    """Every public operation of the adapter on every kind, as a gateway's life would."""
+    ns = naming.namespace(gid)
+    namespace = manifest_of(Kind.NAMESPACE, gid)
+    objects = [manifest_of(kind, gid) for kind in NAMESPACED_KINDS]
+    for obj in [namespace, *objects]:
+        cluster.ensure(gid, obj)
+        cluster.ensure(gid, obj)  # exists: 409, then read and checked
+        cluster.apply(gid, obj)
+        cluster.get(ObjectRef.of(obj))
+    for kind in Kind:
+        cluster.list_owned(gid, kind)
+        cluster.list_all(kind)
+    for kind in NAMESPACED_KINDS:
+        cluster.list_owned(gid, kind, ns)
+        cluster.list_all(kind, ns)
+    with contextlib.suppress(NotReadyError):
+        cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
+    assert cluster.foreign_objects(gid, ns) == []
+    for kind in NAMESPACED_KINDS:
+        cluster.delete_owned_all(gid, kind, ns)
+    cluster.wait_until_gone([ObjectRef.of(obj) for obj in objects], timeout=30)
+    cluster.delete_owned(gid, ObjectRef.of(namespace))
+    cluster.wait_until_gone(ObjectRef.of(namespace), timeout=30)
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    emu = Emulator(
+        tmp_path_factory.mktemp("kube"), "--delete-delay", "0.05", "--ready-delay", "0.05"
+    ).start()
+    yield emu
+    emu.stop()
+
+
+def test_cluster_role_grants_exactly_what_the_adapter_requests(emulator: Emulator) -> None:
+    cluster = Cluster(emulator.kubeconfig, "local")
+    requests: list[Triple] = []
+    send = cluster._request
+
+    def recorded(method: str, path: str, **kwargs: Any) -> Manifest:
+        requests.append(authorized_as(method, path, kwargs.get("query") or []))
+        return send(method, path, **kwargs)
+
+    cluster._request = recorded  # type: ignore[method-assign]
+    called: set[str] = set()
+
+    def recording(name: str, operation: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            called.add(name)
+            return operation(*args, **kwargs)
+
+        return call
+
+    for name in public_operations():
+        setattr(cluster, name, recording(name, getattr(cluster, name)))
+    drive(cluster, f"rbac-{uuid.uuid4().hex[:8]}")
+    assert called == public_operations(), "drive() must exercise every public operation"
+
+    (role,) = by_kind(load_all(WORKER))["ClusterRole"]
+    needed = set(requests)
+    assert granted(role) - needed == set(), "granted but never requested (least privilege)"
+    assert needed - granted(role) == set(), "requested but not granted"
+    # Derived from the code, the set is the kinds of kinds.py times the adapter's verbs.
+    groups = {kind: kind.api_version.rpartition("/")[0] for kind in Kind}
+    assert {(groups[kind], kind.plural) for kind in Kind} == {(g, r) for g, r, _ in needed}
