@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 import control
 from activities.context import Deps
@@ -42,6 +44,14 @@ from domain.documents import ApiGateway
 from domain.naming import InvalidGatewayId, validate_gateway_id
 from domain.states import GatewayState
 from domain.transitions import Request, RequestRefused
+from replay import (
+    HistoryFormatError,
+    ReplayResult,
+    fetch_histories,
+    load_history,
+    replay_histories,
+    results_table,
+)
 from settings import Settings, SettingsError, load_settings
 from store.errors import StoreError
 from views import (
@@ -217,6 +227,54 @@ def audit(
         console.print(leftovers_table(found))
         fail(f"{len(found)} deleted gateway(s) left resources behind")
     console.print("[green]✓[/] nothing left behind: every owned resource has its gateway")
+
+
+@app.command()
+def replay(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="History JSON: `temporal workflow show --output json`, or tctl's."),
+    ] = None,
+    workflow_id: Annotated[
+        str | None, typer.Option(help="Replay every run of this workflow, from the server.")
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay every run this visibility query finds, e.g. \"GatewayId='gw1'\"."
+        ),
+    ] = None,
+) -> None:
+    """Replay workflow histories against the current code. Exit 1 if one does not replay."""
+    if not files and workflow_id is None and query is None:
+        fail("give history files, --workflow-id or --query")
+    try:
+        histories = [load_history(path) for path in files or []]
+    except HistoryFormatError as exc:
+        fail(str(exc))
+
+    async def run() -> list[ReplayResult]:
+        if workflow_id is not None or query is not None:
+            client = await _client(resolved_settings())
+            try:
+                found = await fetch_histories(client, workflow_id=workflow_id, query=query)
+            except RPCError as exc:
+                fail(f"cannot list workflows: {exc.message}")
+            if not found:
+                fail(f"no workflow found for {workflow_id or query}")
+            histories.extend(found)
+        return await replay_histories(histories)
+
+    results = asyncio.run(run())
+    console.print(results_table(results))
+    broken = [r for r in results if not r.ok]
+    if broken:
+        fail(
+            "; ".join(
+                f"{r.workflow_id} ({r.workflow_type}) does not replay: {r.error}" for r in broken
+            )
+        )
+    console.print(f"[green]✓[/] {len(results)} histories replay against the current code")
 
 
 def resolved_settings() -> Settings:

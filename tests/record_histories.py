@@ -1,0 +1,337 @@
+"""Record the workflow histories of tests/histories/ from real runs of the current code.
+
+    .venv/bin/python -m tests.record_histories [--out tests/histories]
+
+Brings up its own embedded stack (Temporal dev server, SecantusDB, the Kubernetes API
+emulator) in a temporary home on free ports, runs every scenario against an in-process
+worker, writes `<scenario>--<workflow-type>.json` (as `temporal workflow show --output
+json` would) plus one legacy tctl-style file, then stops the stack. About a minute.
+tests/histories/README.md says when to re-record.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, EnumDescriptor
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
+
+from devstack import stack as devstack
+from domain import naming
+from domain.documents import ApiGateway
+from domain.messages import GatewayInput
+from domain.states import GatewayPhase, GatewayState
+from domain.transitions import Request
+from settings import Settings
+from tests.conftest import embedded_settings
+from tests.emulator_admin import EmulatorAdmin
+from tests.gateway_harness import Harness, harness, unique_id
+from workflows import search
+from workflows.gateway import GatewayWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+# A history in the legacy tctl style, made from the deletion history (see to_tctl_style).
+LEGACY_FILE = "legacy-tctl--GatewayDeletion.json"
+LEGACY_SOURCE = "delete--GatewayDeletion.json"
+
+Recorded = dict[str, WorkflowHistory]
+"""File name -> history."""
+
+
+# -- waiting for a workflow to be at rest ------------------------------------------------
+async def _poll(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 90.0) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise RuntimeError(f"{what} in {timeout:.0f}s") from None
+
+
+async def idle(h: Harness, gid: str) -> WorkflowHistory:
+    """The history of `gateway/<gid>` once it waits for a signal with nothing in flight."""
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+
+    async def at_rest() -> bool:
+        progress = await handle.query(GatewayWorkflow.progress)
+        if progress is None or progress.action is not None:
+            return False
+        raw = (await handle.describe()).raw_description
+        return not (
+            raw.HasField("pending_workflow_task") or raw.pending_activities or raw.pending_children
+        )
+
+    await _poll(f"gateway/{gid} did not come to rest", at_rest)
+    return await handle.fetch_history()
+
+
+async def closed(h: Harness, workflow_id: str, run_id: str | None = None) -> WorkflowHistory:
+    """The history of a run once it has closed (completed or continued as new)."""
+    handle = h.client.get_workflow_handle(workflow_id, run_id=run_id)
+
+    async def done() -> bool:
+        status = (await handle.describe()).status
+        return status is not None and status is not WorkflowExecutionStatus.RUNNING
+
+    await _poll(f"{workflow_id} did not close", done)
+    return await handle.fetch_history()
+
+
+def attempts(history: WorkflowHistory) -> int:
+    """The highest attempt of any activity in the history."""
+    return max(
+        (
+            e.activity_task_started_event_attributes.attempt
+            for e in history.events
+            if e.HasField("activity_task_started_event_attributes")
+        ),
+        default=0,
+    )
+
+
+# -- the scenarios -------------------------------------------------------------------------
+async def created(h: Harness, prefix: str) -> str:
+    gid = unique_id(prefix)
+    await h.create(gid)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    return gid
+
+
+async def create_start(h: Harness) -> Recorded:
+    """Create (phase Creating -> Created) then start, each with its RuntimeDomain child."""
+    gid = await created(h, "rec-create")
+    gateway = await idle(h, gid)
+    # The first child run is the one that applied the routes (the start's finds them).
+    first = next(
+        e.child_workflow_execution_started_event_attributes.workflow_execution.run_id
+        for e in gateway.events
+        if e.HasField("child_workflow_execution_started_event_attributes")
+    )
+    return {
+        "create-start--GatewayWorkflow.json": gateway,
+        "create-start--RuntimeDomainWorkflow.json": await closed(
+            h, naming.domain_workflow_id(gid), first
+        ),
+    }
+
+
+async def stop_start(h: Harness) -> Recorded:
+    """Stop (RuntimeDomain -> Inactive, CronJobs suspended, instance removed), then start."""
+    gid = await created(h, "rec-stop")
+    await h.request(gid, Request.STOP)
+    await h.wait_for(gid, GatewayState.STOPPED)
+    await idle(h, gid)
+    inactive = await closed(h, naming.domain_workflow_id(gid))
+    await h.request(gid, Request.START)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    return {
+        "stop-start--GatewayWorkflow.json": await idle(h, gid),
+        "stop--RuntimeDomainWorkflow.json": inactive,
+    }
+
+
+async def restart(h: Harness) -> Recorded:
+    """A rolling update of the Deployment, not stop + start."""
+    gid = await created(h, "rec-restart")
+    await h.request(gid, Request.RESTART)
+    await h.wait_phase(gid, GatewayPhase.STARTING)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    return {"restart--GatewayWorkflow.json": await idle(h, gid)}
+
+
+async def delete(h: Harness) -> Recorded:
+    """GatewayDeletion and its RuntimeDomainWorkflow child to Deleted; the entity ends."""
+    gid = await created(h, "rec-delete")
+    await h.request(gid, Request.DELETE)
+    await h.wait_for(gid, GatewayState.DELETED)
+    return {
+        "delete--GatewayWorkflow.json": await closed(h, naming.gateway_workflow_id(gid)),
+        LEGACY_SOURCE: await closed(h, naming.deletion_workflow_id(gid)),
+        "delete--RuntimeDomainWorkflow.json": await closed(h, naming.domain_workflow_id(gid)),
+    }
+
+
+async def continue_as_new(h: Harness) -> Recorded:
+    """With max_actions_per_run=1 the entity continues as new once it has converged.
+
+    Continue-as-new is only considered when the decision is "nothing to do": a new
+    gateway runs its create and then its start (2 actions) before it is converged, so
+    the first run ends after both; the next run reads the intent and waits.
+    """
+    gid = unique_id("rec-can")
+    await asyncio.to_thread(h.gateways.insert, ApiGateway(gateway_id=gid))
+    handle = await h.client.start_workflow(
+        GatewayWorkflow.run,
+        GatewayInput(gateway_id=gid, max_actions_per_run=1),
+        id=naming.gateway_workflow_id(gid),
+        task_queue=h.settings.task_queue,
+        search_attributes=search.for_gateway(gid),
+    )
+    await h.wait_for(gid, GatewayState.RUNNING)
+    first = await closed(h, handle.id, handle.result_run_id)
+    if first.events[-1].event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+        raise RuntimeError(f"{handle.id} ended without continuing as new")
+    return {
+        "continue-as-new--GatewayWorkflow.json": first,
+        "continue-as-new-next-run--GatewayWorkflow.json": await idle(h, gid),
+    }
+
+
+async def delete_with_faults(h: Harness, admin: EmulatorAdmin, gid: str) -> Recorded:
+    """30% of Kubernetes requests answer 503, so activities fail and are retried.
+
+    The cluster client retries a 503 three times inline before its activity fails, so
+    chance alone may leave every activity at attempt 1: the first six Deployment
+    deletes fail as well, which makes `delete_instance` run at least twice.
+    """
+    rules: list[dict[str, Any]] = [
+        {"verb": "delete", "kind": "Deployment", "status": 503, "count": 6},
+        {"rate": 0.3, "status": 503},
+    ]
+    with admin.faults_injected(rules, seed=1):
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED, timeout=150)
+    deletion = await closed(h, naming.deletion_workflow_id(gid))
+    if attempts(deletion) < 2:
+        raise RuntimeError("no activity of the deletion was retried under the injected faults")
+    return {
+        "delete-with-faults--GatewayDeletion.json": deletion,
+        "delete-with-faults--RuntimeDomainWorkflow.json": await closed(
+            h, naming.domain_workflow_id(gid)
+        ),
+    }
+
+
+async def preempted_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
+    """A delete while the start waits for a Deployment that never becomes ready."""
+    gid = unique_id("rec-preempt")
+    with admin.timing(readyDelay=-1):
+        await h.create(gid)
+
+        async def waiting_for_readiness() -> bool:
+            gw = await asyncio.to_thread(h.gateways.require, gid)
+            return gw.phase is GatewayPhase.STARTING and gw.progress.waiting_on is not None
+
+        await _poll(f"{gid} did not wait for readiness", waiting_for_readiness)
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+    return {
+        "preempted-start--GatewayWorkflow.json": await closed(h, naming.gateway_workflow_id(gid)),
+        "preempted-start--GatewayDeletion.json": await closed(h, naming.deletion_workflow_id(gid)),
+    }
+
+
+async def record_all(settings: Settings) -> Recorded:
+    """Independent scenarios run side by side; those that change the emulator for
+    everyone (faults, readiness) run alone afterwards."""
+    admin = EmulatorAdmin.of(settings)
+    # The dispatcher stays off: the scenarios signal through `control` as the CLI does,
+    # and nothing can start `gateway/<id>` before continue_as_new starts it itself.
+    async with harness(settings.model_copy(update={"dispatcher": False})) as h:
+        first, stopped, restarted, deleted, continued, faulty = await asyncio.gather(
+            create_start(h),
+            stop_start(h),
+            restart(h),
+            delete(h),
+            continue_as_new(h),
+            created(h, "rec-faults"),
+        )
+        recorded = first | stopped | restarted | deleted | continued
+        recorded |= await delete_with_faults(h, admin, faulty)
+        recorded |= await preempted_start(h, admin)
+    return recorded
+
+
+# -- the legacy tctl style -----------------------------------------------------------------
+def to_tctl_style(history_json: dict[str, Any]) -> list[dict[str, Any]]:
+    """A history as the older tctl wrote it, from `{"events": [...]}` of today's CLI.
+
+    - a bare list of events: `tctl admin workflow show --output_filename` encodes the
+      events one by one (`JSONPBEncoder.EncodeHistoryEvents`) into a JSON array;
+    - every enum in the short style of the gogo-protobuf era (api-go's
+      `EventType_shorthandName`): `"eventType": "WorkflowExecutionStarted"`,
+      `"kind": "Normal"`, `"parentClosePolicy": "Abandon"`;
+    - no `workflowId` in the first event: servers of that time did not record it.
+    Compare the Python SDK's own legacy fixture, tests/worker/
+    test_replayer_complete_history.json in temporalio/sdk-python.
+    """
+    events: list[dict[str, Any]] = json.loads(json.dumps(history_json["events"]))
+    for event in events:
+        _shorten_enums(HistoryEvent.DESCRIPTOR, event)
+    events[0]["workflowExecutionStartedEventAttributes"].pop("workflowId", None)
+    return events
+
+
+def _shorten_enums(descriptor: Descriptor, message: dict[str, Any]) -> None:
+    for key, value in message.items():
+        field = descriptor.fields_by_camelcase_name.get(key)
+        if field is None:
+            continue
+        if field.enum_type is not None:
+            message[key] = _short_enum_name(field.enum_type, value)
+        elif field.message_type is not None:
+            inner = field.message_type
+            if inner.GetOptions().map_entry:
+                entry = inner.fields_by_name["value"].message_type
+                if entry is not None:
+                    for item in value.values():
+                        _shorten_enums(entry, item)
+            else:
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, dict):  # not a Duration or Timestamp string
+                        _shorten_enums(inner, item)
+
+
+def _short_enum_name(enum: EnumDescriptor, value: Any) -> Any:
+    """`TASK_QUEUE_KIND_NORMAL` -> `Normal` (the enum's prefix is that of its 0 value)."""
+    if isinstance(value, list):
+        return [_short_enum_name(enum, item) for item in value]
+    prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    words = str(value).removeprefix(prefix).split("_")
+    return "".join(word.capitalize() for word in words)
+
+
+# -- writing -------------------------------------------------------------------------------
+def write(recorded: Recorded, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, history in sorted(recorded.items()):
+        path = out / name
+        path.write_text(history.to_json() + "\n")
+        written.append(path)
+    legacy = to_tctl_style(recorded[LEGACY_SOURCE].to_json_dict())
+    path = out / LEGACY_FILE
+    path.write_text(json.dumps(legacy, indent=2) + "\n")
+    written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HISTORIES, help="where to write")
+    args = parser.parse_args()
+    # The injected faults fail activities on purpose: their tracebacks are not news.
+    logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="gatewayflow-record-") as home:
+        settings = embedded_settings(Path(home))
+        started = devstack.start(settings)
+        try:
+            recorded = asyncio.run(record_all(started.settings))
+        finally:
+            devstack.stop(settings)
+    for path in write(recorded, args.out):
+        print(f"{path}  {path.stat().st_size // 1024} KiB")
+    print(f"{len(recorded) + 1} histories in {time.monotonic() - began:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

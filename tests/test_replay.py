@@ -1,0 +1,438 @@
+"""Replay: recorded histories against the current workflow code, and what replay catches.
+
+The histories in tests/histories/ come from real runs (tests/record_histories.py). If a
+change to workflow code makes one fail here, running workflows of that kind would fail
+the same way after the deploy: see tests/histories/README.md.
+"""
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.workflow import ParentClosePolicy
+
+from domain import naming
+from domain.messages import DeletionInput, DeletionResult, DomainInput, StepInput, StepResult
+from domain.states import DomainState, GatewayPhase, GatewayState
+from domain.steps import DELETION_STEPS, DeletionStep
+from domain.transitions import Request
+from replay import (
+    HistoryFormatError,
+    fetch_histories,
+    load_history,
+    replay_histories,
+    results_table,
+)
+from settings import Settings
+from tests.conftest import stack_env
+from tests.gateway_harness import harness, unique_id
+from tests.record_histories import HISTORIES, LEGACY_FILE, LEGACY_SOURCE, to_tctl_style
+from worker import connect
+from workflows import search
+from workflows.calls import call
+from workflows.registry import ALL_WORKFLOWS
+from workflows.runtime_domain import RuntimeDomainWorkflow
+
+FILES = sorted(HISTORIES.glob("*.json"))
+DELETION = HISTORIES / LEGACY_SOURCE
+
+
+def workflow_type_of(path: Path) -> str:
+    """`<scenario>--<workflow-type>.json`"""
+    return path.stem.split("--")[1]
+
+
+def without_workflow_id(history: WorkflowHistory) -> list[Any]:
+    """The events, minus the workflow id that only newer servers record."""
+    events = [type(e)() for e in history.events]
+    for copy, event in zip(events, history.events, strict=True):
+        copy.CopyFrom(event)
+    events[0].workflow_execution_started_event_attributes.ClearField("workflow_id")
+    return events
+
+
+# -- every recorded history replays --------------------------------------------------------
+def test_histories_cover_every_workflow_and_stay_small() -> None:
+    assert {workflow_type_of(path) for path in FILES} == {
+        "GatewayWorkflow",
+        "GatewayDeletion",
+        "RuntimeDomainWorkflow",
+    }
+    assert len(ALL_WORKFLOWS) == 3
+    assert sum(path.stat().st_size for path in FILES) < 2_000_000
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda path: path.name)
+async def test_recorded_history_replays(path: Path) -> None:
+    [result] = await replay_histories([load_history(path)])
+    assert result.workflow_type == workflow_type_of(path)
+    assert result.ok, (
+        f"{path.name} no longer replays: {result.error}\n"
+        "Running workflows like it would fail after this change; tests/histories/README.md "
+        "says how to make it safely."
+    )
+
+
+def test_recorded_histories_hold_the_scenarios() -> None:
+    """Each file is what its name says: retries, a cancelled wait, a continue-as-new."""
+
+    def events(name: str) -> list[str]:
+        return [e["eventType"] for e in json.loads((HISTORIES / name).read_text())["events"]]
+
+    faulty = json.loads((HISTORIES / "delete-with-faults--GatewayDeletion.json").read_text())
+    attempts = [
+        e["activityTaskStartedEventAttributes"].get("attempt", 1)
+        for e in faulty["events"]
+        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_STARTED"
+    ]
+    assert max(attempts) > 1
+    assert "EVENT_TYPE_ACTIVITY_TASK_CANCELED" in events("preempted-start--GatewayWorkflow.json")
+    assert events("continue-as-new--GatewayWorkflow.json")[-1] == (
+        "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    )
+    assert events("delete--GatewayDeletion.json")[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+
+
+# -- the file formats ----------------------------------------------------------------------
+def test_legacy_tctl_file_loads_as_the_history_it_was_made_from() -> None:
+    legacy = json.loads((HISTORIES / LEGACY_FILE).read_text())
+    # The shape of tctl's export: a bare list, short enum names, no workflow id.
+    assert isinstance(legacy, list)
+    assert legacy[0]["eventType"] == "WorkflowExecutionStarted"
+    assert legacy[0]["workflowExecutionStartedEventAttributes"]["taskQueue"]["kind"] == "Normal"
+    assert "workflowId" not in legacy[0]["workflowExecutionStartedEventAttributes"]
+    assert legacy == to_tctl_style(json.loads(DELETION.read_text()))
+
+    loaded = load_history(HISTORIES / LEGACY_FILE)
+    assert loaded.workflow_id == "legacy-tctl--GatewayDeletion"  # the file name stands in
+    assert without_workflow_id(loaded) == without_workflow_id(load_history(DELETION))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in FILES if p.name != LEGACY_FILE], ids=lambda path: path.name
+)
+def test_every_enum_we_record_survives_the_tctl_style(path: Path, tmp_path: Path) -> None:
+    """The SDK's fix-ups of old enum names cover every enum our histories contain."""
+    legacy = tmp_path / path.name
+    legacy.write_text(json.dumps(to_tctl_style(json.loads(path.read_text()))))
+    assert without_workflow_id(load_history(legacy)) == without_workflow_id(load_history(path))
+
+
+def test_cli_format_keeps_the_recorded_workflow_id(tmp_path: Path) -> None:
+    history = load_history(DELETION)
+    assert history.workflow_id.startswith("gateway-deletion/rec-delete-")
+    extra = tmp_path / "extra-keys.json"
+    extra.write_text(json.dumps({**json.loads(DELETION.read_text()), "nextPageToken": None}))
+    assert load_history(extra).events == history.events
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        ("not json", "cannot read JSON"),
+        ('{"workflows": []}', "not a workflow history"),
+        ("[]", "not a workflow history"),
+        ('[{"eventId": "1", "eventType": "WorkflowTaskScheduled"}]', "first event"),
+    ],
+)
+def test_what_is_not_a_history_is_refused_by_name(
+    tmp_path: Path, content: str, complaint: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(HistoryFormatError, match=complaint) as refused:
+        load_history(path)
+    assert str(path) in str(refused.value)
+
+
+# -- an incompatible change is caught --------------------------------------------------------
+_ACTIVITY = {
+    DeletionStep.TRIGGERS: "delete_triggers",
+    DeletionStep.FUNCTIONS: "delete_functions",
+    DeletionStep.STAGES: "delete_stages",
+    DeletionStep.INSTANCE: "delete_instance",
+    DeletionStep.DATABASE: "delete_database",
+    DeletionStep.NAMESPACE: "delete_namespace",
+    DeletionStep.FINALIZE: "finalize_deletion",
+}
+
+
+STAGES_AT = DELETION_STEPS.index(DeletionStep.STAGES)
+INSTANCE_FIRST = (
+    *DELETION_STEPS[:STAGES_AT],
+    DeletionStep.INSTANCE,
+    *(step for step in DELETION_STEPS[STAGES_AT:] if step is not DeletionStep.INSTANCE),
+)
+
+
+class DeletionCopy:
+    """The steps of GatewayDeletion, copied: each class below registers a variant under the
+    name GatewayDeletion. Not sandboxed: the sandbox would re-import this test module.
+
+    ORDER: the steps in order. NEW_STEP: an extra activity after the namespace step,
+    `"always"`, or `"patched"` (only where `workflow.patched` lets it run).
+    """
+
+    ORDER: tuple[DeletionStep, ...] = DELETION_STEPS
+    NEW_STEP: str | None = None
+
+    async def steps(self, input: DeletionInput) -> DeletionResult:
+        gid = input.gateway_id
+        search.upsert(gid, state="Deleted", phase=GatewayPhase.DELETING.value)
+        result = DeletionResult(gateway_id=gid)
+        for number, step in enumerate(self.ORDER, start=1):
+            phase = GatewayPhase.DELETED if step is DeletionStep.FINALIZE else GatewayPhase.DELETING
+            step_input = StepInput(
+                gateway_id=gid, region=input.region, phase=phase, step=step, number=number
+            )
+            if step is DeletionStep.RUNTIME_DOMAIN:
+                await workflow.execute_child_workflow(
+                    RuntimeDomainWorkflow.run,
+                    DomainInput(gateway_id=gid, region=input.region, target=DomainState.DELETED),
+                    id=naming.domain_workflow_id(gid),
+                    search_attributes=search.for_gateway(gid, GatewayPhase.DELETING.value),
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                    execution_timeout=timedelta(hours=1),
+                )
+                activity = "record_step"
+            else:
+                activity = _ACTIVITY[step]
+            result.steps.append(await call(activity, step_input, StepResult, summary=step))
+            if step is DeletionStep.NAMESPACE and (
+                self.NEW_STEP == "always"
+                or (self.NEW_STEP == "patched" and workflow.patched("wait-namespace-finalizers"))
+            ):
+                await call("wait_namespace_gone", step_input, StepResult, summary="new")
+        search.upsert(gid, phase=GatewayPhase.DELETED.value)
+        return result
+
+
+@workflow.defn(name="GatewayDeletion", sandboxed=False)
+class Unchanged(DeletionCopy):
+    """The copy itself is faithful: without a change it replays."""
+
+    @workflow.run
+    async def run(self, input: DeletionInput) -> DeletionResult:
+        return await self.steps(input)
+
+
+@workflow.defn(name="GatewayDeletion", sandboxed=False)
+class InstanceBeforeStages(DeletionCopy):
+    ORDER = INSTANCE_FIRST
+
+    @workflow.run
+    async def run(self, input: DeletionInput) -> DeletionResult:
+        return await self.steps(input)
+
+
+@workflow.defn(name="GatewayDeletion", sandboxed=False)
+class NewStep(DeletionCopy):
+    NEW_STEP = "always"
+
+    @workflow.run
+    async def run(self, input: DeletionInput) -> DeletionResult:
+        return await self.steps(input)
+
+
+@workflow.defn(name="GatewayDeletion", sandboxed=False)
+class NewStepPatched(DeletionCopy):
+    NEW_STEP = "patched"
+
+    @workflow.run
+    async def run(self, input: DeletionInput) -> DeletionResult:
+        return await self.steps(input)
+
+
+@pytest.mark.parametrize(
+    ("modified", "mismatch"),
+    [
+        (Unchanged, None),
+        (InstanceBeforeStages, "delete_stages"),
+        (NewStep, "finalize_deletion"),
+        (NewStepPatched, None),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else str(value),
+)
+async def test_a_recorded_deletion_catches_an_incompatible_change(
+    modified: type, mismatch: str | None
+) -> None:
+    [result] = await replay_histories([load_history(DELETION)], workflows=[modified])
+    assert result.workflow_type == "GatewayDeletion"
+    if mismatch is None:
+        assert result.ok, result.error
+        return
+    assert not result.ok
+    assert result.error is not None and "Nondeterminism error" in result.error
+    assert mismatch in result.error
+
+
+def edited_deletion(tmp_path: Path) -> Path:
+    """The recorded deletion as code with stages and instance swapped would have made it."""
+    history = json.loads(DELETION.read_text())
+    scheduled = [
+        e["activityTaskScheduledEventAttributes"]["activityType"]
+        for e in history["events"]
+        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    ]
+    stages = next(t for t in scheduled if t["name"] == "delete_stages")
+    instance = next(t for t in scheduled if t["name"] == "delete_instance")
+    stages["name"], instance["name"] = "delete_instance", "delete_stages"
+    path = tmp_path / "other-code--GatewayDeletion.json"
+    path.write_text(json.dumps(history))
+    return path
+
+
+async def test_a_history_of_other_code_does_not_replay(tmp_path: Path) -> None:
+    results = await replay_histories(
+        [load_history(DELETION), load_history(edited_deletion(tmp_path))]
+    )
+    assert [r.ok for r in results] == [True, False]
+    error = results[1].error
+    assert error is not None and "Nondeterminism error" in error and "delete_stages" in error
+    assert results[1].workflow_id == load_history(DELETION).workflow_id
+    rendered = results_table(results)
+    assert rendered.row_count == 2
+
+
+# -- from the server ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    settings: Settings
+    gateway_id: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def lifecycle(stack: Settings) -> AsyncIterator[Run]:
+    """One gateway created, stopped and deleted by a worker of the current code."""
+    async with harness(stack) as h:
+        gid = unique_id("replay")
+        await h.create(gid)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+        yield Run(h.settings, gid)
+
+
+def child_runs(histories: Sequence[WorkflowHistory], workflow_id: str) -> set[str]:
+    """Run ids of `workflow_id` that the parents' histories say they started."""
+    return {
+        attributes.workflow_execution.run_id
+        for history in histories
+        for event in history.events
+        if event.HasField("child_workflow_execution_started_event_attributes")
+        for attributes in [event.child_workflow_execution_started_event_attributes]
+        if attributes.workflow_execution.workflow_id == workflow_id
+    }
+
+
+async def test_histories_fetched_from_the_server_replay(lifecycle: Run) -> None:
+    gid = lifecycle.gateway_id
+    client = await connect(lifecycle.settings)
+    domain = naming.domain_workflow_id(gid)
+    parents = {naming.gateway_workflow_id(gid), naming.deletion_workflow_id(gid)}
+    # Visibility is eventually consistent: wait until every run is listed.
+    for _ in range(100):
+        histories = await fetch_histories(client, query=f"GatewayId='{gid}'")
+        fetched = {h.workflow_id for h in histories}
+        domain_runs = {h.run_id for h in histories if h.workflow_id == domain}
+        started = child_runs([h for h in histories if h.workflow_id in parents], domain)
+        if fetched == {*parents, domain} and domain_runs == started:
+            break
+        await asyncio.sleep(0.3)
+    assert fetched == {*parents, domain}
+    assert len(domain_runs) >= 3 and domain_runs == started  # every run, not just the last
+    results = await replay_histories(histories)
+    assert [r for r in results if not r.ok] == []
+    assert {r.workflow_type for r in results} == {
+        "GatewayWorkflow",
+        "GatewayDeletion",
+        "RuntimeDomainWorkflow",
+    }
+
+    only = await fetch_histories(client, workflow_id=naming.deletion_workflow_id(gid))
+    assert [h.workflow_id for h in only] == [naming.deletion_workflow_id(gid)]
+    both = await fetch_histories(client, workflow_id=domain, query=f"GatewayId='{gid}'")
+    assert {h.run_id for h in both} == started
+    assert await fetch_histories(client, workflow_id=domain, query="GatewayId='no-such'") == []
+
+
+async def test_temporal_cli_export_loads_and_replays(lifecycle: Run, tmp_path: Path) -> None:
+    """The JSON of `temporal workflow show --output json`, from the CLI we ship."""
+    settings = lifecycle.settings
+    workflow_id = naming.deletion_workflow_id(lifecycle.gateway_id)
+    exported = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "temporal"),
+            "workflow",
+            "show",
+            "--address",
+            str(settings.temporal_address),
+            "--namespace",
+            settings.temporal_namespace,
+            "--workflow-id",
+            workflow_id,
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    path = tmp_path / "exported--GatewayDeletion.json"
+    path.write_text(exported.stdout)
+    assert list(json.loads(exported.stdout)) == ["events"]
+    history = load_history(path)
+    assert history.workflow_id == workflow_id
+    [result] = await replay_histories([history])
+    assert result.ok, result.error
+
+
+# -- the command line ----------------------------------------------------------------------
+def _has_replay_command() -> bool:
+    from starter import app
+
+    return any(
+        (command.name or getattr(command.callback, "__name__", "")) == "replay"
+        for command in app.registered_commands
+    )
+
+
+@pytest.mark.skipif(
+    not _has_replay_command(),
+    reason="`gatewayflow replay` is not in starter.py yet: the lead adds it",
+)
+async def test_gatewayflow_replay_command(lifecycle: Run, tmp_path: Path) -> None:
+    env = {**stack_env(lifecycle.settings), "COLUMNS": "250"}
+    gatewayflow = str(Path(sys.executable).parent / "gatewayflow")
+
+    def replay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [gatewayflow, "replay", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    recorded = replay(*(str(path) for path in FILES))
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert "gateway-deletion/rec-delete-" in recorded.stdout
+
+    served = replay("--query", f"GatewayId='{lifecycle.gateway_id}'")
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert naming.deletion_workflow_id(lifecycle.gateway_id) in served.stdout
+
+    broken = replay(str(DELETION), str(edited_deletion(tmp_path)))
+    assert broken.returncode != 0
+    output = broken.stdout + broken.stderr
+    assert load_history(DELETION).workflow_id in output
+    assert "Nondeterminism error" in output
