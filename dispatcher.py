@@ -57,11 +57,12 @@ async def sweep_once(client: Client, settings: Settings, gateways: GatewayReposi
     """Signal-with-start every unconverged gateway; returns how many.
 
     Idle workflows that missed an event get the hint too, and a gateway whose workflow
-    is not running gets one started. Signalling a busy workflow only wakes it later.
+    is not running gets one started. The hint is `reconcile`: it wakes an idle workflow
+    but neither preempts an operation nor cuts short the backoff after a failure.
     """
     unconverged = await asyncio.to_thread(gateways.unconverged)
-    for gateway_id, state, _phase in unconverged:
-        await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
+    for gateway_id, _state, _phase in unconverged:
+        await signal_gateway(client, settings, gateway_id, "reconcile")
     if unconverged:
         log.info("sweep signalled %d unconverged gateway(s)", len(unconverged))
     return len(unconverged)

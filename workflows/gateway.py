@@ -5,6 +5,7 @@ read from MongoDB (the source of truth); signals are only hints to look again.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -43,12 +44,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.runtime_domain import RuntimeDomainWorkflow
 
 _P = GatewayPhase
+_BACKOFF_FIRST = timedelta(minutes=1)
+_BACKOFF_MAX = timedelta(minutes=30)
 
 
 @workflow.defn(name="GatewayWorkflow")
 class GatewayWorkflow:
     def __init__(self) -> None:
         self._wake = False
+        self._requested = False  # an explicit stop/start/restart/delete, not a sweep hint
+        self._failures = 0
         self._delete_requested = False
         self._action_task: asyncio.Task[None] | None = None
         self._action: GatewayAction | None = None
@@ -61,20 +66,20 @@ class GatewayWorkflow:
 
     @workflow.signal
     def start(self) -> None:
-        self._wake = True
+        self._wake = self._requested = True
 
     @workflow.signal
     def stop(self) -> None:
-        self._wake = True
+        self._wake = self._requested = True
 
     @workflow.signal
     def restart(self) -> None:
-        self._wake = True
+        self._wake = self._requested = True
 
     @workflow.signal
     def delete(self) -> None:
         """A delete preempts an in-flight create, start or stop."""
-        self._wake = True
+        self._wake = self._requested = True
         self._delete_requested = True
         task = self._action_task
         if task is not None and not task.done() and self._action is not GatewayAction.DELETE:
@@ -113,13 +118,32 @@ class GatewayWorkflow:
             actions += 1
             self._progress.actions_this_run = actions
             ok = await self._run_action(intent, decision, input)
-            if not ok:
-                await self._idle("waiting for a signal after a failed operation")
+            if ok:
+                self._failures = 0
+            else:
+                self._failures += 1
+                await self._back_off(decision.action)
 
     def _should_continue_as_new(self, actions: int, input: GatewayInput) -> bool:
         return (
             actions >= input.max_actions_per_run or workflow.info().is_continue_as_new_suggested()
         )
+
+    async def _back_off(self, action: GatewayAction) -> None:
+        """After a failed operation: retry on an explicit request, or after a backoff.
+
+        Sweep hints (`reconcile`) do not cut the backoff short, so a gateway that fails
+        for a reason only an operator can fix is not retried on every sweep.
+        """
+        if not workflow.patched("failure-backoff"):
+            await self._idle("waiting for a signal after a failed operation")
+            return
+        delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), _BACKOFF_MAX)
+        why = f"{action.value} failed; retrying in {delay} or on the next request"
+        workflow.set_current_details(why)
+        self._note(detail=why, action=None)
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._requested, timeout=delay)
 
     async def _idle(self, why: str) -> None:
         workflow.set_current_details(why)
@@ -164,6 +188,7 @@ class GatewayWorkflow:
             GatewayAction.DELETE: lambda: self._delete(intent),
         }
         self._action = decision.action
+        self._requested = False  # requests made from here on retry a failure at once
         self._note(action=decision.action, detail=f"{decision.action.value} in progress")
         self._action_task = asyncio.create_task(runners[decision.action]())
         try:
