@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -49,6 +50,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         interceptors=metrics_interceptors(settings),
+        # Heartbeats carry cancellation: a delete stops a waiting start within a second.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
     )
 
 

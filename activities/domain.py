@@ -11,6 +11,7 @@ from domain import naming
 from domain.documents import RuntimeDomain
 from domain.messages import DomainInput, DomainStatus, DomainStep
 from domain.states import DomainPhase, DomainState
+from domain.steps import CreationStep
 from domain.transitions import DomainAction
 
 
@@ -57,6 +58,9 @@ class DomainActivities:
     def set_domain_target(self, target: DomainInput) -> DomainStatus:
         """Write the target state; a missing document is created (Active) or cleaned up."""
         gid = target.gateway_id
+        self.deps.gateways.record_progress(
+            gid, step=CreationStep.RUNTIME_DOMAIN.value, step_number=target.step_number
+        )
         doc = self.deps.domains.get(gid)
         if doc is None:
             if target.target is DomainState.ACTIVE:

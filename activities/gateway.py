@@ -39,12 +39,9 @@ class GatewayActivities:
     @activity.defn
     @translated
     def set_state(self, update: StateUpdate) -> bool:
-        changed = self.deps.gateways.set_state_if(
-            update.gateway_id, update.state, expected=update.expected_state
+        return self.deps.gateways.set_state_if(
+            update.gateway_id, update.state, expected=update.expected_state, reason=update.reason
         )
-        if update.reason:
-            self.deps.gateways.record_progress(update.gateway_id, error=update.reason)
-        return changed
 
     @activity.defn
     @translated

@@ -78,6 +78,7 @@ class DomainInput(BaseModel):
     gateway_id: str
     region: str = "local"
     target: DomainState
+    step_number: int | None = None  # the gateway operation's step this child is
 
 
 class DomainStatus(BaseModel):

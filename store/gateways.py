@@ -66,7 +66,14 @@ class GatewayRepository:
             query["phase"] = {"$in": [p.value for p in GatewayPhase if p not in refused]}
         raw = self._col.find_one_and_update(
             query,
-            {"$set": {"state": GatewayState(state).value, "updatedAt": utcnow()}},
+            # A new request from the user: the error of the previous one is history.
+            {
+                "$set": {
+                    "state": GatewayState(state).value,
+                    "updatedAt": utcnow(),
+                    "progress.lastError": None,
+                }
+            },
             return_document=ReturnDocument.AFTER,
         )
         if raw is not None:
@@ -77,18 +84,26 @@ class GatewayRepository:
         raise StateChangeRefused(gateway_id, GatewayState(state), str(current.get("phase")))
 
     def set_state_if(
-        self, gateway_id: str, state: GatewayState, *, expected: GatewayState | None = None
+        self,
+        gateway_id: str,
+        state: GatewayState,
+        *,
+        expected: GatewayState | None = None,
+        reason: str | None = None,
     ) -> bool:
         """Write the intent only while it is still `expected` (when given); whether it matched.
 
         So a workflow settling Restarting -> Running never overwrites a stop or a delete
-        that a user asked for meanwhile.
+        that a user asked for meanwhile. A `reason` lands as progress.lastError in the same
+        write, so nobody sees the new state without it.
         """
         query: RawDoc = {"gatewayId": gateway_id}
         if expected is not None:
             query["state"] = GatewayState(expected).value
-        update = {"$set": {"state": GatewayState(state).value, "updatedAt": utcnow()}}
-        return self._col.update_one(query, update).matched_count == 1
+        to_set: RawDoc = {"state": GatewayState(state).value, "updatedAt": utcnow()}
+        if reason is not None:
+            to_set["progress.lastError"] = reason
+        return self._col.update_one(query, {"$set": to_set}).matched_count == 1
 
     def set_phase(
         self,
@@ -147,12 +162,17 @@ class GatewayRepository:
         return self._col.update_one({"gatewayId": gateway_id}, update).matched_count == 1
 
     def reset_progress(self, gateway_id: str, operation: str, total_steps: int) -> bool:
-        """Start a new operation's progress from scratch; whether the gateway exists."""
+        """Start a new operation's progress; whether the gateway exists.
+
+        `lastError` is kept: the reason the previous operation ended (a start that timed
+        out, a refused request) must stay readable while the next one runs.
+        """
         now = utcnow()
         progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
+        fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
+        to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
         result = self._col.update_one(
-            {"gatewayId": gateway_id},
-            {"$set": {"progress": progress.model_dump(by_alias=True), "updatedAt": now}},
+            {"gatewayId": gateway_id}, {"$set": {**to_set, "updatedAt": now}}
         )
         return result.matched_count == 1
 

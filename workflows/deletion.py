@@ -25,6 +25,16 @@ _ACTIVITIES: dict[DeletionStep, str] = {
     DeletionStep.FINALIZE: "finalize_deletion",
 }
 
+# Steps that wait for asynchronous Kubernetes deletion: they heartbeat, so a crashed
+# worker's step is retried within the heartbeat timeout and a wait can be cancelled.
+_WAITING_STEPS = (
+    DeletionStep.TRIGGERS,
+    DeletionStep.STAGES,
+    DeletionStep.INSTANCE,
+    DeletionStep.DATABASE,
+    DeletionStep.NAMESPACE,
+)
+
 _SUMMARIES: dict[DeletionStep, str] = {
     DeletionStep.TRIGGERS: "delete CronJobs in {ns}, then CronTrigger docs",
     DeletionStep.FUNCTIONS: "delete CloudFunction docs of {gid}",
@@ -66,7 +76,12 @@ class GatewayDeletion:
             if step is DeletionStep.RUNTIME_DOMAIN:
                 await workflow.execute_child_workflow(
                     RuntimeDomainWorkflow.run,
-                    DomainInput(gateway_id=gid, region=input.region, target=DomainState.DELETED),
+                    DomainInput(
+                        gateway_id=gid,
+                        region=input.region,
+                        target=DomainState.DELETED,
+                        step_number=number,
+                    ),
                     id=naming.domain_workflow_id(gid),
                     search_attributes=search.for_gateway(gid),
                     parent_close_policy=ParentClosePolicy.ABANDON,
@@ -84,7 +99,7 @@ class GatewayDeletion:
                     summary=_SUMMARIES[step].format(
                         ns=ns, gid=gid, db=naming.runtime_database(gid)
                     ),
-                    waits=step in (DeletionStep.INSTANCE, DeletionStep.NAMESPACE),
+                    waits=step in _WAITING_STEPS,
                 )
             result.steps.append(done)
         search.upsert(gid, phase=GatewayPhase.DELETED.value)

@@ -244,7 +244,9 @@ class GatewayWorkflow:
         gid = intent.gateway_id
         await workflow.execute_child_workflow(
             RuntimeDomainWorkflow.run,
-            DomainInput(gateway_id=gid, region=intent.region, target=target),
+            DomainInput(
+                gateway_id=gid, region=intent.region, target=target, step_number=step.number
+            ),
             id=naming.domain_workflow_id(gid),
             search_attributes=search.for_gateway(gid),
             static_summary=f"RuntimeDomain {gid} -> {target.value}",

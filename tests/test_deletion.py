@@ -1,0 +1,381 @@
+"""The deletion cascade end to end: its order, its triggers, and its failures.
+
+Real Temporal, the real MongoDB-wire server and the Kubernetes API emulator. What a user
+checks: the ApiGateway document tells the steps as they complete, the cluster saw them in
+the order of design.md section 4, exactly one deletion ran, and nothing of the gateway is
+left anywhere afterwards.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+import dispatcher
+from cluster.kinds import Kind, ObjectRef
+from domain import naming
+from domain.documents import ApiGateway, Progress
+from domain.states import GatewayPhase, GatewayState
+from domain.steps import DELETION_STEPS
+from domain.transitions import Request
+from settings import Settings
+from store.errors import UnknownGateway
+from tests.emulator_admin import (
+    EmulatorAdmin,
+    delete_counts,
+    deletion_order_violations,
+)
+from tests.gateway_harness import Harness, harness, unique_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+STEPS = [step.value for step in DELETION_STEPS]
+
+
+async def assert_nothing_left(h: Harness, gid: str) -> None:
+    assert await h.leftovers(gid) == []
+    assert set(h.deps.children.counts(gid).values()) == {0}
+    assert not h.deps.runtime.user_exists(gid)
+
+
+async def owned_objects(h: Harness, gid: str) -> set[tuple[str, str]]:
+    return {(i.kind, i.name) for i in await h.leftovers(gid) if i.where == "kubernetes"}
+
+
+async def started(h: Harness, prefix: str, **fields: object) -> str:
+    gid = unique_id(prefix)
+    await h.create(gid, **fields)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    return gid
+
+
+def progress_history(events: list[dict[str, Any]]) -> tuple[list[list[str]], list[str]]:
+    """From change events of one ApiGateway document: each distinct `progress.completed`
+    in order, and the values `progress.step` took (consecutive repeats merged)."""
+    completed: list[str] = []
+    snapshots: list[list[str]] = []
+    steps: list[str] = []
+    for event in events:
+        fields = (event.get("updateDescription") or {}).get("updatedFields") or {}
+        for key, value in fields.items():
+            if key == "progress":
+                completed = list(value.get("completed") or [])
+                if value.get("step"):
+                    steps.append(value["step"])
+            elif key == "progress.completed":
+                completed = list(value)
+            elif key.startswith("progress.completed."):
+                index = int(key.rsplit(".", 1)[1])
+                completed = [*completed[:index], value, *completed[index + 1 :]]
+            elif key == "progress.step" and value and (not steps or steps[-1] != value):
+                steps.append(value)
+        if not snapshots or snapshots[-1] != completed:
+            snapshots.append(completed)
+    return snapshots, steps
+
+
+async def phase_and_progress(
+    h: Harness, gid: str, phase: GatewayPhase, progress: Callable[[Progress], bool]
+) -> ApiGateway:
+    async with asyncio.timeout(60):
+        while True:
+            gw = await asyncio.to_thread(h.gateways.require, gid)
+            if gw.phase is phase and progress(gw.progress):
+                return gw
+            await asyncio.sleep(0.05)
+
+
+async def status_of(h: Harness, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """None while the workflow has not been started."""
+    try:
+        return (await h.client.get_workflow_handle(workflow_id).describe()).status
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def stopped_deletion(h: Harness, gid: str) -> ApiGateway:
+    """The gateway once `gateway-deletion/<id>` has failed after steps 1-6 and the
+    document says why. (The dispatcher's sweep may run the deletion again meanwhile:
+    it stops at the same step.)"""
+    last = None
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                status = await status_of(h, naming.deletion_workflow_id(gid))
+                last = await asyncio.to_thread(h.gateways.require, gid)
+                if (
+                    status is WorkflowExecutionStatus.FAILED
+                    and last.progress.last_error
+                    and last.progress.completed == STEPS[:6]
+                ):
+                    return last
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"the deletion did not stop after steps 1-6: {last}") from None
+
+
+async def failure_message(h: Harness, workflow_id: str) -> str:
+    """Every message in the failure chain of a failed workflow."""
+    with pytest.raises(WorkflowFailureError) as failure:
+        await h.client.get_workflow_handle(workflow_id).result()
+    messages: list[str] = []
+    cause: BaseException | None = failure.value.cause
+    while cause is not None:
+        messages.append(str(cause))
+        cause = cause.__cause__
+    return " | ".join(messages)
+
+
+async def test_delete_records_the_eight_steps_in_order(stack: Settings) -> None:
+    async with harness(stack) as h:
+        gid = await started(h, "del", custom_domain="api.example.com")
+        doc = h.deps.db["ApiGateway"].find_one({"gatewayId": gid})
+        assert doc is not None
+        doc_id = doc["_id"]
+        # A change stream sees every write, even the `finalize` step that lives for
+        # milliseconds before the document goes: a poll could miss it.
+        stream = h.deps.db["ApiGateway"].watch([{"$match": {"documentKey._id": doc_id}}])
+        with stream:
+            await h.request(gid, Request.DELETE)
+            assert await h.wait_for(gid, GatewayState.DELETED) is None
+            events: list[dict[str, Any]] = []
+
+            def read_until_removed() -> None:
+                for event in stream:
+                    events.append(event)
+                    if event["operationType"] == "delete":
+                        return
+
+            await asyncio.wait_for(asyncio.to_thread(read_until_removed), timeout=30)
+
+        snapshots, steps = progress_history(events)
+        # From a fresh record, one step at a time, each after the ones before it.
+        assert snapshots == [STEPS[:n] for n in range(len(STEPS) + 1)]
+        assert steps == [s for s in STEPS if s in steps], f"current steps out of order: {steps}"
+        phases = [
+            e["updateDescription"]["updatedFields"]["phase"]
+            for e in events
+            if "phase" in (e.get("updateDescription") or {}).get("updatedFields", {})
+        ]
+        assert phases[0] == GatewayPhase.DELETING.value
+        assert phases[-1] == GatewayPhase.DELETED.value
+        await assert_nothing_left(h, gid)
+
+
+async def test_cluster_sees_the_deletion_in_order(stack: Settings) -> None:
+    """Routes are gone before the pods stop, the pods before the database goes, and the
+    namespace is deleted last."""
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack) as h:
+        gid = await started(h, "order", custom_domain="api.example.com", triggers=2)
+        before = await owned_objects(h, gid)
+        since = admin.last_seq()
+        deployment = ObjectRef(Kind.DEPLOYMENT, naming.namespace(gid), naming.deployment(gid))
+        cluster = h.deps.cluster("local")
+        violations: list[str] = []
+
+        async def database_outlives_pods() -> None:
+            # The database is checked first: if it is gone while the Deployment (which
+            # never comes back) is still there, it was dropped under running pods.
+            while await asyncio.to_thread(h.gateways.get, gid) is not None:
+                db_exists = await asyncio.to_thread(h.deps.runtime.exists, gid)
+                pods = await asyncio.to_thread(cluster.get, deployment)
+                if not db_exists and pods is not None:
+                    violations.append("runtime database dropped while the Deployment exists")
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(database_outlives_pods())
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+        await watcher
+        assert violations == []
+
+        oplog = admin.oplog(gid, since=since)
+        assert deletion_order_violations(gid, oplog) == []
+        routes = {(i["name"], i["verb"]) for i in oplog if i["kind"] == "ApisixRoute"}
+        assert {name for name, verb in routes if verb == "removed"} == {
+            name for kind, name in before if kind == "ApisixRoute"
+        }
+        assert len({name for kind, name in before if kind == "ApisixRoute"}) == 6
+        # Everything that existed was deleted once and finally removed.
+        assert set(delete_counts(oplog)) == before
+        assert set(delete_counts(oplog).values()) == {1}
+        assert {(i["kind"], i["name"]) for i in oplog if i["verb"] == "removed"} == before
+        await assert_nothing_left(h, gid)
+
+
+async def test_raw_mongo_write_deletes(stack: Settings) -> None:
+    """`db.ApiGateway.updateOne({gatewayId}, {$set: {state: 'Deleted'}})` is enough."""
+    async with harness(stack) as h:
+        gid = await started(h, "rawdel")
+        result = await asyncio.to_thread(
+            h.deps.db["ApiGateway"].update_one,
+            {"gatewayId": gid},
+            {"$set": {"state": "Deleted"}},
+        )
+        assert result.modified_count == 1
+        await h.wait_for(gid, GatewayState.DELETED)
+        await assert_nothing_left(h, gid)
+
+
+async def test_stopped_gateway_set_to_deleted_is_cleaned_up(stack: Settings) -> None:
+    """The vn8ofl incident: a stopped gateway marked Deleted kept its stages and database."""
+    async with harness(stack) as h:
+        gid = await started(h, "vn8ofl")
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        ns = naming.namespace(gid)
+        cluster = h.deps.cluster("local")
+        assert h.deps.children.count("Stage", gid) == 3
+        assert cluster.get(ObjectRef(Kind.APISIX_ROUTE, ns, naming.stage_route(gid, "dev")))
+        assert h.deps.runtime.exists(gid) and h.deps.databases.get(gid) is not None
+
+        await asyncio.to_thread(
+            h.deps.db["ApiGateway"].update_one,
+            {"gatewayId": gid},
+            {"$set": {"state": "Deleted"}},
+        )
+        await h.wait_for(gid, GatewayState.DELETED)
+        await assert_nothing_left(h, gid)
+
+
+async def test_delete_preempts_a_start_and_a_create(stack: Settings) -> None:
+    """A delete does not wait for a start that never gets ready, nor for a creation to
+    finish: it cancels them and cleans up whatever they had made so far."""
+    admin = EmulatorAdmin.of(stack)
+    slow_creates = [{"verb": "create", "latency": 0.15}]  # a creation takes seconds
+    async with harness(stack) as h:
+        with admin.timing(readyDelay=-1), admin.faults_injected(slow_creates):
+            starting, creating = unique_id("preempt"), unique_id("preempt")
+            await h.create(starting)
+            await h.create(creating)
+            # Mid-creation: namespace and database made, the runtime domain under way.
+            gw = await phase_and_progress(
+                h, creating, GatewayPhase.CREATING, lambda p: "database" in p.completed
+            )
+            half_made = await h.leftovers(creating)
+            assert any(item.kind == "Namespace" for item in half_made)
+            await h.request(creating, Request.DELETE)
+            await phase_and_progress(
+                h, starting, GatewayPhase.STARTING, lambda p: p.waiting_on is not None
+            )
+            await h.request(starting, Request.DELETE)
+            await asyncio.gather(
+                h.wait_for(starting, GatewayState.DELETED),
+                h.wait_for(creating, GatewayState.DELETED),
+            )
+        assert gw.phase is GatewayPhase.CREATING
+        # The wait for readiness was cancelled, not left to run into its timeout.
+        history = await h.client.get_workflow_handle(
+            naming.gateway_workflow_id(starting)
+        ).fetch_history()
+        assert any(
+            event.HasField("activity_task_cancel_requested_event_attributes")
+            for event in history.events
+        )
+        for gid in (starting, creating):
+            await assert_nothing_left(h, gid)
+
+
+async def test_many_delete_requests_run_one_deletion(stack: Settings) -> None:
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack) as h:
+        gid = await started(h, "once")
+        since = admin.last_seq()
+        raw = asyncio.to_thread(
+            h.deps.db["ApiGateway"].update_one,
+            {"gatewayId": gid},
+            {"$set": {"state": "Deleted"}},
+        )
+        await asyncio.gather(
+            *(h.request(gid, Request.DELETE) for _ in range(3)),
+            raw,
+            dispatcher.sweep_once(h.client, h.settings, h.gateways),
+        )
+        await dispatcher.sweep_once(h.client, h.settings, h.gateways)
+        await h.wait_for(gid, GatewayState.DELETED)
+
+        deletion = naming.deletion_workflow_id(gid)
+        await h.client.get_workflow_handle(deletion).result()
+        query = f"WorkflowId = '{deletion}'"
+        async with asyncio.timeout(30):  # visibility follows the history shortly after
+            while True:
+                runs = [wf async for wf in h.client.list_workflows(query)]
+                if runs and all(wf.status is not WorkflowExecutionStatus.RUNNING for wf in runs):
+                    break
+                await asyncio.sleep(0.2)
+        assert [wf.status for wf in runs] == [WorkflowExecutionStatus.COMPLETED]
+        counts = delete_counts(admin.oplog(gid, since=since))
+        assert counts and set(counts.values()) == {1}, counts
+        await assert_nothing_left(h, gid)
+
+
+async def test_deletion_completes_through_kubernetes_errors(stack: Settings) -> None:
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack) as h:
+        gid = await started(h, "faulty")
+        since = admin.last_seq()
+        # 10% + 90% * 11.1% + 80% * 12.5% = 30% of all requests fail.
+        rules: list[dict[str, Any]] = [
+            {"rate": 0.1, "status": 500},
+            {"rate": 0.111, "status": 503},
+            {"rate": 0.125, "status": 429, "retryAfter": 1},
+        ]
+        with admin.faults_injected(rules, seed=7):
+            await h.request(gid, Request.DELETE)
+            await h.wait_for(gid, GatewayState.DELETED, timeout=150)
+            fired = {rule["status"]: rule["injected"] for rule in admin.faults()["rules"]}
+        assert all(count > 0 for count in fired.values()), fired
+        assert deletion_order_violations(gid, admin.oplog(gid, since=since)) == []
+        await assert_nothing_left(h, gid)
+
+
+async def test_foreign_object_stops_the_deletion_before_the_namespace(stack: Settings) -> None:
+    async with harness(stack) as h:
+        gid = await started(h, "foreign")
+        ns = naming.namespace(gid)
+        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(stack.kubeconfig), context="local"
+        )
+        core = k8s.CoreV1Api(api)
+        try:
+            core.create_namespaced_config_map(
+                ns,
+                k8s.V1ConfigMap(
+                    metadata=k8s.V1ObjectMeta(name="operator-notes"),
+                    data={"note": "not gatewayflow's"},
+                ),
+            )
+            await h.request(gid, Request.DELETE)
+            gw = await stopped_deletion(h, gid)
+            assert gw.phase is GatewayPhase.DELETING
+            assert gw.progress.last_error and "operator-notes" in gw.progress.last_error
+            message = await failure_message(h, naming.deletion_workflow_id(gid))
+            assert "operator-notes" in message
+            assert core.read_namespaced_config_map("operator-notes", ns).data == {
+                "note": "not gatewayflow's"
+            }
+            namespace = core.read_namespace(ns)
+            assert namespace.metadata is not None
+            assert namespace.metadata.deletion_timestamp is None
+
+            core.delete_namespaced_config_map("operator-notes", ns)
+            # The dispatcher's sweep may have retried it already and be done.
+            with contextlib.suppress(UnknownGateway):
+                await h.request(gid, Request.DELETE)
+            await h.wait_for(gid, GatewayState.DELETED)
+            await assert_nothing_left(h, gid)
+            with pytest.raises(ApiException) as gone:
+                core.read_namespace(ns)
+            assert gone.value.status == 404
+        finally:
+            api.close()
