@@ -1,0 +1,69 @@
+"""Horizontal scale: two worker processes, each with its dispatcher, on one task queue."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import control
+from domain import naming
+from domain.documents import ApiGateway
+from domain.states import GatewayState
+from settings import Settings
+from tests.emulator_admin import EmulatorAdmin, delete_counts, deletion_order_violations
+from tests.gateway_harness import harness, unique_id
+from tests.worker_process import worker_processes
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+GATEWAYS = 50
+
+
+async def test_two_workers_delete_fifty_gateways(stack: Settings, tmp_path: Path) -> None:
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack, worker=False) as h:
+        with (
+            admin.timing(deleteDelay=0.05, readyDelay=0.05),
+            worker_processes(h.settings, tmp_path) as spawn,
+        ):
+            spawn()
+            spawn()
+            ids = [unique_id(f"s{n:02d}") for n in range(GATEWAYS)]
+            since = admin.last_seq()
+            for gid in ids:
+                await control.create(
+                    h.client,
+                    h.settings,
+                    h.gateways,
+                    ApiGateway(gateway_id=gid, functions=1, triggers=1),
+                )
+            await asyncio.gather(*(h.wait_for(gid, GatewayState.RUNNING, 240) for gid in ids))
+            # Raw writes, as an operator would: both dispatchers see every one of them.
+            h.deps.db["ApiGateway"].update_many(
+                {"gatewayId": {"$in": ids}}, {"$set": {"state": "Deleted"}}
+            )
+            await asyncio.gather(*(h.wait_for(gid, GatewayState.DELETED, 240) for gid in ids))
+
+        identities: set[str] = set()
+        for gid in ids:
+            history = await h.client.get_workflow_handle(
+                naming.deletion_workflow_id(gid)
+            ).fetch_history()
+            identities |= {
+                event.activity_task_started_event_attributes.identity
+                for event in history.events
+                if event.HasField("activity_task_started_event_attributes")
+            }
+            items = admin.oplog(gid, since)
+            assert deletion_order_violations(gid, items) == [], gid
+            twice = {key: n for key, n in delete_counts(items).items() if n > 1}
+            assert twice == {}, f"{gid}: deleted more than once: {twice}"
+            runs = [
+                wf
+                async for wf in h.client.list_workflows(
+                    f"WorkflowId = '{naming.deletion_workflow_id(gid)}'"
+                )
+            ]
+            assert len(runs) == 1, f"{gid}: {len(runs)} deletions"
+            assert await h.leftovers(gid) == []
+        assert len(identities) == 2, f"the two workers shared the steps: {identities}"
