@@ -1,0 +1,85 @@
+"""The `gatewayflow` command line as a user runs it, against the session stack."""
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from domain.states import GatewayState
+from settings import Settings
+from tests.conftest import stack_env
+from tests.gateway_harness import harness, unique_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+GATEWAYFLOW = str(Path(sys.executable).parent / "gatewayflow")
+
+
+async def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**stack_env(settings), "COLUMNS": "200"}
+    return await asyncio.to_thread(
+        subprocess.run,
+        [GATEWAYFLOW, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
+    async with harness(stack) as h:
+        gid = unique_id("cli")
+        created = await run(h.settings, "create", gid, "--custom-domain", "c.example.com", "--wait")
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert f"/workflows/gateway/{gid}" in created.stdout  # the Temporal UI link
+        assert f"✓ {gid}: Running" in created.stdout
+
+        stopped = await run(h.settings, "stop", gid, "--wait")
+        assert stopped.returncode == 0 and f"✓ {gid}: Stopped" in stopped.stdout
+        started = await run(h.settings, "start", gid, "--wait")
+        assert started.returncode == 0 and f"✓ {gid}: Running" in started.stdout
+
+        status = await run(h.settings, "status", gid)
+        assert "Started" in status.stdout and f"gateway-deletion/{gid}" in status.stdout
+
+        plan = await run(h.settings, "plan", gid)
+        assert plan.returncode == 0
+        for name in (f"{gid}-runtime-custom-domain", f"{gid}-trigger-t1", f"gw-{gid}"):
+            assert name in plan.stdout
+        assert "nothing was changed" in plan.stdout
+        gw = h.gateways.get(gid)
+        assert gw is not None and gw.state is GatewayState.RUNNING  # plan changed nothing
+
+        deleted = await run(h.settings, "delete", gid, "--wait")
+        assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+        for step in ("namespace", "database", "instance", "runtime-domain"):
+            assert step in deleted.stdout
+        assert f"✓ {gid}: Deleted" in deleted.stdout
+        assert await h.leftovers(gid) == []
+
+        audit = await run(h.settings, "audit")
+        assert audit.returncode == 0, audit.stdout
+
+
+async def test_bad_input_gets_a_clear_error_and_changes_nothing(stack: Settings) -> None:
+    async with harness(stack, worker=False) as h:
+        bad = await run(h.settings, "stop", "Not_Valid")
+        assert bad.returncode == 1 and "not a DNS-1123 label" in bad.stdout
+        unknown = await run(h.settings, "start", "no-such-gateway")
+        assert unknown.returncode == 1 and "no gateway 'no-such-gateway'" in unknown.stdout
+
+        gid = unique_id("deleting")
+        raw = h.deps.db["ApiGateway"]
+        raw.insert_one({"gatewayId": gid, "state": "Deleted", "phase": "Deleting"})
+        before = raw.find_one({"gatewayId": gid})
+        refused = await run(h.settings, "start", gid)
+        assert refused.returncode == 1 and "being deleted" in refused.stdout
+        assert raw.find_one({"gatewayId": gid}) == before
+
+        raw.insert_one({"gatewayId": "malformed-doc", "state": "Bogus"})
+        broken = await run(h.settings, "status", "malformed-doc")
+        assert broken.returncode == 1
+        assert "ApiGateway" in broken.stdout and "malformed" in broken.stdout
