@@ -52,7 +52,11 @@ class Deps:
     @cached_property
     def regions(self) -> Regions:
         assert self.settings.kubeconfig is not None, "settings must be resolved"
-        return Regions(self.settings.kubeconfig, self.settings.regions)
+        return Regions(
+            self.settings.kubeconfig,
+            self.settings.regions,
+            pool_size=self.settings.max_concurrent_activities,
+        )
 
     def cluster(self, region: str) -> Cluster:
         return self.regions.cluster(region)

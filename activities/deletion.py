@@ -72,6 +72,7 @@ class DeletionActivities:
         gid = step.gateway_id
         ns = naming.namespace(gid)
         cluster = self.deps.cluster(step.region)
+        heartbeat(f"looking for objects in {ns} without the label {naming.owner_selector(gid)}")
         foreign = cluster.foreign_objects(gid, ns)
         if foreign:
             names = ", ".join(str(ref) for ref in foreign)

@@ -96,6 +96,7 @@ class DomainActivities:
             domains.set_phase(gid, DomainPhase.CREATING)
             for obj in self._manifests(doc):
                 cluster.ensure(gid, obj)
+                heartbeat(f"applied {ObjectRef.of(obj)}")
             domains.set_phase(gid, DomainPhase.CREATED)
         else:
             refs = route_refs(gid) if action is DomainAction.REMOVE_ROUTES else all_refs(gid)
@@ -103,6 +104,7 @@ class DomainActivities:
                 domains.set_phase(gid, DomainPhase.DELETING)
             for ref in refs:
                 cluster.delete_owned(gid, ref)
+                heartbeat(f"deleted {ref}")
             cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
             if doc is not None:
                 domains.set_phase(gid, DomainPhase.DELETED)

@@ -51,6 +51,9 @@ def is_terminating(obj: Manifest) -> bool:
     return bool(obj["metadata"].get("deletionTimestamp"))
 
 
+_FIRST_POLL = 0.02
+
+
 class Cluster:
     """The API of one cluster (one kubeconfig context).
 
@@ -162,17 +165,21 @@ class Cluster:
         refs: ObjectRef | Sequence[ObjectRef],
         *,
         timeout: float,
-        poll: float = 0.2,
+        poll: float = 1.0,
         on_wait: OnWait | None = None,
     ) -> None:
         """Poll until every object is gone; `on_wait(description)` is called on each poll
         (activities heartbeat there, so the wait is cancellable).
+
+        Polls start at 20 ms and double up to `poll`: most deletions finish in well under
+        a second, and a fixed interval would add its whole length to every step.
 
         Raises `StillPresentError` naming what remains (for a namespace, also the objects
         that still block it) when `timeout` seconds pass.
         """
         pending = [refs] if isinstance(refs, ObjectRef) else list(refs)
         deadline = time.monotonic() + timeout
+        interval = min(_FIRST_POLL, poll)
         while True:
             present: dict[ObjectRef, Manifest | None] = {}
             for ref in pending:
@@ -192,7 +199,8 @@ class Cluster:
                 raise StillPresentError(pending, self._with_blockers(present, description), timeout)
             if on_wait is not None:
                 on_wait(f"waiting for deletion of {description}")
-            time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+            time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+            interval = min(interval * 2, poll)
 
     def wait_until_ready(
         self,

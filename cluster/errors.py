@@ -83,7 +83,10 @@ _TRANSIENT_STATUSES = {408, 429}
 
 
 def classify(exc: BaseException, *, during: str | None = None) -> ClusterError:
-    """Turn whatever the Kubernetes client raised into a transient or permanent error."""
+    """Turn what the Kubernetes client raised into a transient or permanent error.
+
+    Anything else (an activity cancellation, a programming error) is re-raised unchanged.
+    """
     if isinstance(exc, ClusterError):
         return exc
     prefix = f"{during}: " if during else ""
@@ -91,9 +94,9 @@ def classify(exc: BaseException, *, during: str | None = None) -> ClusterError:
         return _from_api_exception(exc, prefix)
     if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
         return TransientClusterError(f"{prefix}connection to the API server failed: {exc}")
-    if isinstance(exc, ConfigException):
+    if isinstance(exc, ConfigException | OSError):
         return PermanentClusterError(f"{prefix}bad kubeconfig: {exc}")
-    return PermanentClusterError(f"{prefix}{type(exc).__name__}: {exc}")
+    raise exc  # not the API's answer (a cancellation, a bug): not ours to classify
 
 
 def _from_api_exception(exc: ApiException, prefix: str) -> ClusterError:

@@ -16,9 +16,12 @@ class Regions:
     the context of the same name.
     """
 
-    def __init__(self, kubeconfig: Path, contexts: dict[str, str] | None = None):
+    def __init__(
+        self, kubeconfig: Path, contexts: dict[str, str] | None = None, *, pool_size: int = 32
+    ):
         self.kubeconfig = kubeconfig
         self._contexts = dict(contexts or {})
+        self._pool_size = pool_size  # one connection per concurrent activity
         self._clusters: dict[str, Cluster] = {}
         self._lock = threading.Lock()
 
@@ -26,7 +29,7 @@ class Regions:
         with self._lock:
             cluster = self._clusters.get(region)
             if cluster is None:
-                cluster = Cluster(self.kubeconfig, self._context(region))
+                cluster = Cluster(self.kubeconfig, self._context(region), pool_size=self._pool_size)
                 self._clusters[region] = cluster
             return cluster
 
