@@ -17,7 +17,7 @@ from domain.naming import validate_gateway_id
 from domain.states import GatewayPhase, GatewayState
 from domain.transitions import Request, RequestRefused, check_request, target_phase
 from settings import Settings
-from store.errors import GatewayExists, StateChangeRefused, UnknownGateway
+from store.errors import StateChangeRefused
 from store.gateways import GatewayRepository
 
 TERMINAL_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)
@@ -117,14 +117,3 @@ async def follow(
             raise TimeoutError(f"gateway {gateway_id} did not reach {want.value} in {timeout:.0f}s")
         await asyncio.sleep(poll)
 
-
-__all__ = [
-    "GatewayExists",
-    "RequestRefused",
-    "Snapshot",
-    "UnknownGateway",
-    "converged",
-    "create",
-    "follow",
-    "request",
-]
