@@ -126,6 +126,10 @@ def demo() -> None:
         if started.started:
             with console.status("Stopping the embedded stack..."):
                 stack.stop(settings, started.started)
+            console.print(
+                "The demo's stack is stopped and its data kept: [bold]gatewayflow up[/] "
+                "brings it back to browse these workflows in the Temporal UI."
+            )
     if not clean:
         fail("something was left behind (table above)")
 
