@@ -5,13 +5,10 @@ its own gateway's namespace so tests do not see each other's objects.
 """
 
 import json
-import subprocess
-import sys
+import signal
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,34 +32,17 @@ from cluster.regions import Regions
 from domain import naming
 from domain.documents import CronTrigger, InstanceSpec
 from tests.conftest import free_ports
+from tests.kube_fixtures import Emulator as EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-@dataclass
-class Emulator:
-    url: str
-    kubeconfig: Path
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
+class Emulator(EmulatorProcess):
+    """The module's emulator process, with the fault injection these tests use."""
 
     def faults(self, rules: list[dict[str, Any]], seed: int = 0) -> None:
-        self.admin("PUT", "/_admin/faults", {"seed": seed, "rules": rules})
+        self.request("PUT", "/_admin/faults", {"seed": seed, "rules": rules})
 
     def clear_faults(self) -> None:
         self.faults([])
@@ -70,50 +50,20 @@ class Emulator:
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    home = tmp_path_factory.mktemp("kube")
-    port = free_port()
-    log = (home / "emulator.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devstack.kube_emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--home",
-            str(home),
-            "--regions",
-            "local,eu",
-            "--delete-delay",
-            "0.2",
-            "--ready-delay",
-            "0.5",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    emu = Emulator(
+        tmp_path_factory.mktemp("kube"),
+        "--regions",
+        "local,eu",
+        "--delete-delay",
+        "0.2",
+        "--ready-delay",
+        "0.5",
     )
-    emu = Emulator(f"http://127.0.0.1:{port}", home / "kubeconfig")
+    emu.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, (home / "emulator.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{emu.url}/healthz", timeout=1):
-                    pass
-                if emu.kubeconfig.exists():
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the emulator did not come up in 20s"
-            time.sleep(0.1)
         yield emu
     finally:
-        process.kill()
-        process.wait()
-        log.close()
+        emu.stop(signal.SIGKILL)
 
 
 @pytest.fixture(autouse=True)
@@ -361,7 +311,7 @@ def test_classify_connection_refused(tmp_path: Path) -> None:
                 "kind": "Config",
                 "current-context": "nowhere",
                 "clusters": [
-                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_ports(1)[0]}"}}
                 ],
                 "users": [{"name": "u", "user": {}}],
                 "contexts": [{"name": "nowhere", "context": {"cluster": "c", "user": "u"}}],
@@ -531,7 +481,7 @@ def test_full_inventory_survives_a_30_percent_error_rate(
 
     injected = {
         rule["status"]: rule["injected"]
-        for rule in emulator.admin("GET", "/_admin/faults")["rules"]
+        for rule in emulator.request("GET", "/_admin/faults")["rules"]
     }
     emulator.clear_faults()
     assert all(count > 0 for count in injected.values()), injected
