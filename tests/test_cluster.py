@@ -34,7 +34,6 @@ from domain.documents import CronTrigger, InstanceSpec
 from tests.conftest import free_ports
 from tests.kube_fixtures import Emulator as EmulatorProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
