@@ -7,7 +7,6 @@ written with a conditional update, and only then signalled to `gateway/<id>`.
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from temporalio.client import Client
 
@@ -21,14 +20,6 @@ from store.errors import StateChangeRefused
 from store.gateways import GatewayRepository
 
 TERMINAL_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One look at a gateway while following it; `gone` once its document is removed."""
-
-    gone: bool
-    gateway: ApiGateway | None
 
 
 async def create(
@@ -75,7 +66,7 @@ async def follow(
     gateways: GatewayRepository,
     gateway_id: str,
     want: GatewayState,
-    on_change: Callable[[Snapshot], None],
+    on_change: Callable[[ApiGateway | None], None],
     *,
     timeout: float = 1800.0,
     poll: float = 0.2,
@@ -102,7 +93,7 @@ async def follow(
             )
         )
         if key != last:
-            on_change(Snapshot(gone=gw is None, gateway=gw))
+            on_change(gw)
             last = key
         if converged(gw, want) or gw is None:
             return gw
@@ -116,4 +107,3 @@ async def follow(
         if time.monotonic() > deadline:
             raise TimeoutError(f"gateway {gateway_id} did not reach {want.value} in {timeout:.0f}s")
         await asyncio.sleep(poll)
-

@@ -25,7 +25,7 @@ from domain.documents import ApiGateway
 from domain.states import GatewayState
 from domain.transitions import Request
 from settings import Settings
-from views import PHASE_STYLE, leftovers_table, progress_line
+from views import PHASE_STYLE, leftovers_table, progress_line, step_text
 from worker import connect, run_worker
 
 
@@ -47,7 +47,7 @@ class Board:
                 gid,
                 gw.state.value,
                 Text(gw.phase.value, style=PHASE_STYLE.get(gw.phase.value, "")),
-                f"{p.step_number}/{p.total_steps} {p.step}" if p.step else "",
+                step_text(p),
                 ", ".join(p.completed[-4:]),
             )
         return table
@@ -57,7 +57,7 @@ async def _follow(
     deps: Deps,
     ids: list[str],
     want: GatewayState,
-    on_change: Callable[[str], Callable[[control.Snapshot], None]],
+    on_change: Callable[[str], Callable[[ApiGateway | None], None]],
 ) -> list[ApiGateway | None]:
     return await asyncio.gather(
         *(control.follow(deps.gateways, gid, want, on_change(gid), timeout=90) for gid in ids)
@@ -71,9 +71,9 @@ async def _follow_all(
     if console.is_terminal:
         with Live(board.render(title), console=console, refresh_per_second=8) as live:
 
-            def on_change(gid: str) -> Callable[[control.Snapshot], None]:
-                def update(snapshot: control.Snapshot) -> None:
-                    board.rows[gid] = snapshot.gateway
+            def on_change(gid: str) -> Callable[[ApiGateway | None], None]:
+                def update(gw: ApiGateway | None) -> None:
+                    board.rows[gid] = gw
                     live.update(board.render(title))
 
                 return update
@@ -81,9 +81,9 @@ async def _follow_all(
             results = await _follow(deps, ids, want, on_change)
     else:  # a log, not a terminal: one line per change
 
-        def on_change(gid: str) -> Callable[[control.Snapshot], None]:
-            def update(snapshot: control.Snapshot) -> None:
-                console.print(Text(f"{gid:<10}") + progress_line(snapshot.gateway, gid))
+        def on_change(gid: str) -> Callable[[ApiGateway | None], None]:
+            def update(gw: ApiGateway | None) -> None:
+                console.print(Text(f"{gid:<10}") + progress_line(gw, gid))
 
             return update
 

@@ -322,8 +322,8 @@ async def _client(settings: Settings) -> Client:
 
 
 async def _follow(settings: Settings, deps: Deps, gateway_id: str, want: GatewayState) -> None:
-    def show(snapshot: control.Snapshot) -> None:
-        console.print(progress_line(snapshot.gateway, gateway_id))
+    def show(gw: ApiGateway | None) -> None:
+        console.print(progress_line(gw, gateway_id))
 
     try:
         gw = await control.follow(deps.gateways, gateway_id, want, show)

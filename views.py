@@ -6,7 +6,7 @@ from rich.text import Text
 
 from activities.inventory import Item, PlanStep
 from domain import naming
-from domain.documents import ApiGateway
+from domain.documents import ApiGateway, Progress
 from settings import Settings
 
 PHASE_STYLE = {
@@ -21,14 +21,19 @@ PHASE_STYLE = {
 }
 
 
+def step_text(p: Progress, idle: str = "") -> str:
+    """The current step as "n/m name" (just the name when unnumbered)."""
+    if not p.step:
+        return idle
+    return f"{p.step_number}/{p.total_steps} {p.step}" if p.step_number else p.step
+
+
 def progress_line(gw: ApiGateway | None, gateway_id: str) -> Text:
     """One line per change while following an operation."""
     if gw is None:
         return Text.assemble(("  ✓ ", "green"), f"{gateway_id}: ApiGateway document removed")
     p = gw.progress
-    step = f"step {p.step_number}/{p.total_steps} {p.step}" if p.step else "waiting"
-    if p.step and not p.step_number:
-        step = f"step {p.step}"
+    step = f"step {step_text(p)}" if p.step else "waiting"
     text = Text.assemble(
         "  ",
         (f"{gw.state.value}/{gw.phase.value}", PHASE_STYLE.get(gw.phase.value, "")),
@@ -72,7 +77,7 @@ def status_table(gateways: list[ApiGateway]) -> Table:
             gw.state.value,
             Text(gw.phase.value, style=PHASE_STYLE.get(gw.phase.value, "")),
             p.operation or "",
-            f"{p.step_number}/{p.total_steps} {p.step}" if p.step else "",
+            step_text(p),
             Text(p.last_error or "", style="red"),
             gw.region,
         )
@@ -86,7 +91,7 @@ def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
     table.add_row("state", gw.state.value)
     table.add_row("phase", Text(gw.phase.value, style=PHASE_STYLE.get(gw.phase.value, "")))
     table.add_row("operation", p.operation or "-")
-    table.add_row("current step", f"{p.step_number}/{p.total_steps} {p.step}" if p.step else "-")
+    table.add_row("current step", step_text(p, idle="-"))
     table.add_row("completed", ", ".join(p.completed) or "-")
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))

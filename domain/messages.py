@@ -39,14 +39,10 @@ class StateUpdate(BaseModel):
 
 class ProgressUpdate(BaseModel):
     gateway_id: str
-    operation: str | None = None
     step: str | None = None
     step_number: int | None = None
-    total_steps: int | None = None
     waiting_on: str | None = None
     error: str | None = None
-    clear_error: bool = False
-    reset: bool = False
 
 
 class StepInput(BaseModel):

@@ -83,14 +83,18 @@ async def running_worker(settings: Settings) -> AsyncIterator[asyncio.Task[None]
 
 
 @contextlib.asynccontextmanager
-async def harness(stack: Settings, *, worker: bool = True) -> AsyncIterator[Harness]:
-    """Unique database and task queue per harness, so tests never see each other's data."""
+async def harness(
+    stack: Settings, *, worker: bool = True, **overrides: object
+) -> AsyncIterator[Harness]:
+    """Unique database and task queue per harness, so tests never see each other's data;
+    `overrides` are further settings (e.g. `metrics_port`)."""
     suffix = uuid.uuid4().hex[:8]
     settings = stack.model_copy(
         update={
             "db_name": f"gf_test_{suffix}",
             "task_queue": f"gatewayflow-test-{suffix}",
             "sweep_interval_seconds": 2.0,
+            **overrides,
         }
     )
     client = await connect(settings)

@@ -25,8 +25,7 @@ async def executions(h_client: object, workflow_id: str) -> int:
 
 async def test_sweep_alone_converges_without_change_streams(stack: Settings) -> None:
     """A database without change streams (or a lost event) still converges."""
-    no_streams = stack.model_copy(update={"change_streams": False})
-    async with harness(no_streams) as h:
+    async with harness(stack, change_streams=False) as h:
         gid = unique_id("sweep")
         h.deps.db["ApiGateway"].insert_one(
             {"gatewayId": gid, "state": "Running", "phase": "Creating"}

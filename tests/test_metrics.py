@@ -8,7 +8,6 @@ own, so its deletion fails for good, until that ConfigMap goes and it is request
 
 import asyncio
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +15,6 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from activities.context import Deps
 from domain import naming
 from domain.states import GatewayPhase, GatewayState
 from domain.transitions import Request
@@ -26,8 +24,7 @@ from store.client import Db
 from store.indexes import ensure_indexes
 from tests.conftest import free_ports
 from tests.emulator_admin import EmulatorAdmin
-from tests.gateway_harness import Harness, running_worker, unique_id
-from worker import connect
+from tests.gateway_harness import Harness, harness, unique_id
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -68,17 +65,8 @@ def value(found: Samples, name: str, **labels: str) -> float:
 async def metered(stack: Settings) -> AsyncIterator[tuple[Harness, int]]:
     """A worker with metrics on a free port, its own database and task queue."""
     (port,) = free_ports(1)
-    suffix = uuid.uuid4().hex[:8]
-    settings = stack.model_copy(
-        update={
-            "db_name": f"gf_test_{suffix}",
-            "task_queue": f"gatewayflow-test-{suffix}",
-            "sweep_interval_seconds": 2.0,
-            "metrics_port": port,
-        }
-    )
-    async with running_worker(settings):
-        yield Harness(settings=settings, client=await connect(settings), deps=Deps(settings)), port
+    async with harness(stack, metrics_port=port) as h:
+        yield h, port
 
 
 @pytest.mark.asyncio(loop_scope="session")

@@ -40,6 +40,7 @@ from tests.record_histories import HISTORIES, LEGACY_FILE, LEGACY_SOURCE, to_tct
 from worker import connect
 from workflows import search
 from workflows.calls import call
+from workflows.deletion import STEP_ACTIVITIES
 from workflows.registry import ALL_WORKFLOWS
 from workflows.runtime_domain import RuntimeDomainWorkflow
 
@@ -156,15 +157,6 @@ def test_what_is_not_a_history_is_refused_by_name(
 
 
 # -- an incompatible change is caught --------------------------------------------------------
-_ACTIVITY = {
-    DeletionStep.TRIGGERS: "delete_triggers",
-    DeletionStep.FUNCTIONS: "delete_functions",
-    DeletionStep.STAGES: "delete_stages",
-    DeletionStep.INSTANCE: "delete_instance",
-    DeletionStep.DATABASE: "delete_database",
-    DeletionStep.NAMESPACE: "delete_namespace",
-    DeletionStep.FINALIZE: "finalize_deletion",
-}
 
 
 STAGES_AT = DELETION_STEPS.index(DeletionStep.STAGES)
@@ -206,7 +198,7 @@ class DeletionCopy:
                 )
                 activity = "record_step"
             else:
-                activity = _ACTIVITY[step]
+                activity = STEP_ACTIVITIES[step]
             result.steps.append(await call(activity, step_input, StepResult, summary=step))
             if step is DeletionStep.NAMESPACE and (
                 self.NEW_STEP == "always"

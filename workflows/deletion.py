@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.runtime_domain import RuntimeDomainWorkflow
 
 # Steps that are one activity each; the runtime domain is a child workflow.
-_ACTIVITIES: dict[DeletionStep, str] = {
+STEP_ACTIVITIES: dict[DeletionStep, str] = {
     DeletionStep.TRIGGERS: "delete_triggers",
     DeletionStep.FUNCTIONS: "delete_functions",
     DeletionStep.STAGES: "delete_stages",
@@ -93,7 +93,7 @@ class GatewayDeletion:
                 )
             else:
                 done = await call(
-                    _ACTIVITIES[step],
+                    STEP_ACTIVITIES[step],
                     step_input,
                     StepResult,
                     summary=_SUMMARIES[step].format(
