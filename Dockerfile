@@ -1,5 +1,5 @@
 # The gatewayflow worker: `python worker.py`, configured by environment variables
-# (settings.py). Production install: no `embedded` extra (no dev servers inside).
+# (gatewayflow/settings.py). `pip install .`: no dev stack, no emulator inside.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -3,12 +3,12 @@
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.context import Deps
 from activities.errors import translated
 from activities.recording import begin_step, complete_step, heartbeat
-from cluster.kinds import Kind, ObjectRef
-from domain import naming
-from domain.messages import StepInput, StepResult
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.messages import StepInput, StepResult
 
 
 def stage_route_refs(gateway_id: str) -> list[ObjectRef]:

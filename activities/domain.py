@@ -2,17 +2,17 @@
 
 from temporalio import activity
 
-from activities.context import Deps
 from activities.errors import translated
 from activities.recording import heartbeat
-from cluster import manifests
-from cluster.kinds import Kind, ObjectRef
-from domain import naming
-from domain.documents import RuntimeDomain
-from domain.messages import DomainInput, DomainStatus, DomainStep
-from domain.states import DomainPhase, DomainState
-from domain.steps import CreationStep
-from domain.transitions import DomainAction
+from gatewayflow.cluster import manifests
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import RuntimeDomain
+from gatewayflow.domain.messages import DomainInput, DomainStatus, DomainStep
+from gatewayflow.domain.states import DomainPhase, DomainState
+from gatewayflow.domain.steps import CreationStep
+from gatewayflow.domain.transitions import DomainAction
 
 
 def route_refs(gateway_id: str) -> list[ObjectRef]:

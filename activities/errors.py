@@ -7,9 +7,9 @@ from typing import ParamSpec, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from cluster.errors import PermanentClusterError, TransientClusterError
-from domain.naming import InvalidGatewayId
-from store.errors import MalformedDocument, UnknownGateway
+from gatewayflow.cluster.errors import PermanentClusterError, TransientClusterError
+from gatewayflow.domain.naming import InvalidGatewayId
+from gatewayflow.store.errors import MalformedDocument, UnknownGateway
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -2,12 +2,19 @@
 
 from temporalio import activity
 
-from activities.context import Deps
 from activities.errors import translated
 from activities.recording import complete_step
-from domain.messages import Intent, PhaseUpdate, ProgressUpdate, StateUpdate, StepInput, StepResult
-from domain.transitions import begins_from
-from store.errors import MalformedDocument
+from gatewayflow.deps import Deps
+from gatewayflow.domain.messages import (
+    Intent,
+    PhaseUpdate,
+    ProgressUpdate,
+    StateUpdate,
+    StepInput,
+    StepResult,
+)
+from gatewayflow.domain.transitions import begins_from
+from gatewayflow.store.errors import MalformedDocument
 
 
 class GatewayActivities:

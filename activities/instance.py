@@ -2,13 +2,13 @@
 
 from temporalio import activity
 
-from activities.context import Deps
 from activities.errors import translated
 from activities.recording import begin_step, complete_step, heartbeat
-from cluster import manifests
-from cluster.kinds import Kind, ObjectRef
-from domain import naming
-from domain.messages import InstanceInput, StepInput, StepResult
+from gatewayflow.cluster import manifests
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.messages import InstanceInput, StepInput, StepResult
 
 
 def instance_refs(gateway_id: str) -> list[ObjectRef]:

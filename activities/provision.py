@@ -5,13 +5,13 @@ import secrets
 
 from temporalio import activity
 
-from activities.context import Deps
 from activities.errors import translated
 from activities.recording import begin_step, complete_step
-from cluster import manifests
-from cluster.kinds import Kind, ObjectRef
-from domain import naming
-from domain.documents import (
+from gatewayflow.cluster import manifests
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import (
     ClientApp,
     CloudFunction,
     CronTrigger,
@@ -19,8 +19,8 @@ from domain.documents import (
     Environment,
     Stage,
 )
-from domain.messages import StepInput, StepResult
-from domain.states import DatabasePhase
+from gatewayflow.domain.messages import StepInput, StepResult
+from gatewayflow.domain.states import DatabasePhase
 
 
 def function_names(count: int) -> list[str]:

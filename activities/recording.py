@@ -2,9 +2,9 @@
 
 from temporalio import activity
 
-from activities.context import Deps
-from domain.messages import StepInput
-from domain.transitions import completes_from
+from gatewayflow.deps import Deps
+from gatewayflow.domain.messages import StepInput
+from gatewayflow.domain.transitions import completes_from
 
 
 def heartbeat(detail: str) -> None:

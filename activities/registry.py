@@ -3,14 +3,14 @@
 from collections.abc import Callable
 from typing import Any
 
-from activities.context import Deps
 from activities.deletion import DeletionActivities
 from activities.domain import DomainActivities
 from activities.gateway import GatewayActivities
 from activities.instance import InstanceActivities
 from activities.provision import ProvisionActivities
 from activities.triggers import TriggerActivities
-from settings import Settings
+from gatewayflow.deps import Deps
+from gatewayflow.settings import Settings
 
 
 def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callable[..., Any]]:

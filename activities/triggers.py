@@ -2,14 +2,14 @@
 
 from temporalio import activity
 
-from activities.context import Deps
 from activities.errors import translated
 from activities.recording import begin_step, complete_step, heartbeat
-from cluster import manifests
-from cluster.kinds import Kind, ObjectRef
-from domain import naming
-from domain.documents import CronTrigger
-from domain.messages import StepInput, StepResult, TriggersInput
+from gatewayflow.cluster import manifests
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import CronTrigger
+from gatewayflow.domain.messages import StepInput, StepResult, TriggersInput
 
 
 class TriggerActivities:

@@ -20,7 +20,7 @@ from rich.console import Console
 from bench import cost, latency, scale, throughput
 from bench.context import Bench
 from bench.report import Report, machine
-from devstack import stack as devstack
+from gatewayflow_dev import stack as devstack
 from tests.conftest import embedded_settings
 from tests.emulator_admin import EmulatorAdmin
 

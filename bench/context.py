@@ -14,21 +14,22 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-import control
 from bench.processes import ROOT, ChildProcess
-from cluster.client import Cluster
-from cluster.kinds import Kind, ObjectRef
-from cluster.regions import Regions
-from devstack import stack as devstack
-from domain import naming
-from domain.documents import ApiGateway
-from domain.states import GatewayPhase, GatewayState
-from settings import Settings
-from store.client import Client as MongoClient
-from store.client import Db, make_client
-from store.gateways import GatewayRepository
+from gatewayflow import control
+from gatewayflow.client import connect
+from gatewayflow.cluster.client import Cluster
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.cluster.regions import Regions
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.settings import Settings
+from gatewayflow.store.client import Client as MongoClient
+from gatewayflow.store.client import Db, make_client
+from gatewayflow.store.gateways import GatewayRepository
+from gatewayflow.worker import run_worker
+from gatewayflow_dev import stack as devstack
 from tests.conftest import stack_env
-from worker import connect, run_worker
 
 REGION = "local"
 PROVISION_TIMEOUT = 600.0

@@ -26,7 +26,7 @@ from pymongo import monitoring
 from bench.context import Bench, in_process_worker
 from bench.latency import provision_for_baseline
 from bench.tick_baseline import TickBaseline
-from settings import Settings
+from gatewayflow.settings import Settings
 
 SETTLE = 0.5
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from bench.context import Bench, in_process_worker
 from bench.stats import Distribution
 from bench.tick_baseline import TickBaseline
-from domain import naming
-from settings import Settings
+from gatewayflow.domain import naming
+from gatewayflow.settings import Settings
 
 
 @dataclass(frozen=True)

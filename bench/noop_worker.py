@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.worker import Worker
 
 from bench.noop import NoopChain, noop
-from settings import load_settings
-from worker import connect
+from gatewayflow.client import connect
+from gatewayflow.settings import load_settings
 
 log = logging.getLogger("bench.noop_worker")
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from bench.context import Bench
 from bench.stats import Distribution
 from bench.tick_baseline import claim_query
-from domain.documents import ApiGateway, utcnow
-from domain.states import GatewayPhase, GatewayState
-from domain.transitions import GatewayAction, decide
-from settings import Settings
-from store.client import Db, RawDoc
-from store.indexes import ensure_indexes
+from gatewayflow.domain.documents import ApiGateway, utcnow
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import GatewayAction, decide
+from gatewayflow.settings import Settings
+from gatewayflow.store.client import Db, RawDoc
+from gatewayflow.store.indexes import ensure_indexes
 
 BATCH = 1000
 

@@ -22,8 +22,8 @@ from temporalio.client import Client
 from bench.context import Bench
 from bench.noop import ChainInput, Level, NoopChain
 from bench.processes import ChildProcess, Usage, peak_rss_mb, reset_peak_rss
-from domain import naming
-from settings import Settings
+from gatewayflow.domain import naming
+from gatewayflow.settings import Settings
 
 RETRY_SAMPLE = 10
 
@@ -193,9 +193,7 @@ async def measure(
                 partial(_run_chains, bench.client, bound_settings.task_queue, n, shape),
             )
             retries = await retries_per_deletion(bench.client, ids)
-            runs.append(
-                ThroughputRun(n, real, bound, real.per_second / bound.per_second, retries)
-            )
+            runs.append(ThroughputRun(n, real, bound, real.per_second / bound.per_second, retries))
     finally:
         await asyncio.to_thread(noop_worker.stop)
     return ThroughputResult(

@@ -1,6 +1,6 @@
 """BASELINE, not gatewayflow: the original cron TaskService, re-implemented on our adapters.
 
-The reference the bench compares gatewayflow against (design.md section 1). As in the
+The reference the bench compares gatewayflow against (docs/guarantees.md and the README). As in the
 original platform:
 
 - a handler fires every second (`@Cron(EVERY_SECOND)`), without waiting for the handler
@@ -31,20 +31,20 @@ from typing import Any
 from pymongo import ReturnDocument
 from temporalio.testing import ActivityEnvironment
 
-from activities.context import Deps
 from activities.deletion import DeletionActivities
 from activities.domain import DomainActivities
 from activities.gateway import GatewayActivities
 from activities.instance import InstanceActivities
 from activities.triggers import TriggerActivities
-from domain.documents import ApiGateway, RuntimeDomain, utcnow
-from domain.messages import DomainInput, DomainStep, PhaseUpdate, StepInput
-from domain.states import DomainPhase, DomainState, GatewayPhase
-from domain.steps import DELETION_STEPS, DeletionStep
-from domain.transitions import decide_domain
-from settings import Settings
-from store.client import RawDoc
-from store.parsing import parse
+from gatewayflow.deps import Deps
+from gatewayflow.domain.documents import ApiGateway, RuntimeDomain, utcnow
+from gatewayflow.domain.messages import DomainInput, DomainStep, PhaseUpdate, StepInput
+from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase
+from gatewayflow.domain.steps import DELETION_STEPS, DeletionStep
+from gatewayflow.domain.transitions import decide_domain
+from gatewayflow.settings import Settings
+from gatewayflow.store.client import RawDoc
+from gatewayflow.store.parsing import parse
 
 log = logging.getLogger("bench.tick_baseline")
 

@@ -18,8 +18,8 @@ from pydantic import AliasChoices
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from devstack import stack as devstack
-from settings import Settings
+from gatewayflow.settings import Settings
+from gatewayflow_dev import stack as devstack
 
 
 def free_ports(count: int) -> list[int]:

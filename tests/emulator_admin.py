@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from domain import naming
-from settings import Settings
+from gatewayflow.domain import naming
+from gatewayflow.settings import Settings
 
 OpItem = dict[str, Any]
 
@@ -103,7 +103,7 @@ class EmulatorAdmin:
 
 
 def deletion_step_of(gateway_id: str, item: OpItem) -> int:
-    """The GatewayDeletion step (1-based, design.md section 4) that removes this object."""
+    """The GatewayDeletion step (1-based, docs/operations.md) that removes this object."""
     kind, name = item["kind"], item["name"]
     stage_routes = {naming.stage_route(gateway_id, env) for env in naming.ENVIRONMENTS}
     steps = {
@@ -123,7 +123,7 @@ def deletion_step_of(gateway_id: str, item: OpItem) -> int:
 
 
 def deletion_order_violations(gateway_id: str, items: list[OpItem]) -> list[str]:
-    """Every way the oplog of one deletion breaks the order of design.md section 4.
+    """Every way the oplog of one deletion breaks the order of docs/operations.md.
 
     An object of a later step may only be deleted once every object of earlier steps is
     removed (each step waits until its objects are gone): so no Deployment delete before

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-import control
-from activities.context import Deps
-from activities.inventory import Item, leftovers
-from domain.documents import ApiGateway
-from domain.states import GatewayPhase, GatewayState
-from domain.transitions import Request, target_phase
-from settings import Settings
-from store.gateways import GatewayRepository
-from worker import connect, run_worker
+from gatewayflow import control
+from gatewayflow.client import connect
+from gatewayflow.deps import Deps
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request, target_phase
+from gatewayflow.inventory import Item, leftovers
+from gatewayflow.settings import Settings
+from gatewayflow.store.gateways import GatewayRepository
+from gatewayflow.worker import run_worker
 
 
 def unique_id(prefix: str = "gw") -> str:

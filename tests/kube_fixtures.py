@@ -50,7 +50,7 @@ class Emulator:
                 [
                     sys.executable,
                     "-m",
-                    "devstack.kube_emulator",
+                    "gatewayflow_dev.kube_emulator",
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -24,13 +24,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
-from devstack import stack as devstack
-from domain import naming
-from domain.documents import ApiGateway
-from domain.messages import GatewayInput
-from domain.states import GatewayPhase, GatewayState
-from domain.transitions import Request
-from settings import Settings
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.messages import GatewayInput
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request
+from gatewayflow.settings import Settings
+from gatewayflow_dev import stack as devstack
 from tests.conftest import embedded_settings
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id

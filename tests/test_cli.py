@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from domain.states import GatewayState
-from settings import Settings
+from gatewayflow.domain.states import GatewayState
+from gatewayflow.settings import Settings
 from tests.conftest import stack_env
 from tests.gateway_harness import harness, unique_id
 

@@ -17,9 +17,9 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from cluster import manifests
-from cluster.client import Cluster, deployment_not_ready
-from cluster.errors import (
+from gatewayflow.cluster import manifests
+from gatewayflow.cluster.client import Cluster, deployment_not_ready
+from gatewayflow.cluster.errors import (
     NotOwnedError,
     NotReadyError,
     PermanentClusterError,
@@ -27,10 +27,10 @@ from cluster.errors import (
     TransientClusterError,
     classify,
 )
-from cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
-from cluster.regions import Regions
-from domain import naming
-from domain.documents import CronTrigger, InstanceSpec
+from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from gatewayflow.cluster.regions import Regions
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import CronTrigger, InstanceSpec
 from tests.conftest import free_ports
 from tests.kube_fixtures import Emulator as EmulatorProcess
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from devstack.mongo import mongo_process
-from domain import naming
-from domain.documents import ApiGateway
-from domain.states import GatewayPhase, GatewayState
-from domain.steps import DELETION_STEPS
-from domain.transitions import Request
-from settings import Settings
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.steps import DELETION_STEPS
+from gatewayflow.domain.transitions import Request
+from gatewayflow.settings import Settings
+from gatewayflow_dev.mongo import mongo_process
 from tests.emulator_admin import EmulatorAdmin, delete_counts, deletion_order_violations
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.worker_process import worker_processes

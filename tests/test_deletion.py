@@ -2,7 +2,7 @@
 
 Real Temporal, the real MongoDB-wire server and the Kubernetes API emulator. What a user
 checks: the ApiGateway document tells the steps as they complete, the cluster saw them in
-the order of design.md section 4, exactly one deletion ran, and nothing of the gateway is
+the order of docs/operations.md, exactly one deletion ran, and nothing of the gateway is
 left anywhere afterwards.
 """
 
@@ -18,15 +18,15 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-import dispatcher
-from cluster.kinds import Kind, ObjectRef
-from domain import naming
-from domain.documents import ApiGateway, Progress
-from domain.states import GatewayPhase, GatewayState
-from domain.steps import DELETION_STEPS
-from domain.transitions import Request
-from settings import Settings
-from store.errors import UnknownGateway
+from gatewayflow import dispatcher
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway, Progress
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.steps import DELETION_STEPS
+from gatewayflow.domain.transitions import Request
+from gatewayflow.settings import Settings
+from gatewayflow.store.errors import UnknownGateway
 from tests.emulator_admin import (
     EmulatorAdmin,
     delete_counts,

@@ -22,13 +22,13 @@ import yaml
 from pydantic import AliasChoices
 from temporalio.common import SearchAttributeKey
 
-from cluster import manifests
-from cluster.client import Cluster, Manifest
-from cluster.errors import NotReadyError
-from cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
-from domain import naming
-from domain.documents import CronTrigger, InstanceSpec
-from settings import Settings
+from gatewayflow.cluster import manifests
+from gatewayflow.cluster.client import Cluster, Manifest
+from gatewayflow.cluster.errors import NotReadyError
+from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import CronTrigger, InstanceSpec
+from gatewayflow.settings import Settings
 from tests.kube_fixtures import Emulator
 from workflows import search
 

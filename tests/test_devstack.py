@@ -27,9 +27,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from devstack import stack
-from devstack.temporal import temporal_address, temporal_binary
-from settings import Settings
+from gatewayflow.settings import Settings
+from gatewayflow_dev import stack
+from gatewayflow_dev.temporal import temporal_address, temporal_binary
 from tests.conftest import embedded_settings, stack_env
 
 GATEWAYFLOW = str(Path(sys.executable).parent / "gatewayflow")

@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from dispatcher import run_dispatcher
-from domain import naming
-from domain.states import GatewayState
-from settings import Settings
+from gatewayflow.dispatcher import run_dispatcher
+from gatewayflow.domain import naming
+from gatewayflow.domain.states import GatewayState
+from gatewayflow.settings import Settings
 from tests.gateway_harness import harness, unique_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

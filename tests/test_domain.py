@@ -5,10 +5,10 @@ import itertools
 import pytest
 from pydantic import ValidationError
 
-from domain import naming
-from domain.documents import ApiGateway
-from domain.states import DomainPhase, DomainState, GatewayPhase, GatewayState
-from domain.transitions import (
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import (
     DOMAIN_TABLE,
     GATEWAY_TABLE,
     DomainAction,

@@ -6,12 +6,12 @@ import json
 import pytest
 
 from activities.provision import trigger_docs
-from cluster.kinds import Kind, ObjectRef
-from domain import naming
-from domain.documents import COLLECTIONS
-from domain.states import DomainPhase, GatewayPhase, GatewayState
-from domain.transitions import Request, RequestRefused
-from settings import Settings
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import COLLECTIONS
+from gatewayflow.domain.states import DomainPhase, GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request, RequestRefused
+from gatewayflow.settings import Settings
 from tests.gateway_harness import Harness, harness, unique_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 def expected_objects(
     gid: str, triggers: int, custom_domain: bool
 ) -> set[tuple[str, str | None, str]]:
-    """design.md section 3, exactly."""
+    """docs/inventory.md, exactly."""
     ns = naming.namespace(gid)
     objects = {
         ("Namespace", None, ns),
@@ -151,8 +151,8 @@ async def test_raw_mongo_writes_converge(stack: Settings) -> None:
 
 async def test_bad_requests_are_refused_and_change_nothing(stack: Settings) -> None:
     async with harness(stack, worker=False) as h:
-        from domain.naming import InvalidGatewayId
-        from store.errors import UnknownGateway
+        from gatewayflow.domain.naming import InvalidGatewayId
+        from gatewayflow.store.errors import UnknownGateway
 
         with pytest.raises(InvalidGatewayId):
             await h.request("Not_A_Label", Request.STOP)
@@ -197,7 +197,7 @@ async def test_every_state_phase_pair_converges(stack: Settings) -> None:
 
 async def _settled(h: Harness, gid: str, state: GatewayState, phase: GatewayPhase) -> str:
     """Empty when the pair converged to its intent, or to Deleted after a recorded refusal."""
-    from domain.transitions import decide
+    from gatewayflow.domain.transitions import decide
 
     decision = decide(state, phase)
     if decision.refusal:

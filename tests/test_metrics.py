@@ -15,13 +15,13 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from domain import naming
-from domain.states import GatewayPhase, GatewayState
-from domain.transitions import Request
-from metrics import GatewayPhases, pipeline
-from settings import Settings
-from store.client import Db
-from store.indexes import ensure_indexes
+from gatewayflow.domain import naming
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request
+from gatewayflow.metrics import GatewayPhases, pipeline
+from gatewayflow.settings import Settings
+from gatewayflow.store.client import Db
+from gatewayflow.store.indexes import ensure_indexes
 from tests.conftest import free_ports
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id

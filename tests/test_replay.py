@@ -21,23 +21,29 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.workflow import ParentClosePolicy
 
-from domain import naming
-from domain.messages import DeletionInput, DeletionResult, DomainInput, StepInput, StepResult
-from domain.states import DomainState, GatewayPhase, GatewayState
-from domain.steps import DELETION_STEPS, DeletionStep
-from domain.transitions import Request
-from replay import (
+from gatewayflow.client import connect
+from gatewayflow.domain import naming
+from gatewayflow.domain.messages import (
+    DeletionInput,
+    DeletionResult,
+    DomainInput,
+    StepInput,
+    StepResult,
+)
+from gatewayflow.domain.states import DomainState, GatewayPhase, GatewayState
+from gatewayflow.domain.steps import DELETION_STEPS, DeletionStep
+from gatewayflow.domain.transitions import Request
+from gatewayflow.replay import (
     HistoryFormatError,
     fetch_histories,
     load_history,
     replay_histories,
     results_table,
 )
-from settings import Settings
+from gatewayflow.settings import Settings
 from tests.conftest import stack_env
 from tests.gateway_harness import harness, unique_id
 from tests.record_histories import HISTORIES, LEGACY_FILE, LEGACY_SOURCE, to_tctl_style
-from worker import connect
 from workflows import search
 from workflows.calls import call
 from workflows.deletion import STEP_ACTIVITIES

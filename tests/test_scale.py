@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-import control
-from domain import naming
-from domain.documents import ApiGateway
-from domain.states import GatewayState
-from settings import Settings
+from gatewayflow import control
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.states import GatewayState
+from gatewayflow.settings import Settings
 from tests.emulator_admin import EmulatorAdmin, delete_counts, deletion_order_violations
 from tests.gateway_harness import harness, unique_id
 from tests.worker_process import worker_processes

@@ -17,7 +17,7 @@ import pytest
 from pymongo import MongoClient, monitoring
 from pymongo.errors import OperationFailure, PyMongoError
 
-from domain.documents import (
+from gatewayflow.domain.documents import (
     COLLECTIONS,
     ApiGateway,
     ClientApp,
@@ -29,8 +29,8 @@ from domain.documents import (
     RuntimeDomain,
     Stage,
 )
-from domain.naming import runtime_database, runtime_user
-from domain.states import (
+from gatewayflow.domain.naming import runtime_database, runtime_user
+from gatewayflow.domain.states import (
     DatabasePhase,
     DatabaseState,
     DomainPhase,
@@ -38,20 +38,20 @@ from domain.states import (
     GatewayPhase,
     GatewayState,
 )
-from store.children import ChildRepository
-from store.client import Client, Db, RawDoc, make_client, ping
-from store.databases import DatabaseRepository, RuntimeDatabases
-from store.dispatcher import STATE_COLLECTION, ChangeFeed, GatewayEvent
-from store.domains import RuntimeDomainRepository
-from store.errors import (
+from gatewayflow.store.children import ChildRepository
+from gatewayflow.store.client import Client, Db, RawDoc, make_client, ping
+from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
+from gatewayflow.store.dispatcher import STATE_COLLECTION, ChangeFeed, GatewayEvent
+from gatewayflow.store.domains import RuntimeDomainRepository
+from gatewayflow.store.errors import (
     ChangeStreamsUnavailable,
     GatewayExists,
     MalformedDocument,
     StateChangeRefused,
     UnknownGateway,
 )
-from store.gateways import GatewayRepository
-from store.indexes import ensure_indexes
+from gatewayflow.store.gateways import GatewayRepository
+from gatewayflow.store.indexes import ensure_indexes
 from tests.conftest import free_ports
 
 SECANTUSD = Path(sys.executable).parent / "secantusd-py"

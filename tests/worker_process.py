@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from settings import Settings
+from gatewayflow.settings import Settings
 from tests.conftest import stack_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,5 +69,3 @@ def worker_processes(settings: Settings, logs: Path) -> Iterator[Callable[[], Wo
         for worker in started:
             worker.stop()
             print(f"--- {worker.log_file.name} ---\n{worker.log()[-4000:]}")
-
-

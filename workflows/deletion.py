@@ -6,10 +6,16 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain import naming
-    from domain.messages import DeletionInput, DeletionResult, DomainInput, StepInput, StepResult
-    from domain.states import DomainState, GatewayPhase
-    from domain.steps import DELETION_STEP_TITLES, DELETION_STEPS, DeletionStep
+    from gatewayflow.domain import naming
+    from gatewayflow.domain.messages import (
+        DeletionInput,
+        DeletionResult,
+        DomainInput,
+        StepInput,
+        StepResult,
+    )
+    from gatewayflow.domain.states import DomainState, GatewayPhase
+    from gatewayflow.domain.steps import DELETION_STEP_TITLES, DELETION_STEPS, DeletionStep
     from workflows import search
     from workflows.calls import call
     from workflows.runtime_domain import RuntimeDomainWorkflow

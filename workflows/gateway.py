@@ -20,8 +20,8 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain import naming
-    from domain.messages import (
+    from gatewayflow.domain import naming
+    from gatewayflow.domain.messages import (
         DeletionInput,
         DomainInput,
         GatewayInput,
@@ -35,9 +35,9 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TriggersInput,
     )
-    from domain.states import DomainState, GatewayPhase, GatewayState
-    from domain.steps import DELETION_STEPS, CreationStep, StartStep, StopStep
-    from domain.transitions import Decision, GatewayAction, decide
+    from gatewayflow.domain.states import DomainState, GatewayPhase, GatewayState
+    from gatewayflow.domain.steps import DELETION_STEPS, CreationStep, StartStep, StopStep
+    from gatewayflow.domain.transitions import Decision, GatewayAction, decide
     from workflows import search
     from workflows.calls import call
     from workflows.deletion import GatewayDeletion

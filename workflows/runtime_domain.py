@@ -4,9 +4,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain import naming
-    from domain.messages import DomainInput, DomainStatus, DomainStep
-    from domain.transitions import DomainAction, decide_domain
+    from gatewayflow.domain import naming
+    from gatewayflow.domain.messages import DomainInput, DomainStatus, DomainStep
+    from gatewayflow.domain.transitions import DomainAction, decide_domain
     from workflows import search
     from workflows.calls import call
 

@@ -1,0 +1,54 @@
+"""The Kubernetes API emulator (gatewayflow_dev.kube_emulator) run as a server process.
+
+It writes HOME/kubeconfig, which the official client and kubectl use to reach it, with
+one context per region (GATEWAYFLOW_REGIONS; by default the single region `local`).
+"""
+
+import sys
+import urllib.request
+from pathlib import Path
+
+from gatewayflow.settings import Settings
+from gatewayflow_dev.processes import ManagedProcess, Port
+
+HOST = "127.0.0.1"
+DEFAULT_REGION = "local"
+
+
+def kube_url(settings: Settings) -> str:
+    return f"http://{HOST}:{settings.kube_port}"
+
+
+def kubeconfig_path(settings: Settings) -> Path:
+    return settings.home.resolve() / "kubeconfig"
+
+
+def kube_process(settings: Settings) -> ManagedProcess:
+    home = settings.home.resolve()
+    args = [
+        sys.executable,
+        "-m",
+        "gatewayflow_dev.kube_emulator",
+        "--host",
+        HOST,
+        "--port",
+        str(settings.kube_port),
+        "--home",
+        str(home),
+        "--regions",
+        ",".join(settings.context_for(region) for region in settings.regions) or DEFAULT_REGION,
+    ]
+    return ManagedProcess(
+        name="kube",
+        args=args,
+        home=home,
+        ports=(Port(settings.kube_port, "Kubernetes API", "GATEWAYFLOW_KUBE_PORT"),),
+        identity=("gatewayflow_dev.kube_emulator", str(home)),
+        probe=lambda: kube_serves(settings),
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def kube_serves(settings: Settings) -> bool:
+    with urllib.request.urlopen(f"{kube_url(settings)}/healthz", timeout=2) as response:
+        return response.status == 200 and kubeconfig_path(settings).exists()

@@ -1,0 +1,676 @@
+"""One emulated cluster: its objects, resourceVersions, watches, timed behaviour, file.
+
+Each region is a `Cluster` with one lock (a `Condition`, which also wakes watchers).
+Every write bumps the cluster's resourceVersion counter, emits exactly one watch event
+and is saved to `<home>/kube/<region>.json` (temp file + `os.replace`) before the call
+returns, so a restarted process finds what an etcd-backed cluster would keep. The file
+survives a killed process; it is not fsynced against a machine crash.
+
+Time-driven behaviour runs in `tick()`, called by the server's background thread:
+objects being deleted disappear `delete_delay` seconds after the delete once they have
+no finalizers (a Namespace also waits until it is empty), and a Deployment becomes
+ready `ready_delay` seconds after its latest spec change (negative: never).
+"""
+
+import base64
+import copy
+import json
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gatewayflow_dev.kube_emulator import errors
+from gatewayflow_dev.kube_emulator.kinds import NAMESPACE, Kind, kind_of
+from gatewayflow_dev.kube_emulator.oplog import OpLog
+from gatewayflow_dev.kube_emulator.patch import apply_patch
+from gatewayflow_dev.kube_emulator.selectors import ObjectTest
+from gatewayflow_dev.kube_emulator.validation import validate
+
+Key = tuple[Kind, str, str]  # kind, namespace ("" for cluster-scoped), name
+EVENT_HISTORY = 1000  # watch events kept for watches that resume from a resourceVersion
+WATCH_POLL_SECONDS = 1.0  # how often a quiet watch checks its deadline and its client
+PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
+
+
+@dataclass
+class Timing:
+    """The delays of timed behaviour, shared by all regions and changeable at runtime."""
+
+    delete_delay: float = 0.3
+    ready_delay: float = 1.0  # negative: Deployments never become ready
+
+
+@dataclass
+class Record:
+    obj: dict[str, Any]
+    delete_requested: float | None = None  # wall-clock time of the delete call
+    rollout_started: float | None = None  # wall-clock time of a Deployment's spec change
+
+
+@dataclass(frozen=True)
+class Event:
+    resource_version: int
+    type: str  # ADDED, MODIFIED or DELETED
+    obj: dict[str, Any]
+    previous: dict[str, Any] | None  # the object before a MODIFIED, for selector changes
+
+
+def timestamp(at: float | None = None) -> str:
+    moment = datetime.fromtimestamp(time.time() if at is None else at, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """What `metadata.generation` counts changes of: everything but metadata and status."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+def _deployment_status(obj: dict[str, Any], ready: bool) -> dict[str, Any]:
+    """The status the Deployment controller would report; zero counts are omitted, as the
+    API server's JSON omits them."""
+    name = obj["metadata"]["name"]
+    replicas = obj.get("spec", {}).get("replicas", 1)
+    now = timestamp()
+    if ready:
+        counts = {
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        }
+        available = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        progressing = (
+            "True",
+            "NewReplicaSetAvailable",
+            f'ReplicaSet "{name}" has successfully progressed.',
+        )
+    else:
+        counts = {"replicas": replicas, "unavailableReplicas": replicas}
+        available = (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+        )
+        progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{name}" is progressing.')
+    conditions = [
+        {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": now,
+            "lastTransitionTime": now,
+        }
+        for kind, (status, reason, message) in (
+            ("Available", available),
+            ("Progressing", progressing),
+        )
+    ]
+    return {
+        "observedGeneration": obj["metadata"]["generation"],
+        **{k: v for k, v in counts.items() if v},
+        "conditions": conditions,
+    }
+
+
+def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale of a Deployment."""
+    metadata = obj["metadata"]
+    selector = obj.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: metadata[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+        },
+        "spec": {"replicas": obj["spec"].get("replicas", 1)},
+        "status": {
+            "replicas": obj.get("status", {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in selector.items()),
+        },
+    }
+
+
+def _label_namespace(obj: dict[str, Any]) -> None:
+    """The API server labels every Namespace with its own name."""
+    metadata = obj["metadata"]
+    metadata["labels"] = {
+        **(metadata.get("labels") or {}),
+        "kubernetes.io/metadata.name": metadata["name"],
+    }
+
+
+def _encode_string_data(obj: dict[str, Any]) -> None:
+    """A Secret's `stringData` is write-only: the API server merges it into `data`."""
+    string_data = obj.pop("stringData", None) or {}
+    if string_data:
+        data = obj.get("data") or {}
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+        obj["data"] = data
+    obj.setdefault("type", "Opaque")
+
+
+class Cluster:
+    """The objects of one region, behind one lock."""
+
+    def __init__(self, region: str, path: Path, timing: Timing, oplog: OpLog) -> None:
+        self.region = region
+        self._path = path
+        self._timing = timing
+        self._oplog = oplog
+        self._cond = threading.Condition()
+        self._records: dict[Key, Record] = {}
+        self._resource_version = 0
+        self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
+        self._closed = False
+        self._load()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        with self._cond:
+            return copy.deepcopy(self._existing(kind, namespace, name).obj)
+
+    def list_objects(
+        self, kind: Kind, namespace: str | None, matches: ObjectTest
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Matching objects (of one namespace, or all with None) and the list's version."""
+        with self._cond:
+            items = [
+                copy.deepcopy(r.obj)
+                for (k, ns, _), r in self._records.items()
+                if k == kind and namespace in (None, ns) and matches(r.obj)
+            ]
+            return items, str(self._resource_version)
+
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        matches: ObjectTest,
+        resource_version: str | None,
+        deadline: float,
+        client_gone: Callable[[], bool],
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Watch events as (type, object) until the deadline, the client leaves or the
+        cluster closes. Without a resourceVersion (or "0") it starts with an ADDED event per
+        existing object; with one it replays what happened after it, or reports 410 Gone
+        (as an ERROR event, like the API server) when that history is no longer kept.
+        A malformed resourceVersion raises here, before any event is sent."""
+
+        def selected(obj: dict[str, Any] | None) -> bool:
+            return (
+                obj is not None
+                and kind_of(obj) == kind
+                and (namespace in (None, obj["metadata"].get("namespace")) and matches(obj))
+            )
+
+        with self._cond:
+            if resource_version in (None, "", "0"):
+                last = self._resource_version
+                initial = [
+                    ("ADDED", copy.deepcopy(r.obj))
+                    for r in self._records.values()
+                    if selected(r.obj)
+                ]
+            else:
+                last = _parse_version(str(resource_version))
+                initial = []
+        return self._stream(initial, last, selected, deadline, client_gone)
+
+    def _stream(
+        self,
+        initial: list[tuple[str, dict[str, Any]]],
+        last: int,
+        selected: Callable[[dict[str, Any] | None], bool],
+        deadline: float,
+        client_gone: Callable[[], bool],
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from initial
+        while True:
+            with self._cond:
+                oldest = self._first_kept_version()
+                if oldest <= last + 1 and not self._closed:
+                    if not any(e.resource_version > last for e in self._events):
+                        timeout = min(WATCH_POLL_SECONDS, max(0.0, deadline - time.time()))
+                        self._cond.wait(timeout)
+                    oldest = self._first_kept_version()
+                pending = [e for e in self._events if e.resource_version > last]
+                closed = self._closed
+            if oldest > last + 1:
+                gone = errors.gone(f"too old resource version: {last} ({oldest - 1})")
+                yield "ERROR", gone.status()
+                return
+            for event in pending:
+                last = event.resource_version
+                now, before = selected(event.obj), selected(event.previous)
+                if event.type == "MODIFIED" and now != before:
+                    yield ("ADDED" if now else "DELETED"), event.obj
+                elif now:
+                    yield event.type, event.obj
+            if closed or time.time() >= deadline or client_gone():
+                return
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        obj = _incoming(kind, namespace, body)
+        metadata = obj["metadata"]
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+        validate(kind, obj)
+        name = metadata["name"]
+        with self._cond:
+            if kind.namespaced:
+                owner = self._records.get((NAMESPACE, "", namespace))
+                if owner is None:
+                    raise errors.not_found(NAMESPACE, namespace)
+                if owner.delete_requested is not None:
+                    raise errors.forbidden(
+                        kind,
+                        name,
+                        f"unable to create new content in namespace {namespace} "
+                        "because it is being terminated",
+                    )
+            key = (kind, namespace if kind.namespaced else "", name)
+            if key in self._records:
+                raise errors.already_exists(kind, name)
+            for server_field in (
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "resourceVersion",
+            ):
+                metadata.pop(server_field, None)
+            metadata.update(uid=str(uuid.uuid4()), creationTimestamp=timestamp(), generation=1)
+            record = Record(obj)
+            if kind.kind == "Namespace":
+                _label_namespace(obj)
+                obj["status"] = {"phase": "Active"}
+            elif kind.kind == "Deployment":
+                obj.setdefault("spec", {}).setdefault("replicas", 1)
+                obj["status"] = _deployment_status(obj, ready=False)
+                record.rollout_started = time.time()
+            elif kind.kind == "Secret":
+                _encode_string_data(obj)
+            self._write(key, record, "ADDED", None, "create")
+            self._save()
+            return copy.deepcopy(obj)
+
+    def replace(
+        self, kind: Kind, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        incoming = _incoming(kind, namespace, body)
+        if incoming["metadata"].get("name") != name:
+            raise errors.bad_request(
+                f"the name of the object ({incoming['metadata'].get('name')}) does not match "
+                f"the name on the URL ({name})"
+            )
+        validate(kind, incoming)
+        with self._cond:
+            record = self._existing(kind, namespace, name)
+            self._check_version(kind, record, incoming["metadata"].get("resourceVersion"))
+            return self._update(record, incoming, "update")
+
+    def patch(
+        self, kind: Kind, namespace: str, name: str, content_type: str, body: bytes
+    ) -> dict[str, Any]:
+        with self._cond:
+            record = self._existing(kind, namespace, name)
+            patched = apply_patch(content_type, record.obj, body)
+            metadata = patched.get("metadata")
+            if not isinstance(metadata, dict):
+                raise errors.bad_request("metadata must be an object")
+            if metadata.get("name") != name or (
+                metadata.get("namespace") != record.obj["metadata"].get("namespace")
+            ):
+                raise errors.bad_request("a patch cannot change metadata.name or namespace")
+            patched.update(apiVersion=kind.api_version, kind=kind.kind)
+            validate(kind, patched)
+            self._check_version(kind, record, metadata.get("resourceVersion"))
+            return self._update(record, patched, "patch")
+
+    def delete(
+        self, kind: Kind, namespace: str, name: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        _check_delete_options(options)
+        with self._cond:
+            record = self._existing(kind, namespace, name)
+            preconditions = options.get("preconditions") or {}
+            meta = record.obj["metadata"]
+            for field in ("uid", "resourceVersion"):
+                if preconditions.get(field) not in (None, meta[field]):
+                    raise errors.conflict(
+                        kind,
+                        name,
+                        f"Precondition failed: {field} in precondition: "
+                        f"{preconditions[field]}, {field} in object meta: {meta[field]}",
+                    )
+            if record.delete_requested is None:
+                self._mark_deleted(record, options.get("gracePeriodSeconds"), "delete")
+                self._save()
+            return _delete_answer(kind, record.obj, options)
+
+    def delete_collection(
+        self, kind: Kind, namespace: str | None, matches: ObjectTest, options: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        _check_delete_options(options)
+        with self._cond:
+            records = [
+                r
+                for (k, ns, _), r in self._records.items()
+                if k == kind and namespace in (None, ns) and matches(r.obj)
+            ]
+            for record in records:
+                if record.delete_requested is None:
+                    self._mark_deleted(record, options.get("gracePeriodSeconds"), "delete")
+            self._save()
+            return [copy.deepcopy(r.obj) for r in records]
+
+    def scale(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        with self._cond:
+            return _scale_of(self._existing(kind, namespace, name).obj)
+
+    def replace_scale(self, kind: Kind, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        with self._cond:
+            record = self._existing(kind, namespace, name)
+            return self._set_scale(kind, record, body, "update")
+
+    def patch_scale(
+        self, kind: Kind, namespace: str, name: str, content_type: str, body: bytes
+    ) -> dict[str, Any]:
+        with self._cond:
+            record = self._existing(kind, namespace, name)
+            patched = apply_patch(content_type, _scale_of(record.obj), body)
+            return self._set_scale(kind, record, patched, "patch")
+
+    # -- timed behaviour -----------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Finish due deletions and roll-outs (called by the server every few ms)."""
+        now = time.time()
+        changed = False
+        with self._cond:
+            for key, record in list(self._records.items()):
+                if self._removal_due(key, record, now):
+                    self._remove(key, record)
+                    changed = True
+                elif record.rollout_started is not None and 0 <= self._timing.ready_delay <= (
+                    now - record.rollout_started
+                ):
+                    previous = copy.deepcopy(record.obj)
+                    record.obj["status"] = _deployment_status(record.obj, ready=True)
+                    record.rollout_started = None
+                    self._write(key, record, "MODIFIED", previous, None)
+                    changed = True
+            if changed:
+                self._save()
+
+    def close(self) -> None:
+        """Save and end every watch."""
+        with self._cond:
+            self._closed = True
+            self._save()
+            self._cond.notify_all()
+
+    # -- internals (called with the lock held) -------------------------------------------
+
+    def _existing(self, kind: Kind, namespace: str, name: str) -> Record:
+        record = self._records.get((kind, namespace if kind.namespaced else "", name))
+        if record is None:
+            raise errors.not_found(kind, name)
+        return record
+
+    def _check_version(self, kind: Kind, record: Record, version: Any) -> None:
+        if version not in (None, "", record.obj["metadata"]["resourceVersion"]):
+            raise errors.conflict(
+                kind,
+                record.obj["metadata"]["name"],
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
+            )
+
+    def _update(self, record: Record, incoming: dict[str, Any], verb: str) -> dict[str, Any]:
+        """Apply a client's new version of an object, keeping what the server owns."""
+        kind = kind_of(record.obj)
+        assert kind is not None
+        old = record.obj
+        metadata = incoming["metadata"]
+        for server_field in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ):
+            if server_field in old["metadata"]:
+                metadata[server_field] = old["metadata"][server_field]
+            else:
+                metadata.pop(server_field, None)
+        if record.delete_requested is not None:
+            added = set(metadata.get("finalizers") or []) - set(
+                old["metadata"].get("finalizers") or []
+            )
+            if added:
+                raise errors.invalid(
+                    kind,
+                    metadata["name"],
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted, "
+                    f"found new finalizers {sorted(added)}",
+                )
+        if kind.server_status:
+            incoming["status"] = copy.deepcopy(old.get("status"))
+        if kind.kind == "Secret":
+            _encode_string_data(incoming)
+        if kind.kind == "Namespace":
+            _label_namespace(incoming)
+        if kind.kind == "Deployment":
+            incoming.setdefault("spec", {}).setdefault("replicas", 1)
+        if _spec_of(incoming) != _spec_of(old):
+            metadata["generation"] = old["metadata"]["generation"] + 1
+            if kind.kind == "Deployment":
+                incoming["status"] = _deployment_status(incoming, ready=False)
+                record.rollout_started = time.time()
+        if incoming == old:
+            return copy.deepcopy(old)  # a no-op write changes nothing, as in the API server
+        record.obj = incoming
+        key = (kind, metadata.get("namespace", ""), metadata["name"])
+        self._write(key, record, "MODIFIED", old, verb)
+        self._save()
+        return copy.deepcopy(incoming)
+
+    def _set_scale(self, kind: Kind, record: Record, scale: Any, verb: str) -> dict[str, Any]:
+        """Write a Scale's spec.replicas into its object (the `scale` subresource)."""
+        if not isinstance(scale, dict):
+            raise errors.bad_request("a Scale must be a JSON object")
+        name = record.obj["metadata"]["name"]
+        self._check_version(kind, record, (scale.get("metadata") or {}).get("resourceVersion"))
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid(
+                kind,
+                name,
+                "spec.replicas",
+                f"Invalid value: {replicas!r}: must be a non-negative integer",
+            )
+        incoming = copy.deepcopy(record.obj)
+        incoming["spec"]["replicas"] = replicas
+        return _scale_of(self._update(record, incoming, verb))
+
+    def _mark_deleted(self, record: Record, grace: Any, verb: str | None) -> None:
+        """Start an asynchronous deletion; a Namespace starts deleting its contents too."""
+        previous = copy.deepcopy(record.obj)
+        metadata = record.obj["metadata"]
+        metadata["deletionTimestamp"] = timestamp()
+        metadata["deletionGracePeriodSeconds"] = int(grace or 0)
+        record.delete_requested = time.time()
+        kind = kind_of(record.obj)
+        assert kind is not None
+        if kind == NAMESPACE:
+            record.obj["status"] = {"phase": "Terminating"}
+            for (k, ns, _), content in list(self._records.items()):
+                if k.namespaced and ns == metadata["name"] and content.delete_requested is None:
+                    self._mark_deleted(content, grace, None)
+        key = (kind, metadata.get("namespace", ""), metadata["name"])
+        self._write(key, record, "MODIFIED", previous, verb)
+
+    def _removal_due(self, key: Key, record: Record, now: float) -> bool:
+        if record.delete_requested is None or record.obj["metadata"].get("finalizers"):
+            return False
+        if now - record.delete_requested < self._timing.delete_delay:
+            return False
+        kind, _, name = key
+        return kind != NAMESPACE or not any(
+            k.namespaced and ns == name for k, ns, _ in self._records
+        )
+
+    def _remove(self, key: Key, record: Record) -> None:
+        del self._records[key]
+        self._resource_version += 1
+        record.obj["metadata"]["resourceVersion"] = str(self._resource_version)
+        self._publish("DELETED", record.obj, None)
+        self._log("removed", record.obj)
+
+    def _write(
+        self,
+        key: Key,
+        record: Record,
+        event: str,
+        previous: dict[str, Any] | None,
+        verb: str | None,
+    ) -> None:
+        self._resource_version += 1
+        record.obj["metadata"]["resourceVersion"] = str(self._resource_version)
+        self._records[key] = record
+        self._publish(event, record.obj, previous)
+        if verb is not None:
+            self._log(verb, record.obj)
+
+    def _publish(self, event: str, obj: dict[str, Any], previous: dict[str, Any] | None) -> None:
+        self._events.append(Event(self._resource_version, event, copy.deepcopy(obj), previous))
+        self._cond.notify_all()
+
+    def _log(self, verb: str, obj: dict[str, Any]) -> None:
+        metadata = obj["metadata"]
+        self._oplog.record(
+            self.region,
+            verb,
+            obj["kind"],
+            metadata.get("namespace"),
+            metadata["name"],
+            metadata.get("labels") or {},
+        )
+
+    def _first_kept_version(self) -> int:
+        return self._events[0].resource_version if self._events else self._resource_version + 1
+
+    def _save(self) -> None:
+        state = {
+            "resourceVersion": self._resource_version,
+            "objects": [
+                {
+                    "object": r.obj,
+                    "deleteRequested": r.delete_requested,
+                    "rolloutStarted": r.rollout_started,
+                }
+                for r in self._records.values()
+            ],
+        }
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(state))
+        os.replace(temporary, self._path)
+
+    def _load(self) -> None:
+        if not self._path.exists():
+            return
+        state = json.loads(self._path.read_text())
+        self._resource_version = state["resourceVersion"]
+        for saved in state["objects"]:
+            obj = saved["object"]
+            kind = kind_of(obj)
+            if kind is None:
+                raise ValueError(f"{self._path}: unknown kind {obj.get('kind')!r}")
+            metadata = obj["metadata"]
+            key = (kind, metadata.get("namespace", ""), metadata["name"])
+            self._records[key] = Record(obj, saved["deleteRequested"], saved["rolloutStarted"])
+
+
+def _parse_version(resource_version: str) -> int:
+    if not resource_version.isdigit():
+        raise errors.bad_request(f"invalid resourceVersion {resource_version!r}")
+    return int(resource_version)
+
+
+def _delete_answer(kind: Kind, obj: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """What a delete answers, as the API server does: the object while something still
+    holds it (finalizers, a Namespace's contents, foreground deletion) and for custom
+    resources; otherwise a Success `Status`, which a real cluster sends once the object is
+    gone. Here the object still lingers for the delete delay, as deletion is asynchronous."""
+    metadata = obj["metadata"]
+    if (
+        kind == NAMESPACE
+        or kind.custom
+        or metadata.get("finalizers")
+        or options.get("propagationPolicy") == "Foreground"
+    ):
+        return copy.deepcopy(obj)
+    details = {"name": metadata["name"], "kind": kind.plural, "uid": metadata["uid"]}
+    if kind.group:
+        details["group"] = kind.group
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
+
+
+def _check_delete_options(options: dict[str, Any]) -> None:
+    policy = options.get("propagationPolicy")
+    if policy is not None and policy not in PROPAGATION_POLICIES:
+        raise errors.bad_request(
+            f"propagationPolicy: Unsupported value: {policy!r}: supported values: "
+            + ", ".join(f'"{p}"' for p in PROPAGATION_POLICIES)
+        )
+    grace = options.get("gracePeriodSeconds")
+    if grace is not None and (not isinstance(grace, int) or grace < 0):
+        raise errors.bad_request("gracePeriodSeconds must be a non-negative integer")
+    if options.get("dryRun"):
+        raise errors.bad_request("dryRun is not supported by the emulator")
+
+
+def _incoming(kind: Kind, namespace: str, body: Any) -> dict[str, Any]:
+    """A client's object, checked against the URL it was sent to; apiVersion and kind
+    default to the URL's, as the API server's decoder does."""
+    if not isinstance(body, dict):
+        raise errors.bad_request("the request body must be a JSON object")
+    obj = copy.deepcopy(body)
+    for field, expected in (("apiVersion", kind.api_version), ("kind", kind.kind)):
+        if obj.setdefault(field, expected) != expected:
+            raise errors.bad_request(
+                f"the API version in the data ({obj.get('apiVersion')}) or kind "
+                f"({obj.get('kind')}) does not match the URL ({kind.api_version}, {kind.kind})"
+            )
+    metadata = obj.setdefault("metadata", {})
+    if not isinstance(metadata, dict):
+        raise errors.bad_request("metadata must be an object")
+    if kind.namespaced:
+        if metadata.setdefault("namespace", namespace) != namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+    else:
+        metadata.pop("namespace", None)
+    return obj

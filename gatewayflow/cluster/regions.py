@@ -1,0 +1,69 @@
+"""Region -> cluster: a gateway's `region` picks a kubeconfig context."""
+
+import threading
+from pathlib import Path
+
+from kubernetes import config
+
+from gatewayflow.cluster.client import Cluster
+from gatewayflow.cluster.errors import PermanentClusterError, classify
+
+
+class Regions:
+    """One `Cluster` per region, created on first use and shared by every thread.
+
+    `contexts` maps region -> kubeconfig context; when it is empty a region's context is
+    the context of the same name.
+    """
+
+    def __init__(
+        self, kubeconfig: Path, contexts: dict[str, str] | None = None, *, pool_size: int = 32
+    ):
+        self.kubeconfig = kubeconfig
+        self._contexts = dict(contexts or {})
+        self._pool_size = pool_size  # one connection per concurrent activity
+        self._clusters: dict[str, Cluster] = {}
+        self._lock = threading.Lock()
+
+    def cluster(self, region: str) -> Cluster:
+        with self._lock:
+            cluster = self._clusters.get(region)
+            if cluster is None:
+                cluster = Cluster(self.kubeconfig, self._context(region), pool_size=self._pool_size)
+                self._clusters[region] = cluster
+            return cluster
+
+    def close(self) -> None:
+        with self._lock:
+            for cluster in self._clusters.values():
+                cluster.close()
+            self._clusters.clear()
+
+    def _context(self, region: str) -> str:
+        """The region's context, checked against the kubeconfig as it is now (the file
+        may be written after this process starts)."""
+        known = self.known_contexts()
+        if self._contexts:
+            context = self._contexts.get(region)
+            if context is None:
+                raise PermanentClusterError(
+                    f"unknown region {region!r}: configured regions are "
+                    f"{', '.join(sorted(self._contexts))}"
+                )
+        else:
+            context = region
+        if context not in known:
+            raise PermanentClusterError(
+                f"region {region!r} needs context {context!r}, which {self.kubeconfig} does "
+                f"not have; its contexts are {', '.join(known) or 'none'}"
+            )
+        return context
+
+    def known_contexts(self) -> list[str]:
+        try:
+            contexts, _ = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=str(self.kubeconfig)
+            )
+        except Exception as exc:
+            raise classify(exc, during=f"reading {self.kubeconfig}") from exc
+        return sorted(context["name"] for context in contexts)

@@ -1,0 +1,62 @@
+"""What activities need, built once per worker: store repositories and cluster regions."""
+
+from functools import cached_property
+
+from pymongo import MongoClient
+from pymongo.database import Database as MongoDatabase
+
+from gatewayflow.cluster.client import Cluster
+from gatewayflow.cluster.regions import Regions
+from gatewayflow.settings import Settings
+from gatewayflow.store.children import ChildRepository
+from gatewayflow.store.client import connect
+from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
+from gatewayflow.store.domains import RuntimeDomainRepository
+from gatewayflow.store.gateways import GatewayRepository
+from gatewayflow.store.indexes import ensure_indexes
+
+
+class Deps:
+    """Lazily connected; shared by every activity thread of a worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def db(self) -> MongoDatabase:  # type: ignore[type-arg]
+        db = connect(self.settings.mongodb_uri or "", self.settings.db_name)
+        ensure_indexes(db)
+        return db
+
+    @cached_property
+    def gateways(self) -> GatewayRepository:
+        return GatewayRepository(self.db)
+
+    @cached_property
+    def children(self) -> ChildRepository:
+        return ChildRepository(self.db)
+
+    @cached_property
+    def domains(self) -> RuntimeDomainRepository:
+        return RuntimeDomainRepository(self.db)
+
+    @cached_property
+    def databases(self) -> DatabaseRepository:
+        return DatabaseRepository(self.db)
+
+    @cached_property
+    def runtime(self) -> RuntimeDatabases:
+        uri = self.settings.runtime_mongodb_uri or self.settings.mongodb_uri or ""
+        return RuntimeDatabases(MongoClient(uri, serverSelectionTimeoutMS=5000))
+
+    @cached_property
+    def regions(self) -> Regions:
+        assert self.settings.kubeconfig is not None, "settings must be resolved"
+        return Regions(
+            self.settings.kubeconfig,
+            self.settings.regions,
+            pool_size=self.settings.max_concurrent_activities,
+        )
+
+    def cluster(self, region: str) -> Cluster:
+        return self.regions.cluster(region)

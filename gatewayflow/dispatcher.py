@@ -1,0 +1,132 @@
+"""Turns every change of intent in MongoDB into a signal to the gateway's workflow.
+
+A change stream (resume token persisted) reacts at once; a periodic sweep signals (and
+starts, if need be) the workflow of every gateway whose phase does not match its state,
+so nothing is left stuck even if an event is lost or change streams are unavailable.
+Signal-with-start is idempotent per workflow id, so duplicate dispatchers are harmless.
+"""
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from gatewayflow.domain import naming
+from gatewayflow.domain.messages import GatewayInput
+from gatewayflow.domain.states import GatewayState
+from gatewayflow.settings import Settings
+from gatewayflow.store.client import connect
+from gatewayflow.store.dispatcher import ChangeFeed
+from gatewayflow.store.errors import ChangeStreamsUnavailable
+from gatewayflow.store.gateways import GatewayRepository
+from gatewayflow.store.indexes import ensure_indexes
+from workflows import search
+from workflows.gateway import GatewayWorkflow
+
+log = logging.getLogger("gatewayflow.dispatcher")
+
+SIGNAL_FOR_STATE: dict[GatewayState, str] = {
+    GatewayState.RUNNING: "start",
+    GatewayState.STOPPED: "stop",
+    GatewayState.RESTARTING: "restart",
+    GatewayState.DELETED: "delete",
+}
+
+
+async def signal_gateway(
+    client: Client, settings: Settings, gateway_id: str, signal: str = "reconcile"
+) -> None:
+    """Signal `gateway/<id>`, starting it first if it is not running."""
+    await client.start_workflow(
+        GatewayWorkflow.run,
+        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
+        id=naming.gateway_workflow_id(gateway_id),
+        task_queue=settings.task_queue,
+        start_signal=signal,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search.for_gateway(gateway_id),
+        static_summary=f"gateway {gateway_id}",
+    )
+
+
+async def sweep_once(client: Client, settings: Settings, gateways: GatewayRepository) -> int:
+    """Signal-with-start every unconverged gateway; returns how many.
+
+    Idle workflows that missed an event get the hint too, and a gateway whose workflow
+    is not running gets one started. The hint is `reconcile`: it wakes an idle workflow
+    but neither preempts an operation nor cuts short the backoff after a failure.
+    """
+    unconverged = await asyncio.to_thread(gateways.unconverged)
+    for gateway_id, _state, _phase in unconverged:
+        await signal_gateway(client, settings, gateway_id, "reconcile")
+    if unconverged:
+        log.info("sweep signalled %d unconverged gateway(s)", len(unconverged))
+    return len(unconverged)
+
+
+async def _sweep_forever(
+    client: Client, settings: Settings, gateways: GatewayRepository, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            await sweep_once(client, settings, gateways)
+        except Exception:  # a failed sweep is retried on the next tick
+            log.exception("sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_seconds)
+
+
+async def _follow_changes(
+    client: Client, settings: Settings, feed: ChangeFeed, stop: asyncio.Event
+) -> None:
+    """The feed runs in a thread; each event is signalled before the next is asked for,
+    so the persisted resume token never gets ahead of what was handled."""
+    loop = asyncio.get_running_loop()
+    halt = threading.Event()
+
+    def pump() -> None:
+        for event in feed.events(halt):
+            signal = SIGNAL_FOR_STATE.get(event.state, "reconcile")
+            handled = asyncio.run_coroutine_threadsafe(
+                signal_gateway(client, settings, event.gateway_id, signal), loop
+            )
+            handled.result()
+
+    follower = asyncio.create_task(asyncio.to_thread(pump))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({follower, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if follower.done():
+            follower.result()  # the feed ended by itself: raise its error
+    finally:
+        halt.set()
+        stopper.cancel()
+        await asyncio.gather(follower, stopper, return_exceptions=True)
+
+
+async def run_dispatcher(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """The change stream and the sweep, until `stop` is set."""
+    db = await asyncio.to_thread(connect, settings.mongodb_uri or "", settings.db_name)
+    await asyncio.to_thread(ensure_indexes, db)
+    gateways = GatewayRepository(db)
+    sweeper = asyncio.create_task(_sweep_forever(client, settings, gateways, stop))
+    try:
+        if not settings.change_streams:
+            log.info("change streams off: the sweep alone converges")
+            await stop.wait()
+        while not stop.is_set():
+            try:
+                await _follow_changes(client, settings, ChangeFeed(db), stop)
+            except ChangeStreamsUnavailable as exc:
+                log.warning("change streams unavailable (%s): the sweep alone converges", exc)
+                await stop.wait()
+            except Exception:
+                log.exception("change feed failed; reopening from the saved resume token")
+                await asyncio.sleep(1)
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)

@@ -1,0 +1,5 @@
+"""The project's errors."""
+
+
+class GatewayflowError(Exception):
+    """An expected failure whose message tells the user what to do."""

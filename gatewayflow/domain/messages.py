@@ -1,0 +1,119 @@
+"""Payloads between workflows and activities: ids and intents only, never secrets."""
+
+from pydantic import BaseModel, Field
+
+from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase, GatewayState
+
+
+class GatewayRef(BaseModel):
+    gateway_id: str
+    region: str = "local"
+
+
+class Intent(BaseModel):
+    """What MongoDB (the source of truth) says the user wants, and where the gateway is."""
+
+    gateway_id: str
+    exists: bool
+    state: GatewayState = GatewayState.RUNNING
+    phase: GatewayPhase = GatewayPhase.CREATING
+    region: str = "local"
+    malformed: str | None = None
+
+
+class PhaseUpdate(BaseModel):
+    """The start of an operation: its phase and a fresh progress record."""
+
+    gateway_id: str
+    phase: GatewayPhase
+    operation: str
+    total_steps: int
+
+
+class StateUpdate(BaseModel):
+    gateway_id: str
+    state: GatewayState
+    reason: str | None = None  # recorded as progress.lastError when set
+    expected_state: GatewayState | None = None  # only if the state is still this one
+
+
+class ProgressUpdate(BaseModel):
+    gateway_id: str
+    step: str | None = None
+    step_number: int | None = None
+    waiting_on: str | None = None
+    error: str | None = None
+
+
+class StepInput(BaseModel):
+    """One step of an operation: which gateway, and the phase to record when done."""
+
+    gateway_id: str
+    region: str = "local"
+    phase: GatewayPhase
+    step: str
+    number: int | None = None  # position in the operation, for progress
+
+
+class StepResult(BaseModel):
+    step: str
+    removed: list[str] = Field(default_factory=list)
+    created: list[str] = Field(default_factory=list)
+
+
+class InstanceInput(StepInput):
+    restarted_at: str | None = None
+    timeout_seconds: float = 900.0
+
+
+class TriggersInput(StepInput):
+    suspend: bool
+
+
+class DomainInput(BaseModel):
+    gateway_id: str
+    region: str = "local"
+    target: DomainState
+    step_number: int | None = None  # the gateway operation's step this child is
+
+
+class DomainStatus(BaseModel):
+    gateway_id: str
+    exists: bool
+    state: DomainState = DomainState.ACTIVE
+    phase: DomainPhase = DomainPhase.CREATING
+
+
+class DomainStep(BaseModel):
+    gateway_id: str
+    region: str = "local"
+    action: str
+
+
+class GatewayInput(BaseModel):
+    gateway_id: str
+    start_timeout_seconds: float = 900.0
+    # Continue-as-new after this many handled actions (besides the server's suggestion).
+    max_actions_per_run: int = 200
+
+
+class GatewayProgress(BaseModel):
+    """Answer of the `progress` query."""
+
+    gateway_id: str
+    state: GatewayState | None = None
+    phase: GatewayPhase | None = None
+    action: str | None = None
+    detail: str = ""
+    last_error: str | None = None
+    actions_this_run: int = 0
+
+
+class DeletionInput(BaseModel):
+    gateway_id: str
+    region: str = "local"
+
+
+class DeletionResult(BaseModel):
+    gateway_id: str
+    steps: list[StepResult] = Field(default_factory=list)

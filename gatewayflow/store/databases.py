@@ -1,0 +1,69 @@
+"""A gateway's database: its `Database` document, and the runtime database and user."""
+
+from pymongo.errors import OperationFailure
+
+from gatewayflow.domain.documents import Database, utcnow
+from gatewayflow.domain.naming import runtime_database, runtime_user
+from gatewayflow.domain.states import DatabasePhase, DatabaseState
+from gatewayflow.store.client import Client, Db
+from gatewayflow.store.per_gateway import PerGatewayRepository
+
+USER_EXISTS = 51003
+USER_NOT_FOUND = 11
+# Written into every runtime database: it creates the database and names its owner.
+MARKER_COLLECTION = "_meta"
+
+
+class DatabaseRepository(PerGatewayRepository[Database, DatabaseState, DatabasePhase]):
+    def __init__(self, db: Db) -> None:
+        super().__init__(db, Database)
+
+
+class RuntimeDatabases:
+    """`gw_<id>` databases and their readWrite users on the runtime MongoDB.
+
+    Passwords go to the server only; they are never logged nor put in an error message.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, gateway_id: str, password: str) -> None:
+        """Create the database and its user; idempotent.
+
+        An existing user gets `password` (and its role) again, so the user always matches
+        the Secret that the caller writes with the same password.
+        """
+        name = runtime_database(gateway_id)
+        db = self._client[name]
+        db[MARKER_COLLECTION].update_one(
+            {"_id": "gateway"},
+            {"$setOnInsert": {"gatewayId": gateway_id, "createdAt": utcnow()}},
+            upsert=True,
+        )
+        user = runtime_user(gateway_id)
+        roles = [{"role": "readWrite", "db": name}]
+        try:
+            db.command("createUser", user, pwd=password, roles=roles)
+        except OperationFailure as exc:
+            if exc.code != USER_EXISTS:
+                raise
+            db.command("updateUser", user, pwd=password, roles=roles)
+
+    def drop(self, gateway_id: str) -> None:
+        """Drop the user, then the database; idempotent."""
+        name = runtime_database(gateway_id)
+        try:
+            self._client[name].command("dropUser", runtime_user(gateway_id))
+        except OperationFailure as exc:
+            if exc.code != USER_NOT_FOUND:
+                raise
+        self._client.drop_database(name)
+
+    def exists(self, gateway_id: str) -> bool:
+        name = runtime_database(gateway_id)
+        return any(self._client.list_databases(filter={"name": name}, nameOnly=True))
+
+    def user_exists(self, gateway_id: str) -> bool:
+        db = self._client[runtime_database(gateway_id)]
+        return bool(db.command("usersInfo", runtime_user(gateway_id))["users"])

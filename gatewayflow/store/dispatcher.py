@@ -1,0 +1,170 @@
+"""The MongoDB side of the dispatcher: changes of intent on ApiGateway, as a resumable feed.
+
+The feed watches inserts, replacements and updates that touch `state` (from the API, the
+CLI or an operator's raw `updateOne`). After each event is handled its resume token is
+saved in `DispatcherState`, so a restarted dispatcher continues where the last one
+stopped. A token that is no longer valid (e.g. older than the oplog) is dropped and the
+feed starts from now; the periodic sweep covers the gap. Deletions need no event.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.change_stream import ChangeStream
+from pymongo.errors import OperationFailure, PyMongoError
+
+from gatewayflow.domain.documents import ApiGateway, utcnow
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.store.client import Db, RawDoc
+from gatewayflow.store.errors import ChangeStreamsUnavailable, MalformedDocument
+from gatewayflow.store.gateways import COLLECTION
+from gatewayflow.store.parsing import log_malformed, parse
+
+log = logging.getLogger("gatewayflow.store.dispatcher")
+
+STATE_COLLECTION = "DispatcherState"
+
+# Server answers meaning "this resume token can no longer be used": FailedToParse,
+# InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost.
+STALE_TOKEN_CODES = frozenset({9, 260, 280, 286})
+# Server answers meaning "no change streams here": IllegalOperation (standalone mongod),
+# CommandNotFound, CommandNotSupported, unrecognised pipeline stage.
+UNAVAILABLE_CODES = frozenset({20, 59, 115, 40324, 40573})
+
+PIPELINE: list[RawDoc] = [
+    {
+        "$match": {
+            "$or": [
+                {"operationType": {"$in": ["insert", "replace"]}},
+                {
+                    "operationType": "update",
+                    "updateDescription.updatedFields.state": {"$exists": True},
+                },
+            ]
+        }
+    }
+]
+
+Token = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    """A gateway whose intent may have changed, as the document is now."""
+
+    gateway_id: str
+    state: GatewayState
+    phase: GatewayPhase
+
+
+class ChangeFeed:
+    """Blocking and synchronous: run `events` in a thread of its own.
+
+    While the server answers, `events` notices `stop` within `max_await_ms`; while it does
+    not, within the client's server selection timeout.
+    """
+
+    def __init__(self, db: Db, *, max_await_ms: int = 500, retry_seconds: float = 2.0) -> None:
+        self._gateways = db[COLLECTION]
+        self._state = db[STATE_COLLECTION]
+        self._max_await_ms = max_await_ms
+        self._retry_seconds = retry_seconds
+
+    def load_token(self) -> Token | None:
+        saved = self._state.find_one({"_id": COLLECTION})
+        return None if saved is None else saved.get("token")
+
+    def save_token(self, token: Token) -> None:
+        self._state.update_one(
+            {"_id": COLLECTION}, {"$set": {"token": token, "savedAt": utcnow()}}, upsert=True
+        )
+
+    def check(self) -> None:
+        """Raise ChangeStreamsUnavailable unless the server can open a change stream."""
+        self._watch(None).close()
+
+    def events(self, stop: threading.Event) -> Iterator[GatewayEvent]:
+        """Events until `stop` is set, at least once each.
+
+        An event's token is saved when the consumer asks for the next event, that is after
+        it has handled this one. Lost connections are retried every `retry_seconds`;
+        ChangeStreamsUnavailable is raised, as no retry can help it.
+        """
+        while not stop.is_set():
+            try:
+                with self._open() as stream:
+                    while not stop.is_set():
+                        change = stream.try_next()
+                        if change is None:
+                            continue
+                        event = _event(change)
+                        if event is not None:
+                            yield event
+                        if stream.resume_token is not None:
+                            self.save_token(stream.resume_token)
+            except PyMongoError as exc:
+                log.warning(
+                    "change feed on %s interrupted (%s); retrying in %gs",
+                    COLLECTION,
+                    exc,
+                    self._retry_seconds,
+                )
+                stop.wait(self._retry_seconds)
+
+    def _open(self) -> ChangeStream[RawDoc]:
+        token = self.load_token()
+        if token is not None:
+            try:
+                stream = self._watch(token)
+            except OperationFailure as exc:
+                if exc.code not in STALE_TOKEN_CODES:
+                    raise
+                log.warning(
+                    "saved resume token of the %s change feed is no longer valid (%s); "
+                    "starting from now, the sweep covers anything missed",
+                    COLLECTION,
+                    _errmsg(exc),
+                )
+            else:
+                log.info("change feed on %s resumes from its saved token", COLLECTION)
+                return stream
+        stream = self._watch(None)
+        log.info("change feed on %s starts from now", COLLECTION)
+        if stream.resume_token is not None:
+            self.save_token(stream.resume_token)
+        return stream
+
+    def _watch(self, token: Token | None) -> ChangeStream[RawDoc]:
+        try:
+            return self._gateways.watch(
+                PIPELINE,
+                full_document="updateLookup",
+                resume_after=token,
+                max_await_time_ms=self._max_await_ms,
+            )
+        except OperationFailure as exc:
+            if exc.code in UNAVAILABLE_CODES:
+                raise ChangeStreamsUnavailable(
+                    f"this MongoDB server has no change streams: {_errmsg(exc)}"
+                ) from exc
+            raise
+
+
+def _event(change: RawDoc) -> GatewayEvent | None:
+    """The event for a change; None when the document is gone or malformed."""
+    raw = change.get("fullDocument")
+    if raw is None:  # deleted since the change: nothing left to dispatch
+        return None
+    try:
+        gateway = parse(ApiGateway, raw)
+    except MalformedDocument as problem:
+        log_malformed(problem)
+        return None
+    return GatewayEvent(gateway.gateway_id, gateway.state, gateway.phase)
+
+
+def _errmsg(exc: OperationFailure) -> str:
+    return str((exc.details or {}).get("errmsg") or exc)

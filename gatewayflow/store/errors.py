@@ -1,0 +1,61 @@
+"""What can go wrong in the store, each error naming the gateway or document concerned."""
+
+from pydantic import ValidationError
+
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+
+
+class StoreError(Exception):
+    """Base of every store error."""
+
+
+class UnknownGateway(StoreError, LookupError):
+    def __init__(self, gateway_id: str) -> None:
+        super().__init__(f"no gateway {gateway_id!r}")
+        self.gateway_id = gateway_id
+
+
+class GatewayExists(StoreError):
+    def __init__(self, gateway_id: str) -> None:
+        super().__init__(f"gateway {gateway_id!r} already exists")
+        self.gateway_id = gateway_id
+
+
+class StateChangeRefused(StoreError):
+    """A conditional state change that the gateway's current phase does not allow."""
+
+    def __init__(self, gateway_id: str, state: GatewayState, phase: GatewayPhase | str) -> None:
+        super().__init__(
+            f"gateway {gateway_id!r} cannot change to state {state.value}: it is in phase {phase}"
+        )
+        self.gateway_id = gateway_id
+        self.state = state
+        self.phase = phase
+
+
+class MalformedDocument(StoreError):
+    """A stored document that does not validate; reported, never allowed to crash a process."""
+
+    def __init__(
+        self, collection: str, doc_id: object, problems: str, gateway_id: object = None
+    ) -> None:
+        who = f"{collection} document {gateway_id!r}" if gateway_id else f"{collection} document"
+        super().__init__(f"{who} (_id {doc_id}) is malformed: {problems}")
+        self.collection = collection
+        self.doc_id = doc_id
+        self.gateway_id = gateway_id
+        self.problems = problems
+
+    @classmethod
+    def from_validation(
+        cls, collection: str, raw: dict[str, object], exc: ValidationError
+    ) -> "MalformedDocument":
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return cls(collection, raw.get("_id"), problems, raw.get("gatewayId"))
+
+
+class ChangeStreamsUnavailable(StoreError):
+    """The MongoDB server cannot open change streams (e.g. a standalone mongod)."""

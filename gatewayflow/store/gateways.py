@@ -1,0 +1,223 @@
+"""The ApiGateway collection: intent (state), progress (phase) and the sweep's query."""
+
+from collections.abc import Collection
+from enum import Enum
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from gatewayflow.domain.documents import ApiGateway, Progress, utcnow
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import GatewayAction, decide
+from gatewayflow.store.client import Db, RawDoc
+from gatewayflow.store.errors import (
+    GatewayExists,
+    MalformedDocument,
+    StateChangeRefused,
+    UnknownGateway,
+)
+from gatewayflow.store.parsing import OnMalformed, log_malformed, parse, parse_all
+
+COLLECTION = "ApiGateway"
+
+
+class Unset(Enum):
+    """Marks an optional argument that was not passed, where None means "clear the field"."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+
+class GatewayRepository:
+    def __init__(self, db: Db) -> None:
+        self._col = db[COLLECTION]
+
+    def insert(self, gateway: ApiGateway) -> None:
+        try:
+            self._col.insert_one(gateway.to_mongo())
+        except DuplicateKeyError:
+            raise GatewayExists(gateway.gateway_id) from None
+
+    def get(self, gateway_id: str) -> ApiGateway | None:
+        """The gateway, None if absent; MalformedDocument if it does not validate."""
+        raw = self._col.find_one({"gatewayId": gateway_id})
+        return None if raw is None else parse(ApiGateway, raw)
+
+    def require(self, gateway_id: str) -> ApiGateway:
+        gateway = self.get(gateway_id)
+        if gateway is None:
+            raise UnknownGateway(gateway_id)
+        return gateway
+
+    def set_state(
+        self,
+        gateway_id: str,
+        state: GatewayState,
+        *,
+        refuse_if_phase_in: Collection[GatewayPhase] = (),
+    ) -> ApiGateway:
+        """Write the intent atomically, unless the phase is one of `refuse_if_phase_in`.
+
+        Returns the updated gateway; StateChangeRefused names the phase that refused it.
+        """
+        query: RawDoc = {"gatewayId": gateway_id}
+        if refuse_if_phase_in:
+            # `$in` of the allowed phases rather than `$nin`: SecantusDB plans the first
+            # through the (gatewayId, phase) index, a negation not at all.
+            refused = {GatewayPhase(p) for p in refuse_if_phase_in}
+            query["phase"] = {"$in": [p.value for p in GatewayPhase if p not in refused]}
+        raw = self._col.find_one_and_update(
+            query,
+            # A new request from the user: the error of the previous one is history.
+            {
+                "$set": {
+                    "state": GatewayState(state).value,
+                    "updatedAt": utcnow(),
+                    "progress.lastError": None,
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        if raw is not None:
+            return parse(ApiGateway, raw)
+        current = self._col.find_one({"gatewayId": gateway_id}, {"phase": 1})
+        if current is None:
+            raise UnknownGateway(gateway_id)
+        raise StateChangeRefused(gateway_id, GatewayState(state), str(current.get("phase")))
+
+    def set_state_if(
+        self,
+        gateway_id: str,
+        state: GatewayState,
+        *,
+        expected: GatewayState | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Write the intent only while it is still `expected` (when given); whether it matched.
+
+        So a workflow settling Restarting -> Running never overwrites a stop or a delete
+        that a user asked for meanwhile. A `reason` lands as progress.lastError in the same
+        write, so nobody sees the new state without it.
+        """
+        query: RawDoc = {"gatewayId": gateway_id}
+        if expected is not None:
+            query["state"] = GatewayState(expected).value
+        to_set: RawDoc = {"state": GatewayState(state).value, "updatedAt": utcnow()}
+        if reason is not None:
+            to_set["progress.lastError"] = reason
+        return self._col.update_one(query, {"$set": to_set}).matched_count == 1
+
+    def set_phase(
+        self,
+        gateway_id: str,
+        phase: GatewayPhase,
+        *,
+        expected: Collection[GatewayPhase] | None = None,
+        step: str | None = None,
+    ) -> bool:
+        """Move the phase, only from one of `expected` when given; whether it matched.
+
+        `step`, when given, is recorded as completed in the same write.
+        """
+        query: RawDoc = {"gatewayId": gateway_id}
+        if expected is not None:
+            query["phase"] = {"$in": [GatewayPhase(p).value for p in expected]}
+        now = utcnow()
+        to_set = {"phase": GatewayPhase(phase).value, "updatedAt": now, "progress.updatedAt": now}
+        update: RawDoc = {"$set": to_set}
+        if step is not None:
+            update["$addToSet"] = {"progress.completed": step}
+        return self._col.update_one(query, update).matched_count == 1
+
+    def record_progress(
+        self,
+        gateway_id: str,
+        *,
+        operation: str | None = None,
+        step: str | None = None,
+        step_number: int | None = None,
+        total_steps: int | None = None,
+        completed: str | None = None,
+        error: str | Unset | None = UNSET,
+        waiting_on: str | Unset | None = UNSET,
+    ) -> bool:
+        """Update the given progress fields (None for error/waiting_on clears them).
+
+        Returns whether the gateway exists.
+        """
+        now = utcnow()
+        fields: dict[str, Any] = {
+            "operation": operation,
+            "step": step,
+            "stepNumber": step_number,
+            "totalSteps": total_steps,
+        }
+        to_set: RawDoc = {f"progress.{k}": v for k, v in fields.items() if v is not None}
+        if not isinstance(error, Unset):
+            to_set["progress.lastError"] = error
+        if not isinstance(waiting_on, Unset):
+            to_set["progress.waitingOn"] = waiting_on
+        to_set.update({"progress.updatedAt": now, "updatedAt": now})
+        update: RawDoc = {"$set": to_set}
+        if completed is not None:
+            update["$addToSet"] = {"progress.completed": completed}
+        return self._col.update_one({"gatewayId": gateway_id}, update).matched_count == 1
+
+    def reset_progress(self, gateway_id: str, operation: str, total_steps: int) -> bool:
+        """Start a new operation's progress; whether the gateway exists.
+
+        `lastError` is kept: the reason the previous operation ended (a start that timed
+        out, a refused request) must stay readable while the next one runs.
+        """
+        now = utcnow()
+        progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
+        fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
+        to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
+        result = self._col.update_one(
+            {"gatewayId": gateway_id}, {"$set": {**to_set, "updatedAt": now}}
+        )
+        return result.matched_count == 1
+
+    def delete(self, gateway_id: str) -> bool:
+        return self._col.delete_one({"gatewayId": gateway_id}).deleted_count == 1
+
+    def unconverged(self, limit: int = 1000) -> list[tuple[str, GatewayState, GatewayPhase]]:
+        """(gatewayId, state, phase) of every gateway with work left to do.
+
+        That is every pair the transition table does not answer with NONE: a phase that
+        is not the target of the state, and also (Restarting, Started), which still owes
+        its rolling update, and (Deleted, Deleted), whose document is still to be removed.
+        One query per state, each an exact range of the (state, phase) index: not every
+        server we run on plans an `$or` over an index.
+        """
+        found: list[tuple[str, GatewayState, GatewayPhase]] = []
+        for state in GatewayState:
+            if len(found) >= limit:
+                break
+            pending = [
+                p.value for p in GatewayPhase if decide(state, p).action is not GatewayAction.NONE
+            ]
+            cursor = self._col.find(
+                {"state": state.value, "phase": {"$in": pending}},
+                {"_id": 1, "gatewayId": 1, "phase": 1},
+            ).limit(limit - len(found))
+            for raw in cursor:
+                gateway_id = raw.get("gatewayId")
+                if not isinstance(gateway_id, str) or not gateway_id:
+                    log_malformed(
+                        MalformedDocument(COLLECTION, raw.get("_id"), "gatewayId: missing")
+                    )
+                    continue
+                found.append((gateway_id, state, GatewayPhase(raw["phase"])))
+        return found
+
+    # Defined last: below it, `list` in this class body would name the method.
+    def list(
+        self, limit: int = 1000, on_malformed: OnMalformed = log_malformed
+    ) -> list[ApiGateway]:
+        """Gateways in id order; malformed ones are skipped and passed to `on_malformed`."""
+        cursor = self._col.find({}).sort("gatewayId", 1).limit(limit)
+        return parse_all(ApiGateway, cursor, on_malformed)

@@ -1,0 +1,122 @@
+"""How the CLI shows gateways: rich renderables built from documents, never from secrets."""
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway, Progress
+from gatewayflow.inventory import Item, PlanStep
+from gatewayflow.settings import Settings
+
+PHASE_STYLE = {
+    "Started": "green",
+    "Stopped": "yellow",
+    "Deleted": "red",
+    "Deleting": "red",
+    "Creating": "cyan",
+    "Starting": "cyan",
+    "Stopping": "yellow",
+    "Created": "cyan",
+}
+
+
+def step_text(p: Progress, idle: str = "") -> str:
+    """The current step as "n/m name" (just the name when unnumbered)."""
+    if not p.step:
+        return idle
+    return f"{p.step_number}/{p.total_steps} {p.step}" if p.step_number else p.step
+
+
+def progress_line(gw: ApiGateway | None, gateway_id: str) -> Text:
+    """One line per change while following an operation."""
+    if gw is None:
+        return Text.assemble(("  ✓ ", "green"), f"{gateway_id}: ApiGateway document removed")
+    p = gw.progress
+    step = f"step {step_text(p)}" if p.step else "waiting"
+    text = Text.assemble(
+        "  ",
+        (f"{gw.state.value}/{gw.phase.value}", PHASE_STYLE.get(gw.phase.value, "")),
+        f"  {p.operation or ''} {step}",
+        f"  done: {', '.join(p.completed)}" if p.completed else "",
+    )
+    if p.waiting_on:
+        text.append(f"  (waiting on {p.waiting_on})", style="dim")
+    if p.last_error:
+        text.append(f"\n    last error: {p.last_error}", style="red")
+    return text
+
+
+def workflow_links(settings: Settings, gateway_id: str) -> Table:
+    table = Table("workflow", "Temporal UI", show_header=True, box=None)
+    for wid in (
+        naming.gateway_workflow_id(gateway_id),
+        naming.deletion_workflow_id(gateway_id),
+        naming.domain_workflow_id(gateway_id),
+    ):
+        table.add_row(wid, settings.workflow_url(wid))
+    return table
+
+
+def where_to_look(settings: Settings, gateway_id: str) -> Text:
+    return Text.assemble(
+        "Temporal UI: ",
+        (settings.workflow_url(naming.gateway_workflow_id(gateway_id)), "link"),
+        "\nMongo document: ",
+        (f"db.ApiGateway.find({{gatewayId: '{gateway_id}'}})", "bold"),
+        f"  (database {settings.db_name} at {settings.mongodb_uri})",
+    )
+
+
+def status_table(gateways: list[ApiGateway]) -> Table:
+    table = Table("gateway", "state", "phase", "operation", "step", "last error", "region")
+    for gw in gateways:
+        p = gw.progress
+        table.add_row(
+            gw.gateway_id,
+            gw.state.value,
+            Text(gw.phase.value, style=PHASE_STYLE.get(gw.phase.value, "")),
+            p.operation or "",
+            step_text(p),
+            Text(p.last_error or "", style="red"),
+            gw.region,
+        )
+    return table
+
+
+def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
+    p = gw.progress
+    table = Table(show_header=False, box=None)
+    table.add_row("gateway", gw.gateway_id)
+    table.add_row("state", gw.state.value)
+    table.add_row("phase", Text(gw.phase.value, style=PHASE_STYLE.get(gw.phase.value, "")))
+    table.add_row("operation", p.operation or "-")
+    table.add_row("current step", step_text(p, idle="-"))
+    table.add_row("completed", ", ".join(p.completed) or "-")
+    table.add_row("waiting on", p.waiting_on or "-")
+    table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
+    table.add_row("region", gw.region)
+    table.add_row("custom domain", gw.custom_domain or "-")
+    table.add_row("updated", gw.updated_at.isoformat(timespec="seconds"))
+    return Group(table, workflow_links(settings, gw.gateway_id))
+
+
+def plan_table(gateway_id: str, steps: list[PlanStep]) -> Table:
+    table = Table(
+        "step", "what", "kind", "namespace / db", "name", title=f"Deletion plan of {gateway_id}"
+    )
+    for step in steps:
+        if not step.items:
+            table.add_row(f"{step.number}. {step.step.value}", step.title, "(nothing)", "", "")
+        for i, item in enumerate(step.items):
+            head = (f"{step.number}. {step.step.value}", step.title) if i == 0 else ("", "")
+            table.add_row(*head, item.kind, item.namespace or "", item.name)
+    return table
+
+
+def leftovers_table(found: dict[str, list[Item]]) -> Table:
+    table = Table("gateway", "where", "kind", "namespace / db", "name", title="Left behind")
+    for gateway_id, items in found.items():
+        for item in items:
+            table.add_row(gateway_id, item.where, item.kind, item.namespace or "", item.name)
+    return table
