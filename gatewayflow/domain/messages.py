@@ -95,6 +95,8 @@ class GatewayInput(BaseModel):
     start_timeout_seconds: float = 900.0
     # Continue-as-new after this many handled actions (besides the server's suggestion).
     max_actions_per_run: int = 200
+    # ... or once the history holds this many events, whatever the workflow is doing.
+    max_history_length: int = 5000
 
 
 class GatewayProgress(BaseModel):
