@@ -33,7 +33,9 @@ async def until(h: Harness, gid: str, check: Any, timeout: float = 60.0) -> dict
     """The raw document once `check(doc)` holds."""
     async with asyncio.timeout(timeout):
         while True:
-            doc = await asyncio.to_thread(h.deps.db["ApiGateway"].find_one, {"gatewayId": gid})
+            doc: dict[str, Any] | None = await asyncio.to_thread(
+                h.deps.db["ApiGateway"].find_one, {"gatewayId": gid}
+            )
             if doc is not None and check(doc):
                 return doc
             await asyncio.sleep(0.05)
@@ -50,15 +52,14 @@ async def idle(h: Harness, gid: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
-def counted(counter: Counter, **labels: str) -> float:
-    """The current value of one of our counters (0 when never incremented)."""
-    for family in counter.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total") and all(
-                sample.labels.get(k) == v for k, v in labels.items()
-            ):
-                return float(sample.value)
-    return 0.0
+def counted(counter: Counter) -> float:
+    """The current total of one of our counters, over all its labels."""
+    return sum(
+        sample.value
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
 
 
 # -- 1. a delete during a start's short, non-heartbeating step ---------------------------

@@ -1,6 +1,7 @@
 """The ApiGateway collection: intent (state), progress (phase) and the sweep's query."""
 
 from collections.abc import Collection
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -20,6 +21,11 @@ from gatewayflow.store.errors import (
 from gatewayflow.store.parsing import OnMalformed, log_malformed, parse, parse_all
 
 COLLECTION = "ApiGateway"
+# The order in which the sweep looks at intents: deletes first.
+SWEEP_ORDER: tuple[GatewayState, ...] = (
+    GatewayState.DELETED,
+    *(state for state in GatewayState if state is not GatewayState.DELETED),
+)
 
 
 class Unset(Enum):
@@ -57,13 +63,18 @@ class GatewayRepository:
         gateway_id: str,
         state: GatewayState,
         *,
+        expected: GatewayState | None = None,
         refuse_if_phase_in: Collection[GatewayPhase] = (),
     ) -> ApiGateway:
-        """Write the intent atomically, unless the phase is one of `refuse_if_phase_in`.
+        """Write a request's intent atomically: only while the state is still `expected`
+        (the one the request was checked against) and the phase not in `refuse_if_phase_in`.
 
-        Returns the updated gateway; StateChangeRefused names the phase that refused it.
+        So a request never lands on a delete written after its check: Deleted is sticky.
+        Returns the updated gateway; StateChangeRefused names what refused it.
         """
         query: RawDoc = {"gatewayId": gateway_id}
+        if expected is not None:
+            query["state"] = GatewayState(expected).value
         if refuse_if_phase_in:
             # `$in` of the allowed phases rather than `$nin`: SecantusDB plans the first
             # through the (gatewayId, phase) index, a negation not at all.
@@ -77,16 +88,19 @@ class GatewayRepository:
                     "state": GatewayState(state).value,
                     "updatedAt": utcnow(),
                     "progress.lastError": None,
+                    "progress.nextAttemptAt": None,
                 }
             },
             return_document=ReturnDocument.AFTER,
         )
         if raw is not None:
             return parse(ApiGateway, raw)
-        current = self._col.find_one({"gatewayId": gateway_id}, {"phase": 1})
+        current = self._col.find_one({"gatewayId": gateway_id}, {"state": 1, "phase": 1})
         if current is None:
             raise UnknownGateway(gateway_id)
-        raise StateChangeRefused(gateway_id, GatewayState(state), str(current.get("phase")))
+        raise StateChangeRefused(
+            gateway_id, GatewayState(state), str(current.get("phase")), str(current.get("state"))
+        )
 
     def set_state_if(
         self,
@@ -143,8 +157,10 @@ class GatewayRepository:
         completed: str | None = None,
         error: str | Unset | None = UNSET,
         waiting_on: str | Unset | None = UNSET,
+        next_attempt_at: datetime | Unset | None = UNSET,
     ) -> bool:
-        """Update the given progress fields (None for error/waiting_on clears them).
+        """Update the given progress fields (None for error/waiting_on/next_attempt_at
+        clears them).
 
         Returns whether the gateway exists.
         """
@@ -160,6 +176,8 @@ class GatewayRepository:
             to_set["progress.lastError"] = error
         if not isinstance(waiting_on, Unset):
             to_set["progress.waitingOn"] = waiting_on
+        if not isinstance(next_attempt_at, Unset):
+            to_set["progress.nextAttemptAt"] = next_attempt_at
         to_set.update({"progress.updatedAt": now, "updatedAt": now})
         update: RawDoc = {"$set": to_set}
         if completed is not None:
@@ -184,6 +202,20 @@ class GatewayRepository:
     def delete(self, gateway_id: str) -> bool:
         return self._col.delete_one({"gatewayId": gateway_id}).deleted_count == 1
 
+    def remove_deleted(self, gateway_id: str) -> bool:
+        """Remove the document only while it is the one whose deletion finished (state
+        and phase Deleted); whether it was removed.
+
+        A gateway created again, or a document replaced, meanwhile is never removed by the
+        retry of an earlier deletion.
+        """
+        query = {
+            "gatewayId": gateway_id,
+            "state": GatewayState.DELETED.value,
+            "phase": GatewayPhase.DELETED.value,
+        }
+        return self._col.delete_one(query).deleted_count == 1
+
     def unconverged(self, limit: int = 1000) -> list[tuple[str, GatewayState, GatewayPhase]]:
         """(gatewayId, state, phase) of every gateway with work left to do.
 
@@ -191,10 +223,11 @@ class GatewayRepository:
         is not the target of the state, and also (Restarting, Started), which still owes
         its rolling update, and (Deleted, Deleted), whose document is still to be removed.
         One query per state, each an exact range of the (state, phase) index: not every
-        server we run on plans an `$or` over an index.
+        server we run on plans an `$or` over an index. Deleted comes first, so however
+        many other gateways are unconverged, a delete is never left behind the limit.
         """
         found: list[tuple[str, GatewayState, GatewayPhase]] = []
-        for state in GatewayState:
+        for state in SWEEP_ORDER:
             if len(found) >= limit:
                 break
             pending = [
