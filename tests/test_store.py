@@ -516,7 +516,16 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
         with pytest.raises(StateChangeRefused):
             gateways.set_state("tour", S.RUNNING, refuse_if_phase_in=[P.STARTED])
         gateways.set_state_if("tour", S.DELETED, expected=S.DELETED)
+        gateways.set_state("tour", S.DELETED, expected=S.DELETED)
         gateways.reset_progress("tour", "delete", 8)
+        gateways.begin(
+            "tour",
+            P.DELETING,
+            state=S.DELETED,
+            from_phases=[P.CREATING],
+            operation="d",
+            total_steps=8,
+        )
         gateways.record_progress("tour", step="triggers", completed="triggers", error=None)
         gateways.set_phase("tour", P.DELETING, expected=[P.STARTED], step="triggers")
 
@@ -549,6 +558,7 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
         feed.save_token({"_data": "00"})
         feed.load_token()
 
+        gateways.remove_deleted("tour")
         gateways.delete("tour")
 
         explained: set[str] = set()
@@ -773,3 +783,24 @@ def test_change_feed_reopens_after_the_collection_is_dropped(db: Db) -> None:
     consumer.close()
     assert consumer.error is None
     assert spent < 1.0, f"the feed thread used {spent:.2f} s of CPU in 2 s while idle"
+
+
+def test_an_operation_begins_only_from_the_intent_it_was_decided_on(db: Db) -> None:
+    gateways = GatewayRepository(db)
+    gateways.insert(_gateway("gw", S.RUNNING, P.STOPPED))
+    gateways.record_progress("gw", error="the last start timed out")
+    starting = {"operation": "start", "total_steps": 9}
+    # The user flipped the intent to Deleted after the workflow read Running.
+    db.ApiGateway.update_one({"gatewayId": "gw"}, {"$set": {"state": "Deleted"}})
+    assert not gateways.begin(
+        "gw", P.STARTING, state=S.RUNNING, from_phases=[P.STOPPED], **starting
+    )
+    assert gateways.require("gw").phase is P.STOPPED
+    deleting = {"operation": "delete", "total_steps": 8}
+    assert not gateways.begin(
+        "gw", P.DELETING, state=S.DELETED, from_phases=[P.CREATED], **deleting
+    )
+    assert gateways.begin("gw", P.DELETING, state=S.DELETED, from_phases=[P.STOPPED], **deleting)
+    gw = gateways.require("gw")
+    assert (gw.phase, gw.progress.operation, gw.progress.total_steps) == (P.DELETING, "delete", 8)
+    assert gw.progress.last_error == "the last start timed out"
