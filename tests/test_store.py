@@ -792,15 +792,17 @@ def test_an_operation_begins_only_from_the_intent_it_was_decided_on(db: Db) -> N
     starting = {"operation": "start", "total_steps": 9}
     # The user flipped the intent to Deleted after the workflow read Running.
     db.ApiGateway.update_one({"gatewayId": "gw"}, {"$set": {"state": "Deleted"}})
-    assert not gateways.begin(
-        "gw", P.STARTING, state=S.RUNNING, from_phases=[P.STOPPED], **starting
-    )
+
+    def begin(phase: GatewayPhase, state: GatewayState, since: GatewayPhase) -> bool:
+        name = "start" if phase is P.STARTING else "delete"
+        return gateways.begin(
+            "gw", phase, state=state, from_phases=[since], operation=name, total_steps=8
+        )
+
+    assert not begin(P.STARTING, S.RUNNING, P.STOPPED)
     assert gateways.require("gw").phase is P.STOPPED
-    deleting = {"operation": "delete", "total_steps": 8}
-    assert not gateways.begin(
-        "gw", P.DELETING, state=S.DELETED, from_phases=[P.CREATED], **deleting
-    )
-    assert gateways.begin("gw", P.DELETING, state=S.DELETED, from_phases=[P.STOPPED], **deleting)
+    assert not begin(P.DELETING, S.DELETED, P.CREATED)
+    assert begin(P.DELETING, S.DELETED, P.STOPPED)
     gw = gateways.require("gw")
     assert (gw.phase, gw.progress.operation, gw.progress.total_steps) == (P.DELETING, "delete", 8)
     assert gw.progress.last_error == "the last start timed out"
