@@ -789,7 +789,6 @@ def test_an_operation_begins_only_from_the_intent_it_was_decided_on(db: Db) -> N
     gateways = GatewayRepository(db)
     gateways.insert(_gateway("gw", S.RUNNING, P.STOPPED))
     gateways.record_progress("gw", error="the last start timed out")
-    starting = {"operation": "start", "total_steps": 9}
     # The user flipped the intent to Deleted after the workflow read Running.
     db.ApiGateway.update_one({"gatewayId": "gw"}, {"$set": {"state": "Deleted"}})
 
