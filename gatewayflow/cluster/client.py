@@ -202,6 +202,14 @@ class Cluster:
             time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
             interval = min(interval * 2, poll)
 
+    def readiness(self, namespace: str, name: str) -> str | None:
+        """One look at a Deployment: None when it is ready, else what is missing."""
+        try:
+            obj = self._get(ObjectRef(Kind.DEPLOYMENT, namespace, name))
+        except TransientClusterError as err:
+            return f"cannot read it: {err}"
+        return "it does not exist" if obj is None else deployment_not_ready(obj)
+
     def wait_until_ready(
         self,
         namespace: str,
@@ -219,11 +227,7 @@ class Cluster:
         ref = ObjectRef(Kind.DEPLOYMENT, namespace, name)
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                obj = self._get(ref)
-                why = "it does not exist" if obj is None else deployment_not_ready(obj)
-            except TransientClusterError as err:
-                why = f"cannot read it: {err}"
+            why = self.readiness(namespace, name)
             if why is None:
                 return
             if time.monotonic() >= deadline:
