@@ -799,8 +799,10 @@ def test_an_operation_begins_only_from_the_intent_it_was_decided_on(db: Db) -> N
         )
 
     assert not begin(P.STARTING, S.RUNNING, P.STOPPED)
+    assert gateways.require("gw").progress.operation is None  # nothing written
+    # The state matches, the phase is not one to begin from: progress only.
+    assert begin(P.DELETING, S.DELETED, P.CREATED)
     assert gateways.require("gw").phase is P.STOPPED
-    assert not begin(P.DELETING, S.DELETED, P.CREATED)
     assert begin(P.DELETING, S.DELETED, P.STOPPED)
     gw = gateways.require("gw")
     assert (gw.phase, gw.progress.operation, gw.progress.total_steps) == (P.DELETING, "delete", 8)

@@ -194,24 +194,24 @@ class GatewayRepository:
         operation: str,
         total_steps: int,
     ) -> bool:
-        """Enter an operation's phase with a fresh progress record, in one write, only
-        while the state is still `state` (the intent the operation was decided on) and
-        the phase one of `from_phases`; whether it did.
+        """Start an operation's fresh progress record, only while the state is still
+        `state` (the intent the operation was decided on); whether it was.
 
-        `lastError` is kept: the reason the previous operation ended must stay readable
-        while the next one runs.
+        The phase moves to `phase` in the same write when it is one of `from_phases`, and
+        stays otherwise (a deletion of a gateway already at phase Deleted). `lastError` is
+        kept: the reason the previous operation ended must stay readable meanwhile.
         """
         now = utcnow()
         progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
         fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
         to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
-        query: RawDoc = {
-            "gatewayId": gateway_id,
-            "state": GatewayState(state).value,
-            "phase": {"$in": [GatewayPhase(p).value for p in from_phases]},
-        }
-        update = {"$set": {**to_set, "phase": GatewayPhase(phase).value, "updatedAt": now}}
-        return self._col.update_one(query, update).matched_count == 1
+        to_set["updatedAt"] = now
+        query: RawDoc = {"gatewayId": gateway_id, "state": GatewayState(state).value}
+        phases = {"$in": [GatewayPhase(p).value for p in from_phases]}
+        moved = {"$set": {**to_set, "phase": GatewayPhase(phase).value}}
+        if self._col.update_one({**query, "phase": phases}, moved).matched_count == 1:
+            return True
+        return self._col.update_one(query, {"$set": to_set}).matched_count == 1
 
     def reset_progress(self, gateway_id: str, operation: str, total_steps: int) -> bool:
         """Start a new operation's progress; whether the gateway exists.
