@@ -3,7 +3,7 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import begin_step, complete_step, heartbeat
+from activities.recording import heartbeat, recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -24,22 +24,21 @@ class TriggerActivities:
 
     @activity.defn
     @translated
+    @recorded
     def set_triggers_suspended(self, step: TriggersInput) -> StepResult:
-        begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         changed = []
         for trigger in self._triggers(gid):
             cluster.apply(gid, manifests.cron_job(gid, trigger, suspend=step.suspend))
             changed.append(naming.cron_job(gid, trigger.trigger_id))
-        complete_step(self.deps, step)
         return StepResult(step=step.step, created=changed)
 
     @activity.defn
     @translated
+    @recorded
     def delete_triggers(self, step: StepInput) -> StepResult:
         """Step 1: every owned CronJob (found by label, not only by document), then docs."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         ns = naming.namespace(gid)
         cluster = self.deps.cluster(step.region)
@@ -55,5 +54,4 @@ class TriggerActivities:
         removed = [str(ref) for ref in ordered if cluster.delete_owned(gid, ref)]
         cluster.wait_until_gone(ordered, timeout=300, on_wait=heartbeat)
         count = self.deps.children.delete_all("CronTrigger", gid)
-        complete_step(self.deps, step)
         return StepResult(step=step.step, removed=[*removed, f"{count} CronTrigger docs"])

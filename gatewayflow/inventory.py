@@ -6,6 +6,7 @@ Read-only. `plan` follows the order of GatewayDeletion; `leftovers` looks everyw
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from activities.deletion import stage_route_refs
 from activities.domain import all_refs
@@ -14,7 +15,8 @@ from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import COLLECTIONS
-from gatewayflow.domain.steps import DELETION_STEP_TITLES, DELETION_STEPS, DeletionStep
+from workflows import operations as ops
+from workflows.operations import Step
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Item:
 @dataclass
 class PlanStep:
     number: int
-    step: DeletionStep
+    name: str
     title: str
     items: list[Item] = field(default_factory=list)
 
@@ -63,48 +65,45 @@ def plan(deps: Deps, gateway_id: str) -> list[PlanStep]:
     gw = deps.gateways.require(gateway_id)
     region, gid, ns = gw.region, gateway_id, naming.namespace(gateway_id)
     cluster = deps.cluster(region)
+    db = deps.settings.db_name
     cron_jobs = [ObjectRef.of(obj) for obj in cluster.list_owned(gid, Kind.CRON_JOB, ns)]
-    steps = {
-        step: PlanStep(n, step, DELETION_STEP_TITLES[step])
-        for n, step in enumerate(DELETION_STEPS, start=1)
-    }
-    steps[DeletionStep.TRIGGERS].items += [
-        *_live(deps, region, cron_jobs),
-        *_docs(deps, "CronTrigger", gid),
-    ]
-    steps[DeletionStep.FUNCTIONS].items += _docs(deps, "CloudFunction", gid)
-    steps[DeletionStep.STAGES].items += [
-        *_live(deps, region, stage_route_refs(gid)),
-        *(
-            item
-            for coll in ("ClientApp", "Environment", "Stage")
-            for item in _docs(deps, coll, gid)
-        ),
-    ]
-    domain_items = _live(deps, region, all_refs(gid))
+    domain = _live(deps, region, all_refs(gid))
     if deps.domains.get(gid) is not None:
-        domain_items.append(Item("mongo", "RuntimeDomain", deps.settings.db_name, gid))
-    steps[DeletionStep.RUNTIME_DOMAIN].items += domain_items
-    steps[DeletionStep.INSTANCE].items += _live(deps, region, instance_refs(gid))
+        domain.append(Item("mongo", "RuntimeDomain", db, gid))
     database = []
     if deps.runtime.exists(gid):
         database.append(Item("runtime-db", "database+user", None, naming.runtime_database(gid)))
     database += _live(deps, region, [ObjectRef(Kind.SECRET, ns, naming.db_secret(gid))])
     if deps.databases.get(gid) is not None:
-        database.append(Item("mongo", "Database", deps.settings.db_name, gid))
-    steps[DeletionStep.DATABASE].items += database
-    steps[DeletionStep.NAMESPACE].items += _live(
-        deps,
-        region,
-        [
-            ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid)),
-            ObjectRef(Kind.NAMESPACE, None, ns),
+        database.append(Item("mongo", "Database", db, gid))
+    items: dict[Step[Any], list[Item]] = {
+        ops.DELETE_TRIGGERS: [*_live(deps, region, cron_jobs), *_docs(deps, "CronTrigger", gid)],
+        ops.DELETE_FUNCTIONS: _docs(deps, "CloudFunction", gid),
+        ops.DELETE_STAGES: [
+            *_live(deps, region, stage_route_refs(gid)),
+            *(
+                item
+                for coll in ("ClientApp", "Environment", "Stage")
+                for item in _docs(deps, coll, gid)
+            ),
         ],
-    )
-    steps[DeletionStep.FINALIZE].items.append(
-        Item("mongo", "ApiGateway", deps.settings.db_name, gid)
-    )
-    return list(steps.values())
+        ops.DOMAIN_DELETED: domain,
+        ops.REMOVE_INSTANCE: _live(deps, region, instance_refs(gid)),
+        ops.DELETE_DATABASE: database,
+        ops.DELETE_NAMESPACE: _live(
+            deps,
+            region,
+            [
+                ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid)),
+                ObjectRef(Kind.NAMESPACE, None, ns),
+            ],
+        ),
+        ops.FINALIZE: [Item("mongo", "ApiGateway", db, gid)],
+    }
+    delete = ops.DELETE
+    return [
+        PlanStep(delete.number(step), step.name, step.title, items[step]) for step in delete.steps
+    ]
 
 
 def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:

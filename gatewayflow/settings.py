@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gatewayflow.domain.errors import PermanentError
+
 STACK_FILE = "stack.json"
 
 
@@ -107,7 +109,7 @@ class Settings(BaseSettings):
         return f"{base}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
 
 
-class SettingsError(RuntimeError):
+class SettingsError(PermanentError, RuntimeError):
     """A setting that cannot be used, named in the message."""
 
 

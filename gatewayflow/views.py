@@ -107,9 +107,9 @@ def plan_table(gateway_id: str, steps: list[PlanStep]) -> Table:
     )
     for step in steps:
         if not step.items:
-            table.add_row(f"{step.number}. {step.step.value}", step.title, "(nothing)", "", "")
+            table.add_row(f"{step.number}. {step.name}", step.title, "(nothing)", "", "")
         for i, item in enumerate(step.items):
-            head = (f"{step.number}. {step.step.value}", step.title) if i == 0 else ("", "")
+            head = (f"{step.number}. {step.name}", step.title) if i == 0 else ("", "")
             table.add_row(*head, item.kind, item.namespace or "", item.name)
     return table
 

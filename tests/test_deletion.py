@@ -23,7 +23,6 @@ from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, Progress
 from gatewayflow.domain.states import GatewayPhase, GatewayState
-from gatewayflow.domain.steps import DELETION_STEPS
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
 from gatewayflow.store.errors import UnknownGateway
@@ -33,10 +32,11 @@ from tests.emulator_admin import (
     deletion_order_violations,
 )
 from tests.gateway_harness import Harness, harness, unique_id
+from workflows.operations import DELETE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-STEPS = [step.value for step in DELETION_STEPS]
+STEPS = [step.name for step in DELETE.steps]
 
 
 async def assert_nothing_left(h: Harness, gid: str) -> None:

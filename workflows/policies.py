@@ -2,24 +2,40 @@
 
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-# Error types our activities raise as non-retryable: retrying cannot fix them.
-PERMANENT_ERRORS = [
-    "NotOwnedError",
-    "PermanentClusterError",
-    "MalformedDocument",
-    "InvalidGatewayId",
-    "NotReadyError",
-    "UnknownGateway",
-]
+with workflow.unsafe.imports_passed_through():
+    from gatewayflow.cluster.errors import (
+        NotOwnedError,
+        NotReadyError,
+        PermanentClusterError,
+        StillPresentError,
+        TransientClusterError,
+    )
+    from gatewayflow.domain.errors import GatewayflowError, permanent_type_names
+    from gatewayflow.domain.naming import InvalidGatewayId
+    from gatewayflow.store.errors import MalformedDocument, UnknownGateway
+
+# Every error of ours an activity can raise; each class says whether it is permanent.
+ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
+    TransientClusterError,
+    StillPresentError,
+    PermanentClusterError,
+    NotOwnedError,
+    NotReadyError,
+    MalformedDocument,
+    UnknownGateway,
+    InvalidGatewayId,
+)
 
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=0,  # unlimited for transient errors
-    non_retryable_error_types=PERMANENT_ERRORS,
+    # Retrying cannot fix a permanent error (they are also raised as non-retryable).
+    non_retryable_error_types=permanent_type_names(ACTIVITY_ERRORS),
 )
 
 SHORT = timedelta(seconds=30)  # a single round of API calls

@@ -4,6 +4,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.domain import DomainActivities
     from gatewayflow.domain import naming
     from gatewayflow.domain.messages import DomainInput, DomainStatus, DomainStep
     from gatewayflow.domain.transitions import DomainAction, decide_domain
@@ -30,9 +31,8 @@ class RuntimeDomainWorkflow:
         search.upsert(gid)
         ns = naming.namespace(gid)
         status = await call(
-            "set_domain_target",
+            DomainActivities.set_domain_target,
             input,
-            DomainStatus,
             summary=f"RuntimeDomain {gid}: state -> {input.target.value}",
         )
         self._status = status
@@ -45,9 +45,8 @@ class RuntimeDomainWorkflow:
             if action is DomainAction.NONE:
                 return status
             status = await call(
-                "converge_domain",
+                DomainActivities.converge_domain,
                 DomainStep(gateway_id=gid, region=input.region, action=action.value),
-                DomainStatus,
                 summary=_SUMMARIES[action].format(ns=ns, gid=gid),
                 waits=True,
             )

@@ -320,7 +320,7 @@ class Cluster:
     @staticmethod
     def _check_owned(gateway_id: str, ref: ObjectRef, live: Manifest) -> None:
         if not is_owned(gateway_id, live):
-            raise NotOwnedError(ref, gateway_id, labels_of(live))
+            raise NotOwnedError.for_object(ref, gateway_id, labels_of(live))
 
     def _with_blockers(self, present: dict[ObjectRef, Manifest | None], description: str) -> str:
         """Add what still sits in each remaining namespace, the usual reason it stays."""
