@@ -15,18 +15,32 @@ with workflow.unsafe.imports_passed_through():
     )
     from gatewayflow.domain.errors import GatewayflowError, permanent_type_names
     from gatewayflow.domain.naming import InvalidGatewayId
-    from gatewayflow.store.errors import MalformedDocument, UnknownGateway
+    from gatewayflow.domain.transitions import RequestRefused
+    from gatewayflow.settings import SettingsError
+    from gatewayflow.store.errors import (
+        ChangeStreamsUnavailable,
+        GatewayExists,
+        MalformedDocument,
+        StateChangeRefused,
+        UnknownGateway,
+    )
 
-# Every error of ours an activity can raise; each class says whether it is permanent.
+# Every error of the layers activities stand on (domain, store, cluster, settings); each
+# class says itself whether it is permanent. tests/test_errors.py keeps this list whole.
 ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
     TransientClusterError,
     StillPresentError,
     PermanentClusterError,
     NotOwnedError,
     NotReadyError,
+    ChangeStreamsUnavailable,
+    GatewayExists,
     MalformedDocument,
+    StateChangeRefused,
     UnknownGateway,
     InvalidGatewayId,
+    RequestRefused,
+    SettingsError,
 )
 
 STEP_RETRY = RetryPolicy(
