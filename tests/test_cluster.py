@@ -167,7 +167,11 @@ def test_delete_owned_never_deletes_a_foreign_object(
     with pytest.raises(NotOwnedError):
         local.delete_owned(gw, theirs)
     assert local.foreign_objects(gw, ns) == [theirs]
-    deleted = local.delete_owned_all(gw, Kind.CONFIG_MAP, ns)
+    deleted = [
+        ref
+        for ref in map(ObjectRef.of, local.list_owned(gw, Kind.CONFIG_MAP, ns))
+        if local.delete_owned(gw, ref)
+    ]
 
     assert deleted == [ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gw))]
     local.wait_until_gone(deleted, timeout=5)

@@ -330,7 +330,8 @@ def drive(cluster: Cluster, gid: str) -> None:
         cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
     assert cluster.foreign_objects(gid, ns) == []
     for kind in NAMESPACED_KINDS:
-        cluster.delete_owned_all(gid, kind, ns)
+        for obj in cluster.list_owned(gid, kind, ns):
+            cluster.delete_owned(gid, ObjectRef.of(obj))
     cluster.wait_until_gone([ObjectRef.of(obj) for obj in objects], timeout=30)
     cluster.delete_owned(gid, ObjectRef.of(namespace))
     cluster.wait_until_gone(ObjectRef.of(namespace), timeout=30)

@@ -18,13 +18,6 @@ _MAX_ROUNDS = 6  # Active -> Deleted takes at most three actions; more means a b
 class RuntimeDomainWorkflow:
     """The phase of the RuntimeDomain document says whether its routes exist."""
 
-    def __init__(self) -> None:
-        self._status: DomainStatus | None = None
-
-    @workflow.query
-    def status(self) -> DomainStatus | None:
-        return self._status
-
     @workflow.run
     async def run(self, input: DomainInput) -> DomainStatus:
         gid = input.gateway_id
@@ -35,7 +28,6 @@ class RuntimeDomainWorkflow:
             input,
             summary=f"RuntimeDomain {gid}: state -> {input.target.value}",
         )
-        self._status = status
         for _ in range(_MAX_ROUNDS):
             action = decide_domain(status.state, status.phase)
             workflow.set_current_details(
@@ -50,7 +42,6 @@ class RuntimeDomainWorkflow:
                 summary=_SUMMARIES[action].format(ns=ns, gid=gid),
                 waits=True,
             )
-            self._status = status
             if action is DomainAction.REMOVE_DOCUMENT:
                 return status
         raise ApplicationError(

@@ -128,15 +128,6 @@ class Cluster:
         """
         return self._retrying(lambda: self._delete_owned(gateway_id, ref))
 
-    def delete_owned_all(self, gateway_id: str, kind: Kind, namespace: str) -> list[ObjectRef]:
-        """Delete every object of `kind` in `namespace` that carries the gateway's label."""
-        deleted = []
-        for obj in self.list_owned(gateway_id, kind, namespace):
-            ref = ObjectRef.of(obj)
-            if self.delete_owned(gateway_id, ref):
-                deleted.append(ref)
-        return deleted
-
     def list_owned(
         self, gateway_id: str, kind: Kind, namespace: str | None = None
     ) -> list[Manifest]:
