@@ -107,7 +107,8 @@ class ProvisionActivities:
                     ),
                 ]
             )
-            cluster.ensure(gid, manifests.stage_route(gid, env, naming.host(gid, env, gw.region)))
+            host = naming.host(gid, env, gw.placed_region)
+            cluster.ensure(gid, manifests.stage_route(gid, env, host))
         complete_step(self.deps, step)
         return StepResult(
             step=step.step, created=[naming.stage_route(gid, env) for env in naming.ENVIRONMENTS]

@@ -166,7 +166,7 @@ def test_delete_owned_never_deletes_a_foreign_object(
 
     with pytest.raises(NotOwnedError):
         local.delete_owned(gw, theirs)
-    assert local.foreign_objects(gw, ns) == [theirs]
+    assert [str(obj) for obj in local.foreign_objects(gw, ns)] == [str(theirs)]
     deleted = local.delete_owned_all(gw, Kind.CONFIG_MAP, ns)
 
     assert deleted == [ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gw))]
