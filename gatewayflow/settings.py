@@ -145,7 +145,7 @@ def temporal_profile(env: Mapping[str, str] | None = None) -> ClientConfigProfil
     (the process environment by default), checked so that a half-set TLS fails here."""
     env = os.environ if env is None else env
     try:
-        profile = ClientConfigProfile.load(override_env_vars=env)
+        profile = ClientConfigProfile.load(override_env_vars=dict(env))
     except Exception as exc:  # the bridge's ConfigError, a missing certificate file, ...
         raise SettingsError(f"invalid Temporal client configuration: {exc}") from exc
     tls = profile.tls

@@ -36,10 +36,13 @@ class RuntimeDatabases:
         """Create the database and its user; idempotent.
 
         An existing user gets `password` (and its role) again, so the user always matches
-        the Secret that the caller writes with the same password.
+        the Secret that the caller writes with the same password. An existing database
+        without this gateway's owner marker is not ours: NotOwnedDatabase, nothing written.
         """
         name = runtime_database(validate_gateway_id(gateway_id))
         db = self._client[name]
+        if self.exists(gateway_id):  # a database we made has its marker from the start
+            self._check_owner(gateway_id, name)
         db[MARKER_COLLECTION].update_one(
             {"_id": MARKER_ID},
             {"$setOnInsert": {"gatewayId": gateway_id, "createdAt": utcnow()}},
