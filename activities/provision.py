@@ -47,16 +47,14 @@ class ProvisionActivities:
         begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
-        cluster.ensure(gid, manifests.namespace(gid))
-        cluster.ensure(gid, manifests.config_map(gid, step.region))
+        made = [
+            cluster.ensure(gid, manifests.namespace(gid)),
+            # Before anything else in it: the worker's rights in this namespace.
+            cluster.ensure(gid, manifests.role_binding(gid, self.deps.settings.service_account)),
+            cluster.ensure(gid, manifests.config_map(gid, step.region)),
+        ]
         complete_step(self.deps, step)
-        return StepResult(
-            step=step.step,
-            created=[
-                str(ObjectRef(Kind.NAMESPACE, None, naming.namespace(gid))),
-                str(ObjectRef(Kind.CONFIG_MAP, naming.namespace(gid), naming.config_map(gid))),
-            ],
-        )
+        return StepResult(step=step.step, created=[str(ObjectRef.of(obj)) for obj in made])
 
     @activity.defn
     @translated

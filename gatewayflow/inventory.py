@@ -121,10 +121,12 @@ def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
         if count and collection in COLLECTIONS
     ]
     cluster = deps.cluster(region)
-    ns = naming.namespace(gateway_id)
-    for kind in (Kind.NAMESPACE, *NAMESPACED_KINDS):
-        for ref in cluster.owned_refs(gateway_id, kind, None if kind is Kind.NAMESPACE else ns):
-            found.append(Item("kubernetes", kind.value, ref.namespace, ref.name, region))
+    namespaces = cluster.owned_refs(gateway_id, Kind.NAMESPACE)
+    found += [Item("kubernetes", "Namespace", None, ref.name, region) for ref in namespaces]
+    if namespaces:  # the worker may only look inside a gateway's own namespace
+        for kind in NAMESPACED_KINDS:
+            for ref in cluster.owned_refs(gateway_id, kind, naming.namespace(gateway_id)):
+                found.append(Item("kubernetes", kind.value, ref.namespace, ref.name, region))
     if deps.runtime.exists(gateway_id):
         found.append(Item("runtime-db", "database", None, naming.runtime_database(gateway_id)))
     return found

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         validation_alias=_env("GATEWAYFLOW_REGIONS"),
         description="region -> kubeconfig context; empty means context named like the region",
     )
+    service_account: str = Field(
+        default="gatewayflow-system/gatewayflow-worker",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        validation_alias=_env("GATEWAYFLOW_SERVICE_ACCOUNT"),
+        description="<namespace>/<name> of the worker's ServiceAccount, bound in each "
+        "gateway namespace (deploy/worker.yaml)",
+    )
     task_queue: str = Field(default="gatewayflow", validation_alias=_env("GATEWAYFLOW_TASK_QUEUE"))
     max_concurrent_activities: int = Field(
         default=50, ge=1, validation_alias=_env("GATEWAYFLOW_MAX_CONCURRENT_ACTIVITIES")
@@ -140,10 +147,22 @@ class SettingsError(RuntimeError):
     """A setting that cannot be used, named in the message."""
 
 
+_RENAMED = {
+    "TEMPORAL_TLS_CERT": "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_KEY": "TEMPORAL_TLS_CLIENT_KEY_PATH",
+}
+
+
 def temporal_profile(env: Mapping[str, str] | None = None) -> ClientConfigProfile:
     """The Temporal client profile: temporal.toml and the `TEMPORAL_*` variables of `env`
     (the process environment by default), checked so that a half-set TLS fails here."""
     env = os.environ if env is None else env
+    for legacy, standard in _RENAMED.items():
+        if env.get(legacy):
+            raise SettingsError(
+                f"invalid setting: {legacy} is no longer read; set {standard} instead "
+                "(the variables of the temporal CLI)"
+            )
     try:
         profile = ClientConfigProfile.load(override_env_vars=dict(env))
     except Exception as exc:  # the bridge's ConfigError, a missing certificate file, ...

@@ -408,6 +408,7 @@ def full_inventory(gateway_id: str) -> list[dict[str, Any]]:
     hosts = {env: naming.host(gateway_id, env, "local") for env in naming.ENVIRONMENTS}
     return [
         manifests.namespace(gateway_id),
+        manifests.role_binding(gateway_id, "gatewayflow-system/gatewayflow-worker"),
         manifests.config_map(gateway_id, "local"),
         manifests.db_secret(gateway_id, naming.runtime_user(gateway_id), "s3cret"),
         manifests.deployment(gateway_id, InstanceSpec()),
@@ -470,6 +471,7 @@ def test_full_inventory_survives_a_30_percent_error_rate(
         Kind.SERVICE,
         Kind.SECRET,
         Kind.CONFIG_MAP,
+        Kind.ROLE_BINDING,
     ]
     for ref in sorted(contents, key=lambda ref: order.index(ref.kind)):
         retried(partial(local.delete_owned, gateway_id, ref))

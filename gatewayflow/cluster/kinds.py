@@ -12,6 +12,8 @@ from typing import Any
 
 class Kind(StrEnum):
     NAMESPACE = "Namespace"
+    # First in its namespace: it grants the worker its rights there (deploy/worker.yaml).
+    ROLE_BINDING = "RoleBinding"
     CONFIG_MAP = "ConfigMap"
     SECRET = "Secret"
     SERVICE = "Service"
@@ -44,6 +46,7 @@ class Kind(StrEnum):
 
 _API: dict[Kind, tuple[str, str]] = {
     Kind.NAMESPACE: ("v1", "namespaces"),
+    Kind.ROLE_BINDING: ("rbac.authorization.k8s.io/v1", "rolebindings"),
     Kind.CONFIG_MAP: ("v1", "configmaps"),
     Kind.SECRET: ("v1", "secrets"),
     Kind.SERVICE: ("v1", "services"),
