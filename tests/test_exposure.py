@@ -5,8 +5,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import celpy
 import pytest
 import yaml
+from celpy.adapter import json_to_cel
 from rich.console import Console
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
@@ -126,3 +128,147 @@ async def test_the_temporal_connection_comes_from_a_temporal_cli_profile(
     clean_env.setenv("TEMPORAL_PROFILE", "missing")
     with pytest.raises(SettingsError, match="missing"):
         load_settings()
+
+
+# -- the worker's privileges (deploy/worker.yaml) ------------------------------------------
+
+WORKER_SA = "system:serviceaccount:gatewayflow-system:gatewayflow-worker"
+
+
+def worker_docs() -> dict[str, list[dict[str, Any]]]:
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for doc in yaml.safe_load_all((REPO / "deploy" / "worker.yaml").read_text()):
+        if doc:
+            kinds.setdefault(doc["kind"], []).append(doc)
+    return kinds
+
+
+def test_the_worker_holds_no_cluster_wide_right_on_what_gateways_hold() -> None:
+    """Bound cluster-wide: namespaces, creating a RoleBinding, binding one named role.
+    No Secret read, no Deployment or CronJob write outside a gateway's namespace."""
+    kinds = worker_docs()
+    roles = {role["metadata"]["name"]: role for role in kinds["ClusterRole"]}
+    bound = [binding["roleRef"]["name"] for binding in kinds["ClusterRoleBinding"]]
+    cluster_wide = {
+        (group, resource, verb)
+        for name in bound
+        for rule in roles[name]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert {r for _, r, _ in cluster_wide} <= {"namespaces", "rolebindings", "clusterroles"}
+    assert ("rbac.authorization.k8s.io", "rolebindings", "create") in cluster_wide
+    assert not any(
+        verb in ("get", "list", "watch") for _, r, verb in cluster_wide if r != "namespaces"
+    )
+
+
+def admits(policy: dict[str, Any], request: dict[str, Any]) -> bool:
+    """What the API server decides for `request` under the ValidatingAdmissionPolicy: its
+    CEL evaluated as Kubernetes does (match conditions, then variables, then validations)."""
+    spec = policy["spec"]
+    env = celpy.Environment()
+
+    def evaluate(expression: str, activation: dict[str, Any]) -> Any:
+        return env.program(env.compile(expression)).evaluate(activation)
+
+    activation: dict[str, Any] = {
+        name: json_to_cel(request.get(name))
+        for name in ("request", "object", "oldObject", "namespaceObject")
+    }
+    if not all(evaluate(c["expression"], activation) for c in spec["matchConditions"]):
+        return True  # not the worker: the policy does not apply
+    variables: dict[str, Any] = {}
+    for variable in spec["variables"]:
+        activation["variables"] = json_to_cel(variables)
+        variables[variable["name"]] = evaluate(variable["expression"], activation)
+    activation["variables"] = json_to_cel(variables)
+    return all(bool(evaluate(v["expression"], activation)) for v in spec["validations"])
+
+
+def labelled(name: str, owner: str | None, namespace: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if owner is not None:
+        metadata["labels"] = {"gatewayflow.dev/gateway": owner}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"metadata": metadata}
+
+
+def request_of(
+    operation: str,
+    kind: str,
+    obj: dict[str, Any],
+    *,
+    old: dict[str, Any] | None = None,
+    namespace: dict[str, Any] | None = None,
+    user: str = WORKER_SA,
+) -> dict[str, Any]:
+    ns = obj["metadata"].get("namespace", "")
+    return {
+        "request": {
+            "operation": operation,
+            "kind": {"kind": kind},
+            "namespace": ns,
+            "userInfo": {"username": user},
+        },
+        "object": None if operation == "DELETE" else obj,
+        "oldObject": obj if operation == "DELETE" else old,
+        "namespaceObject": namespace,
+    }
+
+
+def test_the_cluster_confines_the_workers_writes_to_its_labelled_namespaces() -> None:
+    (policy,) = worker_docs()["ValidatingAdmissionPolicy"]
+    gw_a = labelled("gw-a", "a")
+    system = labelled("kube-system", None)
+    allowed = [
+        request_of("CREATE", "Namespace", labelled("gw-a", "a")),
+        request_of("DELETE", "Namespace", labelled("gw-a", "a")),
+        request_of(
+            "CREATE", "RoleBinding", labelled("gatewayflow-gateway", "a", "gw-a"), namespace=gw_a
+        ),
+        request_of("CREATE", "Secret", labelled("a-db", "a", "gw-a"), namespace=gw_a),
+        request_of(
+            "UPDATE",
+            "CronJob",
+            labelled("a-trigger-t1", "a", "gw-a"),
+            old=labelled("a-trigger-t1", "a", "gw-a"),
+            namespace=gw_a,
+        ),
+        request_of("DELETE", "Deployment", labelled("a", "a", "gw-a"), namespace=gw_a),
+        # Someone else is not concerned by this policy.
+        request_of(
+            "DELETE",
+            "Deployment",
+            labelled("x", None, "kube-system"),
+            namespace=system,
+            user="admin",
+        ),
+    ]
+    denied = [
+        # Binding its role where it has no business, even with a label on the binding.
+        request_of(
+            "CREATE",
+            "RoleBinding",
+            labelled("gatewayflow-gateway", "a", "kube-system"),
+            namespace=system,
+        ),
+        # Adopting a namespace by labelling it.
+        request_of("UPDATE", "Namespace", labelled("kube-system", "a"), old=system),
+        request_of("CREATE", "Namespace", labelled("kube-x", "a")),
+        request_of("CREATE", "ClusterRoleBinding", labelled("admin", "a")),
+        # Unlabelled objects, another gateway's label, another gateway's namespace.
+        request_of("DELETE", "Deployment", labelled("theirs", None, "gw-a"), namespace=gw_a),
+        request_of("CREATE", "Secret", labelled("b-db", "b", "gw-a"), namespace=gw_a),
+        request_of(
+            "UPDATE",
+            "ConfigMap",
+            labelled("theirs", "a", "gw-a"),
+            old=labelled("theirs", None, "gw-a"),
+            namespace=gw_a,
+        ),
+    ]
+    assert [admits(policy, r) for r in allowed] == [True] * len(allowed)
+    assert [admits(policy, r) for r in denied] == [False] * len(denied)
