@@ -120,6 +120,8 @@ def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
         for collection, count in deps.children.counts(gateway_id).items()
         if count and collection in COLLECTIONS
     ]
+    if not _valid(gateway_id):  # names nothing outside MongoDB: never looked up there
+        return found
     cluster = deps.cluster(region)
     namespaces = cluster.owned_refs(gateway_id, Kind.NAMESPACE)
     found += [Item("kubernetes", "Namespace", None, ref.name, region) for ref in namespaces]
@@ -177,7 +179,7 @@ def leftovers_everywhere(deps: Deps, gateway_id: str, regions: list[str]) -> lis
     """`leftovers` in every region, the Mongo and runtime-database items once."""
     found: list[Item] = []
     for n, region in enumerate(regions):
-        items = leftovers(deps, gateway_id, region) if _valid(gateway_id) else []
+        items = leftovers(deps, gateway_id, region)
         found += [item for item in items if n == 0 or item.where == "kubernetes"]
     return found
 
