@@ -26,7 +26,7 @@ from gatewayflow.cluster.errors import PermanentClusterError
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
-from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.documents import ApiGateway, CronTrigger
 from gatewayflow.domain.messages import StepInput
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
@@ -211,6 +211,37 @@ async def test_objects_of_kinds_we_never_create_keep_the_namespace(
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
         assert await h.leftovers(gid) == []
+
+
+async def test_objects_a_controller_made_for_ours_are_not_foreign(
+    stack: Settings, kube: DynamicClient
+) -> None:
+    """A Job of our CronJob goes with it; a Job whose owner is elsewhere does not."""
+    cluster = Deps(stack).cluster("local")
+    gid = unique_id("owned")
+    ns = naming.namespace(gid)
+    cluster.ensure(gid, manifests.namespace(gid))
+    trigger = CronTrigger(gateway_id=gid, trigger_id="t1", function_name="fn-1")
+    cron_job = cluster.ensure(gid, manifests.cron_job(gid, trigger, suspend=True))
+    jobs = kube.resources.get(api_version="batch/v1", kind="Job")
+
+    def job(name: str, owner_uid: str) -> None:
+        owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": "x", "uid": owner_uid}
+        metadata = {"name": name, "ownerReferences": [owner]}
+        jobs.create(
+            body={"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata}, namespace=ns
+        )
+
+    try:
+        job("made-for-ours", cron_job["metadata"]["uid"])
+        job("made-for-something-elsewhere", str(uuid.uuid4()))
+        found = [str(obj) for obj in cluster.foreign_objects(gid, ns)]
+        assert found == [f"Job {ns}/made-for-something-elsewhere"]
+    finally:
+        for name in ("made-for-ours", "made-for-something-elsewhere"):
+            jobs.delete(name=name, namespace=ns)
+        cluster.delete_owned(gid, ObjectRef.of(cron_job))
+        cluster.delete_owned(gid, ObjectRef(Kind.NAMESPACE, None, ns))
 
 
 # -- 4. the region is fixed at creation ----------------------------------------------------

@@ -199,16 +199,25 @@ class Cluster:
         `kubectl api-resources --namespaced --verbs=list`), not only the kinds we create.
 
         Not counted: what Kubernetes itself puts in every namespace, events, and objects
-        made by a controller for an owner (ownerReferences), which go with their owner.
+        a controller made for an owner in the same namespace (ownerReferences: Pods of a
+        Deployment, Jobs of a CronJob), which are judged by that owner.
         Only metadata is read: no Secret data.
         """
-        found = []
-        for resource in self._retrying(self._namespaced_resources):
-            path = resource.collection_path(namespace)
-            for obj in self._retrying(partial(self._list_metadata, path)):
-                if not is_owned(gateway_id, obj) and not _is_system_object(resource.kind, obj):
-                    found.append(ForeignObject(resource.kind, namespace, obj["metadata"]["name"]))
-        return found
+        listed = [
+            (resource.kind, obj)
+            for resource in self._retrying(self._namespaced_resources)
+            for obj in self._retrying(
+                partial(self._list_metadata, resource.collection_path(namespace))
+            )
+        ]
+        here = {obj["metadata"].get("uid") for _, obj in listed}
+        return [
+            ForeignObject(kind, namespace, obj["metadata"]["name"])
+            for kind, obj in listed
+            if not is_owned(gateway_id, obj)
+            and not _is_system_object(kind, obj)
+            and not _has_owner_in(obj, here)
+        ]
 
     def wait_until_gone(
         self,
@@ -538,14 +547,16 @@ def _ref_of(kind: Kind, obj: Manifest) -> ObjectRef:
     return ObjectRef(kind, metadata.get("namespace") if kind.namespaced else None, metadata["name"])
 
 
+def _has_owner_in(obj: Manifest, uids: set[str | None]) -> bool:
+    """Whether the object was made for owners that are all among `uids`."""
+    owners = obj["metadata"].get("ownerReferences") or []
+    return bool(owners) and all(owner.get("uid") in uids for owner in owners)
+
+
 def _is_system_object(kind: str, obj: Manifest) -> bool:
     """Objects Kubernetes creates in every namespace (the root CA bundle, the `default`
-    ServiceAccount and, on older clusters, its token Secret) and objects a controller made
-    for an owner (ownerReferences: ReplicaSets, Pods, EndpointSlices, a CronJob's Jobs).
-    They go with the namespace or with their owner."""
+    ServiceAccount and, on older clusters, its token Secret): they go with the namespace."""
     metadata = obj["metadata"]
-    if metadata.get("ownerReferences"):
-        return True
     if kind == "ConfigMap":
         return bool(metadata["name"] == "kube-root-ca.crt")
     if kind == "ServiceAccount":
