@@ -26,6 +26,7 @@ def expected_objects(
     ns = naming.namespace(gid)
     objects = {
         ("Namespace", None, ns),
+        ("RoleBinding", ns, "gatewayflow-gateway"),
         ("ConfigMap", ns, f"{gid}-config"),
         ("Deployment", ns, gid),
         ("Service", ns, gid),

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         ChangeStreamsUnavailable,
         GatewayExists,
         MalformedDocument,
+        NotOwnedDatabase,
         StateChangeRefused,
         UnknownGateway,
     )
@@ -36,6 +37,7 @@ ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
     ChangeStreamsUnavailable,
     GatewayExists,
     MalformedDocument,
+    NotOwnedDatabase,
     StateChangeRefused,
     UnknownGateway,
     InvalidGatewayId,

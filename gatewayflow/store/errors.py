@@ -35,6 +35,20 @@ class StateChangeRefused(StoreError, PermanentError):
         self.phase = phase
 
 
+class NotOwnedDatabase(StoreError, PermanentError):
+    """A runtime database whose owner marker does not name the gateway: never dropped."""
+
+    def __init__(self, name: str, gateway_id: str, owner: str | None) -> None:
+        carried = f"names gateway {owner!r}" if owner else "is missing"
+        super().__init__(
+            f"runtime database {name} is not owned by gateway {gateway_id!r}: its owner marker "
+            f"{carried}; left untouched"
+        )
+        self.name = name
+        self.gateway_id = gateway_id
+        self.owner = owner
+
+
 class MalformedDocument(StoreError, PermanentError):
     """A stored document that does not validate; reported, never allowed to crash a process."""
 
