@@ -1,10 +1,10 @@
 """Deletion steps of GatewayDeletion that are not shared with stop."""
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.errors import translated
-from activities.recording import begin_step, complete_step, heartbeat
+from activities.recording import heartbeat, recorded, recorded_before
+from gatewayflow.cluster.errors import NotOwnedError
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
@@ -25,17 +25,16 @@ class DeletionActivities:
 
     @activity.defn
     @translated
+    @recorded
     def delete_functions(self, step: StepInput) -> StepResult:
-        begin_step(self.deps, step)
         count = self.deps.children.delete_all("CloudFunction", step.gateway_id)
-        complete_step(self.deps, step)
         return StepResult(step=step.step, removed=[f"{count} CloudFunction docs"])
 
     @activity.defn
     @translated
+    @recorded
     def delete_stages(self, step: StepInput) -> StepResult:
         """Stage routes first (traffic), then the documents behind them."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         refs = stage_route_refs(gid)
@@ -44,14 +43,13 @@ class DeletionActivities:
         for collection in ("ClientApp", "Environment", "Stage"):
             count = self.deps.children.delete_all(collection, gid)
             removed.append(f"{count} {collection} docs")
-        complete_step(self.deps, step)
         return StepResult(step=step.step, removed=removed)
 
     @activity.defn
     @translated
+    @recorded
     def delete_database(self, step: StepInput) -> StepResult:
         """Only once the pods are gone: nothing writes to it any more."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         self.deps.runtime.drop(gid)
@@ -61,41 +59,39 @@ class DeletionActivities:
             removed.append(str(secret))
         cluster.wait_until_gone([secret], timeout=120, on_wait=heartbeat)
         self.deps.databases.delete(gid)
-        complete_step(self.deps, step)
         return StepResult(step=step.step, removed=[*removed, "Database doc"])
 
     @activity.defn
     @translated
+    @recorded
     def delete_namespace(self, step: StepInput) -> StepResult:
         """Refuses to take anything it does not own down with the namespace."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         ns = naming.namespace(gid)
         cluster = self.deps.cluster(step.region)
         heartbeat(f"looking for objects in {ns} without the label {naming.owner_selector(gid)}")
         foreign = cluster.foreign_objects(gid, ns)
         if foreign:
-            names = ", ".join(str(ref) for ref in foreign)
-            message = (
-                f"namespace {ns} holds objects without the label "
-                f"{naming.owner_selector(gid)}: {names}; they and the namespace are kept. "
-                "Remove or label them, then request the deletion again."
-            )
-            self.deps.gateways.record_progress(gid, error=message)
-            raise ApplicationError(message, type="NotOwnedError", non_retryable=True)
+            refused = NotOwnedError.in_namespace(ns, gid, foreign)
+            self.deps.gateways.record_progress(gid, error=str(refused))
+            raise refused
         config = ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid))
         namespace = ObjectRef(Kind.NAMESPACE, None, ns)
-        removed = [str(ref) for ref in (config, namespace) if cluster.delete_owned(gid, ref)]
+        # The ConfigMap is gone before the namespace goes: the namespace takes the worker's
+        # RoleBinding with it, and with it the right to look inside.
+        removed = [str(config)] if cluster.delete_owned(gid, config) else []
+        cluster.wait_until_gone([config], timeout=120, on_wait=heartbeat)
+        if cluster.delete_owned(gid, namespace):
+            removed.append(str(namespace))
         self.deps.gateways.record_progress(gid, waiting_on=f"namespace {ns} to be gone")
-        cluster.wait_until_gone([config, namespace], timeout=600, on_wait=heartbeat)
+        cluster.wait_until_gone([namespace], timeout=600, on_wait=heartbeat)
         self.deps.gateways.record_progress(gid, waiting_on=None)
-        complete_step(self.deps, step)
         return StepResult(step=step.step, removed=removed)
 
     @activity.defn
     @translated
+    @recorded_before
     def finalize_deletion(self, step: StepInput) -> StepResult:
-        begin_step(self.deps, step)
-        complete_step(self.deps, step)
+        """Phase Deleted is recorded first: then the ApiGateway document goes."""
         self.deps.gateways.delete(step.gateway_id)
         return StepResult(step=step.step, removed=[f"ApiGateway {step.gateway_id}"])

@@ -11,8 +11,9 @@ from gatewayflow.domain import naming
 from gatewayflow.domain.documents import RuntimeDomain
 from gatewayflow.domain.messages import DomainInput, DomainStatus, DomainStep
 from gatewayflow.domain.states import DomainPhase, DomainState
-from gatewayflow.domain.steps import CreationStep
 from gatewayflow.domain.transitions import DomainAction
+
+DOMAIN_STEP = "runtime-domain"  # the step of a gateway operation this child workflow is
 
 
 def route_refs(gateway_id: str) -> list[ObjectRef]:
@@ -58,18 +59,17 @@ class DomainActivities:
     def set_domain_target(self, target: DomainInput) -> DomainStatus:
         """Write the target state; a missing document is created (Active) or cleaned up."""
         gid = target.gateway_id
-        self.deps.gateways.record_progress(
-            gid, step=CreationStep.RUNTIME_DOMAIN.value, step_number=target.step_number
-        )
+        self.deps.gateways.record_progress(gid, step=DOMAIN_STEP, step_number=target.step_number)
         doc = self.deps.domains.get(gid)
         if doc is None:
             if target.target is DomainState.ACTIVE:
                 gw = self.deps.gateways.require(gid)
+                region = gw.placed_region
                 doc = RuntimeDomain(
                     gateway_id=gid,
-                    region=gw.region,
+                    region=region,
                     custom_domain=gw.custom_domain,
-                    hosts={env: naming.host(gid, env, gw.region) for env in naming.ENVIRONMENTS},
+                    hosts={env: naming.host(gid, env, region) for env in naming.ENVIRONMENTS},
                 )
                 self.deps.domains.upsert(doc)
                 return _status(doc, gid)

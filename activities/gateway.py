@@ -30,8 +30,9 @@ class GatewayActivities:
             return Intent(gateway_id=gateway_id, exists=True, malformed=str(exc))
         if gw is None:
             return Intent(gateway_id=gateway_id, exists=False)
+        region = self.deps.gateways.pin_region(gw)
         return Intent(
-            gateway_id=gateway_id, exists=True, state=gw.state, phase=gw.phase, region=gw.region
+            gateway_id=gateway_id, exists=True, state=gw.state, phase=gw.phase, region=region
         )
 
     @activity.defn

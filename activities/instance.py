@@ -3,7 +3,7 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import begin_step, complete_step, heartbeat
+from activities.recording import heartbeat, recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -25,21 +25,20 @@ class InstanceActivities:
 
     @activity.defn
     @translated
+    @recorded
     def apply_instance(self, step: InstanceInput) -> StepResult:
         """Create or update; a new `restarted_at` makes it a rolling update."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
         cluster = self.deps.cluster(step.region)
         cluster.apply(gid, manifests.deployment(gid, gw.instance, step.restarted_at))
         cluster.apply(gid, manifests.service(gid))
-        complete_step(self.deps, step)
         return StepResult(step=step.step, created=[str(ref) for ref in instance_refs(gid)])
 
     @activity.defn
     @translated
+    @recorded
     def wait_instance_ready(self, step: InstanceInput) -> StepResult:
-        begin_step(self.deps, step)
         gid = step.gateway_id
         ns = naming.namespace(gid)
         self.deps.gateways.record_progress(gid, waiting_on=f"Deployment {ns}/{gid} to be available")
@@ -47,14 +46,13 @@ class InstanceActivities:
             ns, naming.deployment(gid), timeout=step.timeout_seconds, on_wait=heartbeat
         )
         self.deps.gateways.record_progress(gid, waiting_on=None)
-        complete_step(self.deps, step)
         return StepResult(step=step.step)
 
     @activity.defn
     @translated
+    @recorded
     def delete_instance(self, step: StepInput) -> StepResult:
         """Pods go before the database they use: wait until they are really gone."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         refs = instance_refs(gid)
@@ -62,5 +60,4 @@ class InstanceActivities:
         self.deps.gateways.record_progress(gid, waiting_on="Deployment and Service to be gone")
         cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
         self.deps.gateways.record_progress(gid, waiting_on=None)
-        complete_step(self.deps, step)
         return StepResult(step=step.step, removed=removed)

@@ -6,7 +6,7 @@ import secrets
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import begin_step, complete_step
+from activities.recording import recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -43,26 +43,23 @@ class ProvisionActivities:
 
     @activity.defn
     @translated
+    @recorded
     def create_namespace(self, step: StepInput) -> StepResult:
-        begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
-        cluster.ensure(gid, manifests.namespace(gid))
-        cluster.ensure(gid, manifests.config_map(gid, step.region))
-        complete_step(self.deps, step)
-        return StepResult(
-            step=step.step,
-            created=[
-                str(ObjectRef(Kind.NAMESPACE, None, naming.namespace(gid))),
-                str(ObjectRef(Kind.CONFIG_MAP, naming.namespace(gid), naming.config_map(gid))),
-            ],
-        )
+        made = [
+            cluster.ensure(gid, manifests.namespace(gid)),
+            # Before anything else in it: the worker's rights in this namespace.
+            cluster.ensure(gid, manifests.role_binding(gid, self.deps.settings.service_account)),
+            cluster.ensure(gid, manifests.config_map(gid, step.region)),
+        ]
+        return StepResult(step=step.step, created=[str(ObjectRef.of(obj)) for obj in made])
 
     @activity.defn
     @translated
+    @recorded
     def create_database(self, step: StepInput) -> StepResult:
         """The password is made here and lives only in the Secret and the runtime server."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         ns = naming.namespace(gid)
@@ -83,13 +80,12 @@ class ProvisionActivities:
                 phase=DatabasePhase.CREATED,
             )
         )
-        complete_step(self.deps, step)
         return StepResult(step=step.step, created=[naming.runtime_database(gid)])
 
     @activity.defn
     @translated
+    @recorded
     def create_stages(self, step: StepInput) -> StepResult:
-        begin_step(self.deps, step)
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
         cluster = self.deps.cluster(step.region)
@@ -107,29 +103,28 @@ class ProvisionActivities:
                     ),
                 ]
             )
-            cluster.ensure(gid, manifests.stage_route(gid, env, naming.host(gid, env, gw.region)))
-        complete_step(self.deps, step)
+            host = naming.host(gid, env, gw.placed_region)
+            cluster.ensure(gid, manifests.stage_route(gid, env, host))
         return StepResult(
             step=step.step, created=[naming.stage_route(gid, env) for env in naming.ENVIRONMENTS]
         )
 
     @activity.defn
     @translated
+    @recorded
     def create_functions(self, step: StepInput) -> StepResult:
-        begin_step(self.deps, step)
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
         self.deps.children.insert_many(
             [CloudFunction(gateway_id=gid, name=name) for name in function_names(gw.functions)]
         )
-        complete_step(self.deps, step)
         return StepResult(step=step.step, created=function_names(gw.functions))
 
     @activity.defn
     @translated
+    @recorded
     def create_triggers(self, step: StepInput) -> StepResult:
         """CronJobs are created suspended: start resumes them once the pods run."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
         cluster = self.deps.cluster(step.region)
@@ -139,7 +134,6 @@ class ProvisionActivities:
         for trigger in triggers:
             cluster.ensure(gid, manifests.cron_job(gid, trigger, suspend=True))
             created.append(naming.cron_job(gid, trigger.trigger_id))
-        complete_step(self.deps, step)
         return StepResult(step=step.step, created=created)
 
 

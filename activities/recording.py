@@ -1,10 +1,26 @@
-"""Each step records where the gateway is, so the Mongo document alone tells the story."""
+"""Each step records where the gateway is, so the Mongo document alone tells the story.
+
+The bookkeeping lives here, in two decorators, and not in the activity bodies.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from temporalio import activity
 
 from gatewayflow.deps import Deps
-from gatewayflow.domain.messages import StepInput
+from gatewayflow.domain.messages import StepInput, StepResult
 from gatewayflow.domain.transitions import completes_from
+
+
+class HasDeps(Protocol):
+    deps: Deps
+
+
+S = TypeVar("S", bound=HasDeps)
+In = TypeVar("In", bound=StepInput)
+StepMethod = Callable[[S, In], StepResult]
 
 
 def heartbeat(detail: str) -> None:
@@ -13,6 +29,7 @@ def heartbeat(detail: str) -> None:
 
 
 def begin_step(deps: Deps, step: StepInput) -> None:
+    """Progress names the step while it runs."""
     deps.gateways.record_progress(step.gateway_id, step=step.step, step_number=step.number)
 
 
@@ -21,3 +38,28 @@ def complete_step(deps: Deps, step: StepInput) -> bool:
     return deps.gateways.set_phase(
         step.gateway_id, step.phase, expected=completes_from(step.phase), step=step.step
     )
+
+
+def recorded(fn: StepMethod[S, In]) -> StepMethod[S, In]:
+    """A step: begun in the progress record, then its work, then recorded as completed."""
+
+    @functools.wraps(fn)
+    def wrapper(self: S, step: In) -> StepResult:
+        begin_step(self.deps, step)
+        result = fn(self, step)
+        complete_step(self.deps, step)
+        return result
+
+    return wrapper
+
+
+def recorded_before(fn: StepMethod[S, In]) -> StepMethod[S, In]:
+    """A step whose work removes the document its record lives in: recorded first."""
+
+    @functools.wraps(fn)
+    def wrapper(self: S, step: In) -> StepResult:
+        begin_step(self.deps, step)
+        complete_step(self.deps, step)
+        return fn(self, step)
+
+    return wrapper

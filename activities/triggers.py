@@ -3,13 +3,14 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import begin_step, complete_step, heartbeat
+from activities.recording import heartbeat, recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import CronTrigger
 from gatewayflow.domain.messages import StepInput, StepResult, TriggersInput
+from gatewayflow.store.parsing import raise_malformed
 
 
 class TriggerActivities:
@@ -17,29 +18,26 @@ class TriggerActivities:
         self.deps = deps
 
     def _triggers(self, gateway_id: str) -> list[CronTrigger]:
-        return [
-            CronTrigger.model_validate(doc)
-            for doc in self.deps.children.list("CronTrigger", gateway_id)
-        ]
+        """Every trigger; a malformed one stops the step, named (MalformedDocument)."""
+        return self.deps.children.load(CronTrigger, gateway_id, on_malformed=raise_malformed)
 
     @activity.defn
     @translated
+    @recorded
     def set_triggers_suspended(self, step: TriggersInput) -> StepResult:
-        begin_step(self.deps, step)
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         changed = []
         for trigger in self._triggers(gid):
             cluster.apply(gid, manifests.cron_job(gid, trigger, suspend=step.suspend))
             changed.append(naming.cron_job(gid, trigger.trigger_id))
-        complete_step(self.deps, step)
         return StepResult(step=step.step, created=changed)
 
     @activity.defn
     @translated
+    @recorded
     def delete_triggers(self, step: StepInput) -> StepResult:
         """Step 1: every owned CronJob (found by label, not only by document), then docs."""
-        begin_step(self.deps, step)
         gid = step.gateway_id
         ns = naming.namespace(gid)
         cluster = self.deps.cluster(step.region)
@@ -55,5 +53,4 @@ class TriggerActivities:
         removed = [str(ref) for ref in ordered if cluster.delete_owned(gid, ref)]
         cluster.wait_until_gone(ordered, timeout=300, on_wait=heartbeat)
         count = self.deps.children.delete_all("CronTrigger", gid)
-        complete_step(self.deps, step)
         return StepResult(step=step.step, removed=[*removed, f"{count} CronTrigger docs"])

@@ -15,7 +15,7 @@ original platform:
 - a failed step is logged and its lock left to expire after `LOCK_TIMEOUT`.
 
 The work of each step is exactly that of GatewayDeletion: the same activity methods in the
-same order (`DELETION_STEPS`), run through temporalio's ActivityEnvironment, which only
+same order (`workflows.operations.DELETE`), run through temporalio's ActivityEnvironment, which only
 supplies the activity context (heartbeats go nowhere); nothing here talks to Temporal.
 Point it at a database of its own (`settings.db_name`) so the gatewayflow dispatcher
 never sees its gateways.
@@ -40,11 +40,11 @@ from gatewayflow.deps import Deps
 from gatewayflow.domain.documents import ApiGateway, RuntimeDomain, utcnow
 from gatewayflow.domain.messages import DomainInput, DomainStep, PhaseUpdate, StepInput
 from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase
-from gatewayflow.domain.steps import DELETION_STEPS, DeletionStep
 from gatewayflow.domain.transitions import decide_domain
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import RawDoc
 from gatewayflow.store.parsing import parse
+from workflows.operations import DELETE
 
 log = logging.getLogger("bench.tick_baseline")
 
@@ -67,16 +67,12 @@ class TickBaseline:
         self._env = ActivityEnvironment()
         self._gateway = GatewayActivities(self.deps)
         self._domain = DomainActivities(self.deps)
-        deletion = DeletionActivities(self.deps)
-        self._steps: dict[DeletionStep, Callable[[StepInput], object]] = {
-            DeletionStep.TRIGGERS: TriggerActivities(self.deps).delete_triggers,
-            DeletionStep.FUNCTIONS: deletion.delete_functions,
-            DeletionStep.STAGES: deletion.delete_stages,
-            DeletionStep.INSTANCE: InstanceActivities(self.deps).delete_instance,
-            DeletionStep.DATABASE: deletion.delete_database,
-            DeletionStep.NAMESPACE: deletion.delete_namespace,
-            DeletionStep.FINALIZE: deletion.finalize_deletion,
-        }
+        # The instances whose methods DELETE's steps name.
+        self._activities = [
+            TriggerActivities(self.deps),
+            DeletionActivities(self.deps),
+            InstanceActivities(self.deps),
+        ]
         self.ticks = 0
         self.activity_calls = 0  # a claim that only finds "still waiting" makes none
 
@@ -144,26 +140,24 @@ class TickBaseline:
                     gateway_id=gid,
                     phase=GatewayPhase.DELETING,
                     operation="delete",
-                    total_steps=len(DELETION_STEPS),
+                    total_steps=DELETE.total,
                 ),
             )
             return
         completed = set(gateway.progress.completed)
-        number, step = next(
-            (n, s) for n, s in enumerate(DELETION_STEPS, start=1) if s.value not in completed
-        )
-        finalize = step is DeletionStep.FINALIZE
-        step_input = StepInput(
-            gateway_id=gid,
-            region=gateway.region,
-            phase=GatewayPhase.DELETED if finalize else GatewayPhase.DELETING,
-            step=step.value,
-            number=number,
-        )
-        if step is DeletionStep.RUNTIME_DOMAIN:
+        step = next(s for s in DELETE.steps if s.name not in completed)
+        step_input = DELETE.input(step, gid, gateway.region)
+        if step.domain is not None:
             self._runtime_domain_step(gateway, step_input)
         else:
-            self._run(self._steps[step], step_input)
+            self._run(self._bound(step.activity), step_input)
+
+    def _bound(self, activity: Callable[..., object]) -> Callable[[Any], object]:
+        """The method of the instance whose class defines `activity`."""
+        name = activity.__name__
+        owner = next(a for a in self._activities if getattr(type(a), name, None) is activity)
+        bound: Callable[[Any], object] = getattr(owner, name)
+        return bound
 
     def _runtime_domain_step(self, gateway: ApiGateway, step_input: StepInput) -> None:
         """Hand over to the domain loop, then come back each tick until its phase is Deleted."""

@@ -29,10 +29,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from pymongo.errors import PyMongoError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from gatewayflow.domain.errors import is_permanent_failure
 from gatewayflow.domain.messages import DomainInput, DomainStep
 from gatewayflow.domain.states import DomainState, GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import DomainAction
@@ -104,15 +104,11 @@ def part_of_deletion(arg: Any) -> bool:
 
 def fails_for_good(error: Exception, info: activity.Info) -> bool:
     """Whether Temporal will not retry this attempt's error."""
-    if isinstance(error, ApplicationError) and error.non_retryable:
-        return True
     policy = info.retry_policy
-    if policy is None:
-        return False
-    error_type = error.type if isinstance(error, ApplicationError) else type(error).__name__
-    if error_type in (policy.non_retryable_error_types or ()):
+    non_retryable = (policy.non_retryable_error_types or []) if policy else []
+    if is_permanent_failure(error, non_retryable):
         return True
-    return 0 < policy.maximum_attempts <= info.attempt
+    return policy is not None and 0 < policy.maximum_attempts <= info.attempt
 
 
 class _StepMetricsInbound(ActivityInboundInterceptor):

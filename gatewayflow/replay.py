@@ -21,10 +21,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Replayer
 
+from gatewayflow.domain.errors import PermanentError
 from workflows.registry import ALL_WORKFLOWS
 
 
-class HistoryFormatError(ValueError):
+class HistoryFormatError(PermanentError, ValueError):
     """A file that is not a workflow history in a format we read; the message names it."""
 
 

@@ -7,7 +7,7 @@ from rich.text import Text
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, Progress
 from gatewayflow.inventory import Item, PlanStep
-from gatewayflow.settings import Settings
+from gatewayflow.settings import Settings, redact_uri
 
 PHASE_STYLE = {
     "Started": "green",
@@ -64,7 +64,7 @@ def where_to_look(settings: Settings, gateway_id: str) -> Text:
         (settings.workflow_url(naming.gateway_workflow_id(gateway_id)), "link"),
         "\nMongo document: ",
         (f"db.ApiGateway.find({{gatewayId: '{gateway_id}'}})", "bold"),
-        f"  (database {settings.db_name} at {settings.mongodb_uri})",
+        f"  (database {settings.db_name} at {redact_uri(settings.mongodb_uri)})",
     )
 
 
@@ -79,7 +79,7 @@ def status_table(gateways: list[ApiGateway]) -> Table:
             p.operation or "",
             step_text(p),
             Text(p.last_error or "", style="red"),
-            gw.region,
+            gw.placed_region,
         )
     return table
 
@@ -95,7 +95,10 @@ def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
     table.add_row("completed", ", ".join(p.completed) or "-")
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
-    table.add_row("region", gw.region)
+    region = gw.placed_region
+    if gw.region != region:
+        region += f" (change to {gw.region} refused: fixed at creation)"
+    table.add_row("region", region)
     table.add_row("custom domain", gw.custom_domain or "-")
     table.add_row("updated", gw.updated_at.isoformat(timespec="seconds"))
     return Group(table, workflow_links(settings, gw.gateway_id))
@@ -107,9 +110,9 @@ def plan_table(gateway_id: str, steps: list[PlanStep]) -> Table:
     )
     for step in steps:
         if not step.items:
-            table.add_row(f"{step.number}. {step.step.value}", step.title, "(nothing)", "", "")
+            table.add_row(f"{step.number}. {step.name}", step.title, "(nothing)", "", "")
         for i, item in enumerate(step.items):
-            head = (f"{step.number}. {step.step.value}", step.title) if i == 0 else ("", "")
+            head = (f"{step.number}. {step.name}", step.title) if i == 0 else ("", "")
             table.add_row(*head, item.kind, item.namespace or "", item.name)
     return table
 
@@ -118,5 +121,6 @@ def leftovers_table(found: dict[str, list[Item]]) -> Table:
     table = Table("gateway", "where", "kind", "namespace / db", "name", title="Left behind")
     for gateway_id, items in found.items():
         for item in items:
-            table.add_row(gateway_id, item.where, item.kind, item.namespace or "", item.name)
+            where = f"{item.where} ({item.region})" if item.region else item.where
+            table.add_row(gateway_id, where, item.kind, item.namespace or "", item.name)
     return table

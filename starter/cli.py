@@ -51,7 +51,7 @@ from gatewayflow.replay import (
     replay_histories,
     results_table,
 )
-from gatewayflow.settings import Settings, SettingsError, load_settings
+from gatewayflow.settings import Settings, SettingsError, load_settings, redact_uri
 from gatewayflow.store.errors import StoreError
 from gatewayflow.views import (
     leftovers_table,
@@ -223,12 +223,15 @@ def plan(gateway_id: GatewayId) -> None:
 
 @app.command()
 def audit(
-    region: Annotated[str, typer.Option(help="Region (kubeconfig context).")] = "local",
+    region: Annotated[
+        list[str] | None, typer.Option(help="Only this region (repeatable); default: all.")
+    ] = None,
 ) -> None:
-    """Find leaks: resources of gateways whose ApiGateway document is gone. Exit 1 if any."""
+    """Find leaks: resources of gateways whose ApiGateway document is gone, in every region
+    and on the runtime MongoDB (databases and users). Exit 1 if any."""
     settings = resolved_settings()
     with errors_exit():
-        found = orphans(Deps(settings), region)
+        found = orphans(Deps(settings), region or None)
     if found:
         console.print(leftovers_table(found))
         fail(f"{len(found)} deleted gateway(s) left resources behind")
@@ -378,7 +381,9 @@ def print_addresses(settings: Settings) -> None:
     table = Table("", "address", show_header=False, title="Addresses")
     table.add_row("Temporal gRPC", settings.temporal_address)
     table.add_row("Temporal UI", settings.temporal_ui_url)
-    table.add_row("MongoDB", settings.mongodb_uri)
+    table.add_row("MongoDB", redact_uri(settings.mongodb_uri))
+    if settings.runtime_mongodb_uri:
+        table.add_row("runtime MongoDB", redact_uri(settings.runtime_mongodb_uri))
     table.add_row("kubeconfig", str(settings.kubeconfig))
     console.print(table)
     console.print(f"Try: KUBECONFIG={settings.kubeconfig} kubectl get ns", soft_wrap=True)

@@ -115,6 +115,7 @@ def deletion_step_of(gateway_id: str, item: OpItem) -> int:
         "Service": 5,
         "Secret": 6,
         "ConfigMap": 7,
+        "RoleBinding": 7,  # goes with the namespace
         "Namespace": 7,
     }
     if kind == "ApisixRoute":

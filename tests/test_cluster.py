@@ -166,8 +166,12 @@ def test_delete_owned_never_deletes_a_foreign_object(
 
     with pytest.raises(NotOwnedError):
         local.delete_owned(gw, theirs)
-    assert local.foreign_objects(gw, ns) == [theirs]
-    deleted = local.delete_owned_all(gw, Kind.CONFIG_MAP, ns)
+    assert [str(obj) for obj in local.foreign_objects(gw, ns)] == [str(theirs)]
+    deleted = [
+        ref
+        for ref in map(ObjectRef.of, local.list_owned(gw, Kind.CONFIG_MAP, ns))
+        if local.delete_owned(gw, ref)
+    ]
 
     assert deleted == [ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gw))]
     local.wait_until_gone(deleted, timeout=5)
@@ -408,6 +412,7 @@ def full_inventory(gateway_id: str) -> list[dict[str, Any]]:
     hosts = {env: naming.host(gateway_id, env, "local") for env in naming.ENVIRONMENTS}
     return [
         manifests.namespace(gateway_id),
+        manifests.role_binding(gateway_id, "gatewayflow-system/gatewayflow-worker"),
         manifests.config_map(gateway_id, "local"),
         manifests.db_secret(gateway_id, naming.runtime_user(gateway_id), "s3cret"),
         manifests.deployment(gateway_id, InstanceSpec()),
@@ -470,6 +475,7 @@ def test_full_inventory_survives_a_30_percent_error_rate(
         Kind.SERVICE,
         Kind.SECRET,
         Kind.CONFIG_MAP,
+        Kind.ROLE_BINDING,
     ]
     for ref in sorted(contents, key=lambda ref: order.index(ref.kind)):
         retried(partial(local.delete_owned, gateway_id, ref))

@@ -16,17 +16,17 @@ import pytest
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
-from gatewayflow.domain.steps import DELETION_STEPS
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
 from gatewayflow_dev.mongo import mongo_process
 from tests.emulator_admin import EmulatorAdmin, delete_counts, deletion_order_violations
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.worker_process import worker_processes
+from workflows.operations import DELETE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-STEPS = [step.value for step in DELETION_STEPS]
+STEPS = [step.name for step in DELETE.steps]
 
 
 async def poll_until(

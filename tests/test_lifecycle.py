@@ -8,11 +8,13 @@ import pytest
 from activities.provision import trigger_docs
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
-from gatewayflow.domain.documents import COLLECTIONS
+from gatewayflow.domain.documents import COLLECTIONS, ApiGateway
 from gatewayflow.domain.states import DomainPhase, GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused
 from gatewayflow.settings import Settings
 from tests.gateway_harness import Harness, harness, unique_id
+from workflows import operations as ops
+from workflows.operations import Operation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -24,6 +26,7 @@ def expected_objects(
     ns = naming.namespace(gid)
     objects = {
         ("Namespace", None, ns),
+        ("RoleBinding", ns, "gatewayflow-gateway"),
         ("ConfigMap", ns, f"{gid}-config"),
         ("Deployment", ns, gid),
         ("Service", ns, gid),
@@ -46,6 +49,15 @@ def expected_objects(
     return objects
 
 
+def ran(gw: ApiGateway | None, operation: Operation) -> None:
+    """The Mongo document shows the operation's steps done, in their declared order."""
+    assert gw is not None
+    progress = gw.progress
+    assert progress.operation == operation.name
+    assert progress.completed == [step.name for step in operation.steps]
+    assert progress.step_number == progress.total_steps == operation.total
+
+
 def owned_objects(h: Harness, gid: str) -> set[tuple[str, str | None, str]]:
     cluster = h.deps.cluster("local")
     found = set()
@@ -62,6 +74,7 @@ async def test_create_provisions_exactly_the_inventory(stack: Settings) -> None:
         await h.create(gid, custom_domain="api.example.com", triggers=2)
         gw = await h.wait_for(gid, GatewayState.RUNNING)
         assert gw is not None and gw.phase is GatewayPhase.STARTED
+        ran(gw, ops.START)  # created, then started
         assert owned_objects(h, gid) == expected_objects(gid, 2, custom_domain=True)
         counts = h.deps.children.counts(gid)
         assert counts == {
@@ -103,6 +116,7 @@ async def test_stop_start_restart_round_trip(stack: Settings) -> None:
         await h.request(gid, Request.STOP)
         gw = await h.wait_for(gid, GatewayState.STOPPED)
         assert gw is not None and gw.phase is GatewayPhase.STOPPED
+        ran(gw, ops.STOP)
         assert cluster.get(ObjectRef(Kind.DEPLOYMENT, ns, gid)) is None
         assert cluster.get(ObjectRef(Kind.SERVICE, ns, gid)) is None
         assert cluster.get(ObjectRef(Kind.APISIX_ROUTE, ns, f"{gid}-dev")) is None
@@ -113,7 +127,7 @@ async def test_stop_start_restart_round_trip(stack: Settings) -> None:
         assert h.deps.children.count("Stage", gid) == 3 and h.deps.runtime.exists(gid)
 
         await h.request(gid, Request.START)
-        await h.wait_for(gid, GatewayState.RUNNING)
+        ran(await h.wait_for(gid, GatewayState.RUNNING), ops.START)
         deployment = cluster.get(ObjectRef(Kind.DEPLOYMENT, ns, gid))
         assert deployment is not None
         assert cluster.get(ObjectRef(Kind.APISIX_ROUTE, ns, f"{gid}-dev")) is not None
@@ -131,6 +145,7 @@ async def test_stop_start_restart_round_trip(stack: Settings) -> None:
         assert rolled["metadata"]["uid"] == uid
         assert rolled["metadata"]["generation"] > generation
         assert gw is not None and gw.state is GatewayState.RUNNING
+        ran(gw, ops.RESTART)
 
 
 async def test_raw_mongo_writes_converge(stack: Settings) -> None:

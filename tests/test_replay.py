@@ -23,15 +23,8 @@ from temporalio.workflow import ParentClosePolicy
 
 from gatewayflow.client import connect
 from gatewayflow.domain import naming
-from gatewayflow.domain.messages import (
-    DeletionInput,
-    DeletionResult,
-    DomainInput,
-    StepInput,
-    StepResult,
-)
-from gatewayflow.domain.states import DomainState, GatewayPhase, GatewayState
-from gatewayflow.domain.steps import DELETION_STEPS, DeletionStep
+from gatewayflow.domain.messages import DeletionInput, DeletionResult
+from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.replay import (
     HistoryFormatError,
@@ -44,11 +37,11 @@ from gatewayflow.settings import Settings
 from tests.conftest import stack_env
 from tests.gateway_harness import harness, unique_id
 from tests.record_histories import HISTORIES, LEGACY_FILE, LEGACY_SOURCE, to_tctl_style
+from workflows import operations as ops
 from workflows import search
-from workflows.calls import call
-from workflows.deletion import STEP_ACTIVITIES
+from workflows.operations import DELETE, Step
 from workflows.registry import ALL_WORKFLOWS
-from workflows.runtime_domain import RuntimeDomainWorkflow
+from workflows.steps import run_step
 
 FILES = sorted(HISTORIES.glob("*.json"))
 DELETION = HISTORIES / LEGACY_SOURCE
@@ -165,52 +158,44 @@ def test_what_is_not_a_history_is_refused_by_name(
 # -- an incompatible change is caught --------------------------------------------------------
 
 
-STAGES_AT = DELETION_STEPS.index(DeletionStep.STAGES)
+STAGES_AT = DELETE.steps.index(ops.DELETE_STAGES)
 INSTANCE_FIRST = (
-    *DELETION_STEPS[:STAGES_AT],
-    DeletionStep.INSTANCE,
-    *(step for step in DELETION_STEPS[STAGES_AT:] if step is not DeletionStep.INSTANCE),
+    *DELETE.steps[:STAGES_AT],
+    ops.REMOVE_INSTANCE,
+    *(step for step in DELETE.steps[STAGES_AT:] if step is not ops.REMOVE_INSTANCE),
 )
 
 
 class DeletionCopy:
-    """The steps of GatewayDeletion, copied: each class below registers a variant under the
+    """The steps of GatewayDeletion, re-run: each class below registers a variant under the
     name GatewayDeletion. Not sandboxed: the sandbox would re-import this test module.
 
     ORDER: the steps in order. NEW_STEP: an extra activity after the namespace step,
     `"always"`, or `"patched"` (only where `workflow.patched` lets it run).
     """
 
-    ORDER: tuple[DeletionStep, ...] = DELETION_STEPS
+    ORDER: tuple[Step[Any], ...] = DELETE.steps
     NEW_STEP: str | None = None
 
     async def steps(self, input: DeletionInput) -> DeletionResult:
         gid = input.gateway_id
         search.upsert(gid, state="Deleted", phase=GatewayPhase.DELETING.value)
         result = DeletionResult(gateway_id=gid)
-        for number, step in enumerate(self.ORDER, start=1):
-            phase = GatewayPhase.DELETED if step is DeletionStep.FINALIZE else GatewayPhase.DELETING
-            step_input = StepInput(
-                gateway_id=gid, region=input.region, phase=phase, step=step, number=number
-            )
-            if step is DeletionStep.RUNTIME_DOMAIN:
-                await workflow.execute_child_workflow(
-                    RuntimeDomainWorkflow.run,
-                    DomainInput(gateway_id=gid, region=input.region, target=DomainState.DELETED),
-                    id=naming.domain_workflow_id(gid),
-                    search_attributes=search.for_gateway(gid, GatewayPhase.DELETING.value),
-                    parent_close_policy=ParentClosePolicy.ABANDON,
-                    execution_timeout=timedelta(hours=1),
+        for step in self.ORDER:
+            step_input = DELETE.input(step, gid, input.region)
+            result.steps.append(
+                await run_step(
+                    DELETE, step, step_input, parent_close_policy=ParentClosePolicy.ABANDON
                 )
-                activity = "record_step"
-            else:
-                activity = STEP_ACTIVITIES[step]
-            result.steps.append(await call(activity, step_input, StepResult, summary=step))
-            if step is DeletionStep.NAMESPACE and (
+            )
+            if step is ops.DELETE_NAMESPACE and (
                 self.NEW_STEP == "always"
                 or (self.NEW_STEP == "patched" and workflow.patched("wait-namespace-finalizers"))
             ):
-                await call("wait_namespace_gone", step_input, StepResult, summary="new")
+                # An activity no worker has: only its place in the history matters here.
+                await workflow.execute_activity(
+                    "wait_namespace_gone", step_input, start_to_close_timeout=timedelta(minutes=1)
+                )
         search.upsert(gid, phase=GatewayPhase.DELETED.value)
         return result
 

@@ -1,5 +1,6 @@
-"""How workflows run activities: by name, with our retry policy and a UI summary."""
+"""How workflows run activities: by typed reference, with our retry policy and a UI summary."""
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -8,23 +9,25 @@ from temporalio.workflow import ActivityCancellationType
 
 from workflows.policies import HEARTBEAT, SHORT, STEP_RETRY, WAIT
 
-T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 async def call(
-    activity: str,
-    arg: Any,
-    result_type: type[T],
+    activity: Callable[[Any, A], R],
+    arg: A,
     *,
     summary: str,
     waits: bool = False,
     timeout: timedelta | None = None,
-) -> T:
-    """Run one activity; waiting activities heartbeat so they can be cancelled."""
-    result: T = await workflow.execute_activity(
+) -> R:
+    """Run one activity method; mypy checks `arg` and the result against its signature.
+
+    Waiting activities heartbeat so they can be cancelled.
+    """
+    result: R = await workflow.execute_activity_method(
         activity,
         arg,
-        result_type=result_type,
         start_to_close_timeout=timeout or (WAIT if waits else SHORT),
         heartbeat_timeout=HEARTBEAT if waits else None,
         retry_policy=STEP_RETRY,

@@ -20,10 +20,12 @@ from temporalio.exceptions import (
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.gateway import GatewayActivities
+    from gatewayflow.cluster.errors import NotReadyError
     from gatewayflow.domain import naming
+    from gatewayflow.domain.errors import failed_with, reason
     from gatewayflow.domain.messages import (
         DeletionInput,
-        DomainInput,
         GatewayInput,
         GatewayProgress,
         InstanceInput,
@@ -31,17 +33,16 @@ with workflow.unsafe.imports_passed_through():
         PhaseUpdate,
         ProgressUpdate,
         StateUpdate,
-        StepInput,
-        StepResult,
         TriggersInput,
     )
-    from gatewayflow.domain.states import DomainState, GatewayPhase, GatewayState
-    from gatewayflow.domain.steps import DELETION_STEPS, CreationStep, StartStep, StopStep
+    from gatewayflow.domain.states import GatewayPhase, GatewayState
     from gatewayflow.domain.transitions import Decision, GatewayAction, decide
+    from workflows import operations as ops
     from workflows import search
     from workflows.calls import call
     from workflows.deletion import GatewayDeletion
-    from workflows.runtime_domain import RuntimeDomainWorkflow
+    from workflows.operations import Operation, Step
+    from workflows.steps import run_step, run_steps
 
 _P = GatewayPhase
 _BACKOFF_FIRST = timedelta(minutes=1)
@@ -97,7 +98,7 @@ class GatewayWorkflow:
         actions = 0
         while True:
             self._wake = False
-            intent = await call("read_intent", gid, Intent, summary=f"read intent of {gid}")
+            intent = await self._read_intent(gid)
             if not intent.exists:
                 search.upsert(gid, state=GatewayState.DELETED.value, phase=_P.DELETED.value)
                 self._note(detail="the ApiGateway document is gone")
@@ -199,12 +200,11 @@ class GatewayWorkflow:
             self._note(detail=f"{decision.action.value} preempted by a delete")
             return True
         except (ActivityError, ChildWorkflowError, ApplicationError) as err:
-            reason = _reason(err)
-            self._note(last_error=reason, detail=f"{decision.action.value} failed: {reason}")
+            why = reason(err)
+            self._note(last_error=why, detail=f"{decision.action.value} failed: {why}")
             await call(
-                "record_progress",
-                ProgressUpdate(gateway_id=gid, error=reason),
-                type(None),
+                GatewayActivities.record_progress,
+                ProgressUpdate(gateway_id=gid, error=why),
                 summary=f"record failure of {decision.action.value}",
             )
             return False
@@ -215,201 +215,108 @@ class GatewayWorkflow:
             await self._set_state(gid, decision.settle_state, None, expected=intent.state)
         return True
 
+    async def _read_intent(self, gid: str) -> Intent:
+        return await call(GatewayActivities.read_intent, gid, summary=f"read intent of {gid}")
+
     async def _set_state(
         self,
         gid: str,
         state: GatewayState,
-        reason: str | None,
+        why: str | None,
         expected: GatewayState | None = None,
     ) -> None:
         await call(
-            "set_state",
-            StateUpdate(gateway_id=gid, state=state, reason=reason, expected_state=expected),
-            bool,
-            summary=f"state -> {state.value}" + (f" ({reason})" if reason else ""),
+            GatewayActivities.set_state,
+            StateUpdate(gateway_id=gid, state=state, reason=why, expected_state=expected),
+            summary=f"state -> {state.value}" + (f" ({why})" if why else ""),
         )
 
-    async def _phase(self, gid: str, phase: GatewayPhase, operation: str, total: int) -> None:
+    async def _begin(self, intent: Intent, operation: Operation) -> None:
+        """Enter the operation's phase, with a fresh progress record of its steps."""
+        gid, phase = intent.gateway_id, operation.during
         await call(
-            "begin_operation",
-            PhaseUpdate(gateway_id=gid, phase=phase, operation=operation, total_steps=total),
-            bool,
-            summary=f"{operation}: phase -> {phase.value} ({total} steps)",
+            GatewayActivities.begin_operation,
+            PhaseUpdate(
+                gateway_id=gid, phase=phase, operation=operation.name, total_steps=operation.total
+            ),
+            summary=f"{operation.name}: phase -> {phase.value} ({operation.total} steps)",
         )
         self._note(phase=phase)
         search.upsert(gid, phase=phase.value)
 
-    async def _domain(self, intent: Intent, target: DomainState, step: StepInput) -> None:
-        """The child RuntimeDomainWorkflow, then its step recorded like any other."""
-        gid = intent.gateway_id
-        await workflow.execute_child_workflow(
-            RuntimeDomainWorkflow.run,
-            DomainInput(
-                gateway_id=gid, region=intent.region, target=target, step_number=step.number
-            ),
-            id=naming.domain_workflow_id(gid),
-            search_attributes=search.for_gateway(gid),
-            static_summary=f"RuntimeDomain {gid} -> {target.value}",
-            execution_timeout=timedelta(hours=1),
-        )
-        await call("record_step", step, StepResult, summary=f"record step {step.step}")
-
-    def _step(
-        self, intent: Intent, phase: GatewayPhase, step: str, number: int | None = None
-    ) -> StepInput:
-        return StepInput(
-            gateway_id=intent.gateway_id,
-            region=intent.region,
-            phase=phase,
-            step=step,
-            number=number,
-        )
-
     async def _create(self, intent: Intent) -> None:
-        await self._phase(intent.gateway_id, _P.CREATING, "create", len(CreationStep))
-        await self._provision(intent, _P.CREATING, done=_P.CREATED)
-
-    async def _provision(
-        self, intent: Intent, during: GatewayPhase, done: GatewayPhase | None = None
-    ) -> None:
-        """Ensure the base of a gateway; idempotent, so start and restart repair drift."""
-        gid, ns = intent.gateway_id, naming.namespace(intent.gateway_id)
-        steps = (
-            (CreationStep.NAMESPACE, "create_namespace", f"ensure Namespace {ns}, ConfigMap"),
-            (
-                CreationStep.DATABASE,
-                "create_database",
-                f"ensure runtime database {naming.runtime_database(gid)}, user, Secret",
-            ),
-            (CreationStep.RUNTIME_DOMAIN, "", ""),
-            (
-                CreationStep.STAGES,
-                "create_stages",
-                f"ensure Stage, Environment, ClientApp docs; stage ApisixRoutes in {ns}",
-            ),
-            (CreationStep.FUNCTIONS, "create_functions", f"ensure CloudFunction docs of {gid}"),
-            (
-                CreationStep.TRIGGERS,
-                "create_triggers",
-                f"ensure CronTrigger docs, CronJobs in {ns}",
-            ),
-        )
-        for number, (step, activity, summary) in enumerate(steps, start=1):
-            workflow.set_current_details(f"{gid}: step {number}: {step.value}")
-            if step is CreationStep.RUNTIME_DOMAIN:
-                await self._domain(
-                    intent, DomainState.ACTIVE, self._step(intent, during, step.value, number)
-                )
-                continue
-            phase = done if done is not None and step is CreationStep.TRIGGERS else during
-            await call(
-                activity,
-                self._step(intent, phase, step.value, number),
-                StepResult,
-                summary=summary,
-            )
+        await self._begin(intent, ops.CREATE)
+        await run_steps(ops.CREATE, ops.BASE, intent.gateway_id, intent.region)
 
     async def _start(self, intent: Intent, input: GatewayInput) -> None:
-        gid, ns = intent.gateway_id, naming.namespace(intent.gateway_id)
-        await self._phase(gid, _P.STARTING, "start", len(CreationStep) + len(StartStep))
-        await self._provision(intent, _P.STARTING)
-        await call(
-            "set_triggers_suspended",
-            TriggersInput(
-                gateway_id=gid,
-                region=intent.region,
-                phase=_P.STARTING,
-                step=StartStep.TRIGGERS.value,
-                number=len(CreationStep) + 1,
-                suspend=False,
-            ),
-            StepResult,
-            summary=f"resume CronJobs in {ns}",
+        """The base again (idempotent, so a start repairs drift), then the instance."""
+        op, gid = ops.START, intent.gateway_id
+        await self._begin(intent, op)
+        await run_steps(op, ops.BASE, gid, intent.region)
+        resume = ops.RESUME_TRIGGERS
+        await run_step(
+            op,
+            resume,
+            TriggersInput(**op.input(resume, gid, intent.region).model_dump(), suspend=False),
         )
-        await self._bring_up(intent, input, restarted_at=None, first=len(CreationStep) + 2)
+        await self._bring_up(intent, input, op, ops.APPLY_INSTANCE, restarted_at=None)
 
     async def _restart(self, intent: Intent, input: GatewayInput) -> None:
-        gid = intent.gateway_id
-        await self._phase(gid, _P.STARTING, "restart", len(CreationStep) + 2)
-        await self._provision(intent, _P.STARTING)
+        """A rolling update of the same Deployment, not a stop and a start."""
+        op = ops.RESTART
+        await self._begin(intent, op)
+        await run_steps(op, ops.BASE, intent.gateway_id, intent.region)
         await self._bring_up(
-            intent, input, restarted_at=workflow.now().isoformat(), first=len(CreationStep) + 1
+            intent, input, op, ops.ROLL_INSTANCE, restarted_at=workflow.now().isoformat()
         )
 
     async def _bring_up(
-        self, intent: Intent, input: GatewayInput, restarted_at: str | None, first: int
+        self,
+        intent: Intent,
+        input: GatewayInput,
+        op: Operation,
+        apply: Step[InstanceInput],
+        restarted_at: str | None,
     ) -> None:
-        gid, ns = intent.gateway_id, naming.namespace(intent.gateway_id)
-        instance = InstanceInput(
-            gateway_id=gid,
-            region=intent.region,
-            phase=_P.STARTING,
-            step=StartStep.INSTANCE.value,
-            number=first,
-            restarted_at=restarted_at,
-            timeout_seconds=input.start_timeout_seconds,
-        )
-        verb = "rolling update of" if restarted_at else "apply"
-        await call(
-            "apply_instance",
-            instance,
-            StepResult,
-            summary=f"{verb} Deployment {gid}, Service {gid} in {ns}",
-        )
-        workflow.set_current_details(f"waiting for Deployment {ns}/{gid} to be ready")
-        ready = instance.model_copy(
-            update={"phase": _P.STARTED, "step": StartStep.READY.value, "number": first + 1}
-        )
+        gid, region = intent.gateway_id, intent.region
+
+        def instance(step: Step[InstanceInput]) -> InstanceInput:
+            return InstanceInput(
+                **op.input(step, gid, region).model_dump(),
+                restarted_at=restarted_at,
+                timeout_seconds=input.start_timeout_seconds,
+            )
+
+        await run_step(op, apply, instance(apply))
+        ready = ops.WAIT_READY
         try:
-            await call(
-                "wait_instance_ready",
+            await run_step(
+                op,
                 ready,
-                StepResult,
-                summary=f"wait until Deployment {ns}/{gid} is available",
-                waits=True,
+                instance(ready),
                 timeout=timedelta(seconds=input.start_timeout_seconds + 60),
             )
         except ActivityError as err:
-            if _error_type(err) != "NotReadyError":
+            if not failed_with(err, NotReadyError):
                 raise
             # The original behaviour: a start that is not ready in time goes back to Stopped.
-            await self._set_state(gid, GatewayState.STOPPED, f"start timed out: {_reason(err)}")
+            await self._set_state(gid, GatewayState.STOPPED, f"start timed out: {reason(err)}")
 
     async def _stop(self, intent: Intent) -> None:
-        gid, ns = intent.gateway_id, naming.namespace(intent.gateway_id)
-        await self._phase(gid, _P.STOPPING, "stop", len(StopStep))
-        workflow.set_current_details(f"stop {gid}: runtime domain -> Inactive")
-        await self._domain(
-            intent,
-            DomainState.INACTIVE,
-            self._step(intent, _P.STOPPING, StopStep.RUNTIME_DOMAIN.value, 1),
+        """Routes go before the CronJobs are suspended, CronJobs before the pods stop."""
+        op, gid, region = ops.STOP, intent.gateway_id, intent.region
+        await self._begin(intent, op)
+        domain, suspend, instance = ops.DOMAIN_INACTIVE, ops.SUSPEND_TRIGGERS, ops.REMOVE_INSTANCE
+        await run_step(op, domain, op.input(domain, gid, region))
+        await run_step(
+            op, suspend, TriggersInput(**op.input(suspend, gid, region).model_dump(), suspend=True)
         )
-        await call(
-            "set_triggers_suspended",
-            TriggersInput(
-                gateway_id=gid,
-                region=intent.region,
-                phase=_P.STOPPING,
-                step=StopStep.TRIGGERS.value,
-                number=2,
-                suspend=True,
-            ),
-            StepResult,
-            summary=f"suspend CronJobs in {ns}",
-        )
-        workflow.set_current_details(f"stop {gid}: removing the instance")
-        await call(
-            "delete_instance",
-            self._step(intent, _P.STOPPED, StopStep.INSTANCE.value, 3),
-            StepResult,
-            summary=f"delete Deployment {gid}, Service {gid} in {ns}; wait until gone",
-            waits=True,
-        )
+        await run_step(op, instance, op.input(instance, gid, region))
 
     async def _delete(self, intent: Intent) -> None:
         gid = intent.gateway_id
         self._delete_requested = False
-        await self._phase(gid, _P.DELETING, "delete", len(DELETION_STEPS))
+        await self._begin(intent, ops.DELETE)
         workflow.set_current_details(f"deleting {gid}: see child gateway-deletion/{gid}")
         try:
             await workflow.execute_child_workflow(
@@ -423,19 +330,5 @@ class GatewayWorkflow:
         except WorkflowAlreadyStartedError:
             # A deletion from an earlier run of this workflow is still going: follow it.
             workflow.set_current_details(f"following the running gateway-deletion/{gid}")
-            while (await call("read_intent", gid, Intent, summary=f"read intent of {gid}")).exists:
+            while (await self._read_intent(gid)).exists:
                 await workflow.sleep(timedelta(seconds=5))
-
-
-def _error_type(err: BaseException) -> str | None:
-    cause = err.cause if isinstance(err, ActivityError | ChildWorkflowError) else err
-    while isinstance(cause, ActivityError | ChildWorkflowError):
-        cause = cause.cause
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def _reason(err: BaseException) -> str:
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
-        cause = cause.cause
-    return str(cause) if cause is not None else str(err)

@@ -2,24 +2,56 @@
 
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-# Error types our activities raise as non-retryable: retrying cannot fix them.
-PERMANENT_ERRORS = [
-    "NotOwnedError",
-    "PermanentClusterError",
-    "MalformedDocument",
-    "InvalidGatewayId",
-    "NotReadyError",
-    "UnknownGateway",
-]
+with workflow.unsafe.imports_passed_through():
+    from gatewayflow.cluster.errors import (
+        NotOwnedError,
+        NotReadyError,
+        PermanentClusterError,
+        StillPresentError,
+        TransientClusterError,
+    )
+    from gatewayflow.domain.errors import GatewayflowError, permanent_type_names
+    from gatewayflow.domain.naming import InvalidGatewayId
+    from gatewayflow.domain.transitions import RequestRefused
+    from gatewayflow.settings import SettingsError
+    from gatewayflow.store.errors import (
+        ChangeStreamsUnavailable,
+        GatewayExists,
+        MalformedDocument,
+        NotOwnedDatabase,
+        StateChangeRefused,
+        UnknownGateway,
+    )
+
+# Every error of the layers activities stand on (domain, store, cluster, settings); each
+# class says itself whether it is permanent. tests/test_errors.py keeps this list whole.
+ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
+    TransientClusterError,
+    StillPresentError,
+    PermanentClusterError,
+    NotOwnedError,
+    NotReadyError,
+    ChangeStreamsUnavailable,
+    GatewayExists,
+    MalformedDocument,
+    NotOwnedDatabase,
+    StateChangeRefused,
+    UnknownGateway,
+    InvalidGatewayId,
+    RequestRefused,
+    SettingsError,
+)
 
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=0,  # unlimited for transient errors
-    non_retryable_error_types=PERMANENT_ERRORS,
+    # Retrying cannot fix a permanent error (they are also raised as non-retryable).
+    non_retryable_error_types=permanent_type_names(ACTIVITY_ERRORS),
 )
 
 SHORT = timedelta(seconds=30)  # a single round of API calls

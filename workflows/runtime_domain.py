@@ -4,6 +4,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.domain import DomainActivities
     from gatewayflow.domain import naming
     from gatewayflow.domain.messages import DomainInput, DomainStatus, DomainStep
     from gatewayflow.domain.transitions import DomainAction, decide_domain
@@ -17,25 +18,16 @@ _MAX_ROUNDS = 6  # Active -> Deleted takes at most three actions; more means a b
 class RuntimeDomainWorkflow:
     """The phase of the RuntimeDomain document says whether its routes exist."""
 
-    def __init__(self) -> None:
-        self._status: DomainStatus | None = None
-
-    @workflow.query
-    def status(self) -> DomainStatus | None:
-        return self._status
-
     @workflow.run
     async def run(self, input: DomainInput) -> DomainStatus:
         gid = input.gateway_id
         search.upsert(gid)
         ns = naming.namespace(gid)
         status = await call(
-            "set_domain_target",
+            DomainActivities.set_domain_target,
             input,
-            DomainStatus,
             summary=f"RuntimeDomain {gid}: state -> {input.target.value}",
         )
-        self._status = status
         for _ in range(_MAX_ROUNDS):
             action = decide_domain(status.state, status.phase)
             workflow.set_current_details(
@@ -45,13 +37,11 @@ class RuntimeDomainWorkflow:
             if action is DomainAction.NONE:
                 return status
             status = await call(
-                "converge_domain",
+                DomainActivities.converge_domain,
                 DomainStep(gateway_id=gid, region=input.region, action=action.value),
-                DomainStatus,
                 summary=_SUMMARIES[action].format(ns=ns, gid=gid),
                 waits=True,
             )
-            self._status = status
             if action is DomainAction.REMOVE_DOCUMENT:
                 return status
         raise ApplicationError(

@@ -7,8 +7,10 @@ are ever patched or deleted.
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -27,7 +29,7 @@ from gatewayflow.cluster.errors import (
     TransientClusterError,
     classify,
 )
-from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from gatewayflow.cluster.kinds import NAMESPACED_KINDS, ForeignObject, Kind, ObjectRef, Resource
 from gatewayflow.domain.naming import OWNER_LABEL, owner_selector
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,12 @@ Manifest = dict[str, Any]
 OnWait = Callable[[str], None]
 
 MERGE_PATCH = "application/merge-patch+json"
+# The context name that means "this pod's own cluster and ServiceAccount".
+IN_CLUSTER = "in-cluster"
+# Lists answered as metadata only, with plain JSON as the fallback of servers without it.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+# Namespaced kinds that are records about a namespace, not content someone put there.
+_NOT_CONTENT = frozenset({"Event", "Binding", "LocalSubjectAccessReview"})
 
 
 def labels_of(obj: Manifest) -> dict[str, str]:
@@ -74,24 +82,46 @@ class Cluster:
         pool_size: int = 32,
     ):
         self.context = context
+        self._kubeconfig = kubeconfig
+        self._pool_size = pool_size
         self._attempts = attempts
         self._backoff = backoff
         self._max_inline_wait = max_inline_wait
         self._request_timeout = request_timeout
+        self._reload_lock = threading.Lock()
+        self._api: ApiClient = self._connect()
+
+    def _connect(self) -> ApiClient:
+        """A client with credentials read now: from the kubeconfig, or the pod's own
+        ServiceAccount for the context `in-cluster` (the official in-cluster loader, which
+        also re-reads the projected token as it is rotated)."""
+        configuration = Configuration()
+        configuration.connection_pool_maxsize = self._pool_size
+        # urllib3 would otherwise sleep through any Retry-After of a 429/503 by itself,
+        # unseen and unbounded; the adapter decides how long to wait.
+        configuration.retries = urllib3.Retry(total=2, respect_retry_after_header=False)
         try:
-            self._api: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(kubeconfig),
-                context=context,
-                persist_config=False,
-                client_configuration=Configuration(
-                    connection_pool_maxsize=pool_size,
-                    # urllib3 would otherwise sleep through any Retry-After of a 429/503
-                    # by itself, unseen and unbounded; the adapter decides how long to wait.
-                    retries=urllib3.Retry(total=2, respect_retry_after_header=False),
-                ),
-            )
+            if self.context == IN_CLUSTER:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=str(self._kubeconfig),
+                    context=self.context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
         except Exception as exc:
-            raise classify(exc, during=f"context {context!r} of {kubeconfig}") from exc
+            where = "the pod's ServiceAccount" if self.context == IN_CLUSTER else self._kubeconfig
+            raise classify(exc, during=f"context {self.context!r} of {where}") from exc
+        return ApiClient(configuration)
+
+    def _reload(self, stale: ApiClient) -> None:
+        """Read the credentials again after a 401 (an expired or rotated token); once per
+        stale client, however many threads met the 401."""
+        with self._reload_lock:
+            if self._api is stale:
+                log.info("%s: 401 Unauthorized; reloading credentials", self.context)
+                self._api = self._connect()
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
@@ -128,15 +158,6 @@ class Cluster:
         """
         return self._retrying(lambda: self._delete_owned(gateway_id, ref))
 
-    def delete_owned_all(self, gateway_id: str, kind: Kind, namespace: str) -> list[ObjectRef]:
-        """Delete every object of `kind` in `namespace` that carries the gateway's label."""
-        deleted = []
-        for obj in self.list_owned(gateway_id, kind, namespace):
-            ref = ObjectRef.of(obj)
-            if self.delete_owned(gateway_id, ref):
-                deleted.append(ref)
-        return deleted
-
     def list_owned(
         self, gateway_id: str, kind: Kind, namespace: str | None = None
     ) -> list[Manifest]:
@@ -145,19 +166,48 @@ class Cluster:
         # Checked again here: deletion must not depend on the server's label selector alone.
         return [obj for obj in items if is_owned(gateway_id, obj)]
 
+    def owned_refs(
+        self, gateway_id: str, kind: Kind, namespace: str | None = None
+    ) -> list[ObjectRef]:
+        """What `list_owned` finds, read as metadata only (no Secret data): for audits."""
+        path = kind.collection_path(namespace)
+        items = self._retrying(partial(self._list_metadata, path, owner_selector(gateway_id)))
+        return [_ref_of(kind, obj) for obj in items if is_owned(gateway_id, obj)]
+
+    def gateway_namespaces(self) -> dict[str, str]:
+        """Namespace name -> owning gateway id of every Namespace carrying the ownership
+        label, found by label selector (no list of every namespace)."""
+        path = Kind.NAMESPACE.collection_path()
+        items = self._retrying(partial(self._list_metadata, path, OWNER_LABEL))
+        return {obj["metadata"]["name"]: labels_of(obj)[OWNER_LABEL] for obj in items}
+
     def list_all(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
         return self._retrying(lambda: self._list(kind, namespace, None))
 
-    def foreign_objects(self, gateway_id: str, namespace: str) -> list[ObjectRef]:
+    def foreign_objects(self, gateway_id: str, namespace: str) -> list[ForeignObject]:
         """Objects in the namespace without the gateway's label, which deleting the
-        namespace would destroy. Objects Kubernetes itself puts in every namespace are
-        not counted.
+        namespace would destroy, of every kind the server serves (API discovery, as
+        `kubectl api-resources --namespaced --verbs=list`), not only the kinds we create.
+
+        Not counted: what Kubernetes itself puts in every namespace, events, and objects
+        a controller made for an owner in the same namespace (ownerReferences: Pods of a
+        Deployment, Jobs of a CronJob), which are judged by that owner.
+        Only metadata is read: no Secret data.
         """
+        listed = [
+            (resource.kind, obj)
+            for resource in self._retrying(self._namespaced_resources)
+            for obj in self._retrying(
+                partial(self._list_metadata, resource.collection_path(namespace))
+            )
+        ]
+        here = {obj["metadata"].get("uid") for _, obj in listed}
         return [
-            ObjectRef.of(obj)
-            for kind in NAMESPACED_KINDS
-            for obj in self.list_all(kind, namespace)
-            if not is_owned(gateway_id, obj) and not _is_system_object(kind, obj)
+            ForeignObject(kind, namespace, obj["metadata"]["name"])
+            for kind, obj in listed
+            if not is_owned(gateway_id, obj)
+            and not _is_system_object(kind, obj)
+            and not _has_owner_in(obj, here)
         ]
 
     def wait_until_gone(
@@ -300,6 +350,34 @@ class Cluster:
             raise
         return True
 
+    def _namespaced_resources(self) -> list[Resource]:
+        """Every namespaced kind the server serves and can list, in the preferred version
+        of each API group: what `kubectl api-resources --namespaced --verbs=list` shows."""
+        group_versions = ["v1"]
+        for group in self._request("GET", "/apis").get("groups") or []:
+            preferred = group.get("preferredVersion") or (group.get("versions") or [{}])[0]
+            if preferred.get("groupVersion"):
+                group_versions.append(preferred["groupVersion"])
+        resources = []
+        for group_version in group_versions:
+            path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+            for entry in self._request("GET", path).get("resources") or []:
+                if (
+                    entry.get("namespaced")
+                    and "list" in (entry.get("verbs") or [])
+                    and "/" not in entry["name"]  # a subresource such as deployments/scale
+                    and entry["kind"] not in _NOT_CONTENT
+                ):
+                    resources.append(Resource(group_version, entry["kind"], entry["name"]))
+        return resources
+
+    def _list_metadata(self, path: str, selector: str | None = None) -> list[Manifest]:
+        """Items of a collection as metadata only (PartialObjectMetadata): labels and
+        names without bodies, so a Secret's data is never read."""
+        query = [("labelSelector", selector)] if selector else []
+        answer = self._request("GET", path, query=query, accept=METADATA_LIST)
+        return list(answer.get("items") or [])
+
     def _list(self, kind: Kind, namespace: str | None, selector: str | None) -> list[Manifest]:
         query = [("labelSelector", selector)] if selector else []
         items: list[Manifest] = (
@@ -324,7 +402,7 @@ class Cluster:
     @staticmethod
     def _check_owned(gateway_id: str, ref: ObjectRef, live: Manifest) -> None:
         if not is_owned(gateway_id, live):
-            raise NotOwnedError(ref, gateway_id, labels_of(live))
+            raise NotOwnedError.for_object(ref, gateway_id, labels_of(live))
 
     def _with_blockers(self, present: dict[ObjectRef, Manifest | None], description: str) -> str:
         """Add what still sits in each remaining namespace, the usual reason it stays."""
@@ -373,20 +451,42 @@ class Cluster:
         query: list[tuple[str, str]] | None = None,
         body: Manifest | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Manifest:
         """One HTTP request through the official client (auth, TLS and pooling from the
         kubeconfig); every failure comes out classified."""
+        api = self._api
+        try:
+            return self._send(api, method, path, query, body, content_type, accept)
+        except ClusterError as err:
+            if err.status != 401:
+                raise
+        # Credentials can expire (a projected ServiceAccount token lives an hour): read them
+        # again and retry once before a 401 counts as permanent.
+        self._reload(api)
+        return self._send(self._api, method, path, query, body, content_type, accept)
+
+    def _send(
+        self,
+        api: ApiClient,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Manifest | None,
+        content_type: str,
+        accept: str,
+    ) -> Manifest:
         during = f"[{self.context}] {method} {path}"
         try:
-            request = self._api.param_serialize(
+            request = api.param_serialize(
                 method,
                 quote(path),
                 query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                header_params={"Accept": accept, "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = self._api.call_api(*request, _request_timeout=self._request_timeout)
+            response = api.call_api(*request, _request_timeout=self._request_timeout)
             response.read()  # type: ignore[no-untyped-call]
             if not 200 <= response.status <= 299:
                 raise ApiException(http_resp=response)
@@ -437,11 +537,28 @@ def _describe_presence(ref: ObjectRef, obj: Manifest | None) -> str:
     return f"{ref} ({'; '.join(notes)})" if notes else str(ref)
 
 
-def _is_system_object(kind: Kind, obj: Manifest) -> bool:
-    """Objects Kubernetes creates in every namespace: the root CA bundle and, on older
-    clusters, service-account token Secrets. They go with the namespace."""
-    if kind is Kind.CONFIG_MAP:
-        return bool(obj["metadata"]["name"] == "kube-root-ca.crt")
-    if kind is Kind.SECRET:
-        return bool(obj.get("type") == "kubernetes.io/service-account-token")
+def _ref_of(kind: Kind, obj: Manifest) -> ObjectRef:
+    metadata = obj["metadata"]
+    return ObjectRef(kind, metadata.get("namespace") if kind.namespaced else None, metadata["name"])
+
+
+def _has_owner_in(obj: Manifest, uids: set[str | None]) -> bool:
+    """Whether the object was made for owners that are all among `uids`."""
+    owners = obj["metadata"].get("ownerReferences") or []
+    return bool(owners) and all(owner.get("uid") in uids for owner in owners)
+
+
+def _is_system_object(kind: str, obj: Manifest) -> bool:
+    """Objects Kubernetes creates in every namespace (the root CA bundle, the `default`
+    ServiceAccount and, on older clusters, its token Secret): they go with the namespace."""
+    metadata = obj["metadata"]
+    if kind == "ConfigMap":
+        return bool(metadata["name"] == "kube-root-ca.crt")
+    if kind == "ServiceAccount":
+        return bool(metadata["name"] == "default")
+    if kind == "Secret":
+        annotations = metadata.get("annotations") or {}
+        return "kubernetes.io/service-account.name" in annotations and metadata["name"].startswith(
+            "default-token-"
+        )
     return False

@@ -1,4 +1,4 @@
-"""Errors of the cluster adapter, split the way activities need them.
+"""Errors of the cluster adapter, each transient or permanent (gatewayflow.domain.errors).
 
 A `TransientClusterError` is worth retrying (the activity retry policy owns long retries);
 a `PermanentClusterError` will fail the same way again and becomes a non-retryable failure.
@@ -12,11 +12,12 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from gatewayflow.cluster.kinds import ObjectRef
-from gatewayflow.domain.naming import OWNER_LABEL
+from gatewayflow.cluster.kinds import ForeignObject, ObjectRef
+from gatewayflow.domain.errors import GatewayflowError, PermanentError, TransientError
+from gatewayflow.domain.naming import OWNER_LABEL, owner_selector
 
 
-class ClusterError(Exception):
+class ClusterError(GatewayflowError):
     """Base of every error the adapter raises; `status`/`reason` come from the API's Status."""
 
     def __init__(self, message: str, *, status: int | None = None, reason: str | None = None):
@@ -25,7 +26,7 @@ class ClusterError(Exception):
         self.reason = reason
 
 
-class TransientClusterError(ClusterError):
+class TransientClusterError(ClusterError, TransientError):
     """Throttling (429), server errors (5xx), write conflicts, connection errors, timeouts."""
 
     def __init__(
@@ -40,22 +41,40 @@ class TransientClusterError(ClusterError):
         self.retry_after = retry_after
 
 
-class PermanentClusterError(ClusterError):
+class PermanentClusterError(ClusterError, PermanentError):
     """The request itself is wrong or refused (400, 403, 404, 409 AlreadyExists, 422, ...)."""
 
 
 class NotOwnedError(PermanentClusterError):
-    """The object exists but does not carry this gateway's ownership label: never touch it."""
+    """Objects that do not carry this gateway's ownership label: never touch them."""
 
-    def __init__(self, ref: ObjectRef, gateway_id: str, labels: dict[str, str]):
+    def __init__(self, message: str, refs: Sequence[ObjectRef | ForeignObject]):
+        super().__init__(message)
+        self.refs = list(refs)
+
+    @classmethod
+    def for_object(cls, ref: ObjectRef, gateway_id: str, labels: dict[str, str]) -> "NotOwnedError":
+        """The object exists but another gateway (or nobody) owns it."""
         carried = labels.get(OWNER_LABEL)
         label = f"{OWNER_LABEL}={carried}" if carried is not None else f"no {OWNER_LABEL} label"
-        super().__init__(
-            f"{ref} is not owned by gateway {gateway_id!r}: it carries {label}; left untouched"
+        return cls(
+            f"{ref} is not owned by gateway {gateway_id!r}: it carries {label}; left untouched",
+            [ref],
         )
-        self.ref = ref
-        self.gateway_id = gateway_id
-        self.owner = carried
+
+    @classmethod
+    def in_namespace(
+        cls, namespace: str, gateway_id: str, foreign: Sequence[ObjectRef | ForeignObject]
+    ) -> "NotOwnedError":
+        """Objects we do not own would go down with the namespace: it is kept."""
+        names = ", ".join(str(ref) for ref in foreign)
+        return cls(
+            f"namespace {namespace} holds objects without the label "
+            f"{owner_selector(gateway_id)}: {names}; "
+            "they and the namespace are kept. "
+            "Remove or label them, then request the deletion again.",
+            foreign,
+        )
 
 
 class StillPresentError(TransientClusterError):
@@ -66,11 +85,11 @@ class StillPresentError(TransientClusterError):
         self.remaining = list(remaining)
 
 
-class NotReadyError(TransientClusterError):
+class NotReadyError(PermanentClusterError):
     """A Deployment was not ready when the wait timed out; `why` says what was missing.
 
-    Transient because a later look may find it ready; the caller that owns the deadline
-    (the start timeout) decides when to give up.
+    Permanent: the wait already took the whole start timeout, so the start gives up and
+    the gateway goes back to Stopped with this reason (retrying would extend the timeout).
     """
 
     def __init__(self, ref: ObjectRef, why: str, timeout: float):

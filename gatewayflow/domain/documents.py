@@ -67,11 +67,19 @@ class ApiGateway(Document):
     state: GatewayState = GatewayState.RUNNING
     phase: GatewayPhase = GatewayPhase.CREATING
     region: str = "local"
+    # Where the gateway's resources live: the region at creation, fixed from then on
+    # (docs/guarantees.md). A later change of `region` is refused, never acted on.
+    resource_region: str | None = None
     custom_domain: str | None = None
     instance: InstanceSpec = Field(default_factory=InstanceSpec)
     functions: int = Field(default=2, ge=0, le=100)
     triggers: int = Field(default=1, ge=0, le=100)
     progress: Progress = Field(default_factory=Progress)
+
+    @property
+    def placed_region(self) -> str:
+        """The region every action uses: where the resources were created."""
+        return self.resource_region or self.region
 
 
 class RuntimeDomain(Document):

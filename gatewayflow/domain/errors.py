@@ -1,5 +1,66 @@
-"""The project's errors."""
+"""The project's errors: each one transient or permanent, decided here and nowhere else.
+
+Every error class of the project derives from `TransientError` (worth retrying: the
+activity retry policy retries it, after `retry_after` seconds when the server said so) or
+from `PermanentError` (it would fail the same way again). `to_application_error` is the
+one translation into what Temporal understands; the retry policy's non-retryable list
+(`permanent_type_names`), the metrics and the workflows read the same classes.
+"""
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 
 class GatewayflowError(Exception):
     """An expected failure whose message tells the user what to do."""
+
+
+class TransientError(GatewayflowError):
+    """A later attempt may succeed (throttling, a server error, a wait that timed out)."""
+
+    retry_after: float | None = None  # seconds, when the server asked for a delay
+
+
+class PermanentError(GatewayflowError):
+    """The request itself cannot succeed: retrying would only fail the same way."""
+
+
+def to_application_error(exc: GatewayflowError) -> ApplicationError:
+    """The failure Temporal records: the class name as its type, retryable or not."""
+    delay = exc.retry_after if isinstance(exc, TransientError) else None
+    return ApplicationError(
+        str(exc),
+        type=type(exc).__name__,
+        non_retryable=isinstance(exc, PermanentError),
+        next_retry_delay=timedelta(seconds=delay) if delay else None,
+    )
+
+
+def permanent_type_names(classes: Iterable[type[GatewayflowError]]) -> list[str]:
+    """The retry policy's non-retryable error types: every permanent class, by name."""
+    return sorted({cls.__name__ for cls in classes if issubclass(cls, PermanentError)})
+
+
+def is_permanent_failure(error: BaseException, non_retryable_types: Iterable[str]) -> bool:
+    """Whether Temporal will not retry this failure, whatever attempt it is."""
+    if isinstance(error, ApplicationError):
+        return error.non_retryable or error.type in set(non_retryable_types)
+    return type(error).__name__ in set(non_retryable_types)
+
+
+def failed_with(failure: BaseException, error: type[GatewayflowError]) -> bool:
+    """Whether an activity or child workflow failure was caused by `error`."""
+    cause: BaseException | None = failure
+    while isinstance(cause, ActivityError | ChildWorkflowError):
+        cause = cause.cause
+    return isinstance(cause, ApplicationError) and cause.type == error.__name__
+
+
+def reason(failure: BaseException) -> str:
+    """The message of the innermost cause: what actually went wrong."""
+    cause: BaseException | None = failure
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause
+    return str(cause) if cause is not None else str(failure)

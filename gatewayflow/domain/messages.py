@@ -7,11 +7,6 @@ from pydantic import BaseModel, Field
 from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase, GatewayState
 
 
-class GatewayRef(BaseModel):
-    gateway_id: str
-    region: str = "local"
-
-
 class Intent(BaseModel):
     """What MongoDB (the source of truth) says the user wants, and where the gateway is."""
 

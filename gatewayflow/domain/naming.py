@@ -2,6 +2,8 @@
 
 import re
 
+from gatewayflow.domain.errors import PermanentError
+
 OWNER_LABEL = "gatewayflow.dev/gateway"
 ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "prod")
 
@@ -11,7 +13,7 @@ _ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_ID_LENGTH = 30
 
 
-class InvalidGatewayId(ValueError):
+class InvalidGatewayId(PermanentError, ValueError):
     """A gateway id that cannot name Kubernetes objects; rejected at the door."""
 
 

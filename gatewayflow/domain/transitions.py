@@ -7,6 +7,7 @@ Here every pair maps to exactly one action, and the lookup raises on none.
 from dataclasses import dataclass
 from enum import StrEnum
 
+from gatewayflow.domain.errors import PermanentError
 from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase, GatewayState
 
 
@@ -90,7 +91,7 @@ class Request(StrEnum):
     DELETE = "delete"
 
 
-class RequestRefused(ValueError):
+class RequestRefused(PermanentError, ValueError):
     """A request that cannot be honoured in the gateway's current state."""
 
 

@@ -2,26 +2,28 @@
 
 from pydantic import ValidationError
 
+from gatewayflow.domain.errors import GatewayflowError, PermanentError
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 
 
-class StoreError(Exception):
-    """Base of every store error."""
+class StoreError(GatewayflowError):
+    """Base of every store error; each is permanent (a lost connection is pymongo's own
+    error, which the activity retry policy retries)."""
 
 
-class UnknownGateway(StoreError, LookupError):
+class UnknownGateway(StoreError, PermanentError, LookupError):
     def __init__(self, gateway_id: str) -> None:
         super().__init__(f"no gateway {gateway_id!r}")
         self.gateway_id = gateway_id
 
 
-class GatewayExists(StoreError):
+class GatewayExists(StoreError, PermanentError):
     def __init__(self, gateway_id: str) -> None:
         super().__init__(f"gateway {gateway_id!r} already exists")
         self.gateway_id = gateway_id
 
 
-class StateChangeRefused(StoreError):
+class StateChangeRefused(StoreError, PermanentError):
     """A conditional state change that the gateway's current state or phase does not allow."""
 
     def __init__(
@@ -42,7 +44,21 @@ class StateChangeRefused(StoreError):
         self.current_state = current_state
 
 
-class MalformedDocument(StoreError):
+class NotOwnedDatabase(StoreError, PermanentError):
+    """A runtime database whose owner marker does not name the gateway: never dropped."""
+
+    def __init__(self, name: str, gateway_id: str, owner: str | None) -> None:
+        carried = f"names gateway {owner!r}" if owner else "is missing"
+        super().__init__(
+            f"runtime database {name} is not owned by gateway {gateway_id!r}: its owner marker "
+            f"{carried}; left untouched"
+        )
+        self.name = name
+        self.gateway_id = gateway_id
+        self.owner = owner
+
+
+class MalformedDocument(StoreError, PermanentError):
     """A stored document that does not validate; reported, never allowed to crash a process."""
 
     def __init__(
@@ -66,5 +82,5 @@ class MalformedDocument(StoreError):
         return cls(collection, raw.get("_id"), problems, raw.get("gatewayId"))
 
 
-class ChangeStreamsUnavailable(StoreError):
+class ChangeStreamsUnavailable(StoreError, PermanentError):
     """The MongoDB server cannot open change streams (e.g. a standalone mongod)."""

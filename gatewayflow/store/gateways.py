@@ -1,14 +1,17 @@
 """The ApiGateway collection: intent (state), progress (phase) and the sweep's query."""
 
+import logging
 from collections.abc import Collection
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.collection import Collection as MongoCollection
+from pymongo.errors import DuplicateKeyError, WriteError
 
 from gatewayflow.domain.documents import ApiGateway, Progress, utcnow
+from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import GatewayAction, decide
 from gatewayflow.store.client import Db, RawDoc
@@ -27,6 +30,26 @@ SWEEP_ORDER: tuple[GatewayState, ...] = (
     *(state for state in GatewayState if state is not GatewayState.DELETED),
 )
 
+log = logging.getLogger("gatewayflow.store")
+
+
+def refusal(problem: Exception) -> str:
+    return f"refused, nothing was done: {problem}"
+
+
+def refuse(collection: "MongoCollection[RawDoc]", doc_id: object, reason: str) -> bool:
+    """`GatewayRepository.refuse` for callers holding the collection (the change feed)."""
+    log.warning("ApiGateway _id %s: %s", doc_id, reason)
+    try:
+        result = collection.update_one(
+            {"_id": doc_id, "progress.lastError": {"$ne": reason}},
+            {"$set": {"progress.lastError": reason, "progress.updatedAt": utcnow()}},
+        )
+    except WriteError as exc:  # e.g. a `progress` that is not an object: logged above
+        log.warning("cannot record the refusal in ApiGateway _id %s: %s", doc_id, exc)
+        return False
+    return result.modified_count == 1
+
 
 class Unset(Enum):
     """Marks an optional argument that was not passed, where None means "clear the field"."""
@@ -42,6 +65,9 @@ class GatewayRepository:
         self._col = db[COLLECTION]
 
     def insert(self, gateway: ApiGateway) -> None:
+        """A new gateway; its region is where its resources will live, for good."""
+        if gateway.resource_region is None:
+            gateway = gateway.model_copy(update={"resource_region": gateway.region})
         try:
             self._col.insert_one(gateway.to_mongo())
         except DuplicateKeyError:
@@ -245,6 +271,39 @@ class GatewayRepository:
         }
         return self._col.delete_one(query).deleted_count == 1
 
+    def pin_region(self, gateway: ApiGateway) -> str:
+        """The region where the gateway's resources live, fixed on first use (a gateway
+        inserted by a raw write has none yet). A different `region` in the document is
+        refused, the reason recorded in progress.lastError; the fixed region is returned.
+        """
+        gid = gateway.gateway_id
+        if gateway.resource_region is None:
+            self._col.update_one(
+                {"gatewayId": gid, "resourceRegion": None},
+                {"$set": {"resourceRegion": gateway.region}},
+            )
+            gateway = self.require(gid)
+        placed = gateway.placed_region
+        if gateway.region != placed:
+            reason = (
+                f"region change refused: gateway {gid!r} lives in region {placed!r}, fixed at "
+                f"creation; region {gateway.region!r} is not applied and every action still "
+                f"uses {placed!r}. Set region back to {placed!r}, or delete the gateway and "
+                "create it anew in the other region."
+            )
+            if gateway.progress.last_error != reason:
+                log.warning("%s", reason)
+                self.record_progress(gid, error=reason)
+        return placed
+
+    def refuse(self, doc_id: object, reason: str) -> bool:
+        """Record why a document is not acted on, in its own `progress.lastError`.
+
+        Addressed by `_id`, as its gatewayId is what is wrong; written once (a sweep that
+        meets it again changes nothing). Returns whether it was written now.
+        """
+        return refuse(self._col, doc_id, reason)
+
     def unconverged(self, limit: int = 1000) -> list[tuple[str, GatewayState, GatewayPhase]]:
         """(gatewayId, state, phase) of every gateway with work left to do.
 
@@ -272,6 +331,11 @@ class GatewayRepository:
                     log_malformed(
                         MalformedDocument(COLLECTION, raw.get("_id"), "gatewayId: missing")
                     )
+                    continue
+                try:
+                    validate_gateway_id(gateway_id)
+                except InvalidGatewayId as exc:
+                    refuse(self._col, raw.get("_id"), refusal(exc))
                     continue
                 found.append((gateway_id, state, GatewayPhase(raw["phase"])))
         return found

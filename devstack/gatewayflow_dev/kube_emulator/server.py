@@ -54,6 +54,8 @@ class EmulatorServer(ThreadingHTTPServer):
     ) -> None:
         self.timing = timing
         self.faults = faults
+        # Bearer tokens accepted by the cluster API; empty: no authentication (the default).
+        self.tokens: frozenset[str] = frozenset()
         self.oplog = OpLog()
         self.clusters = {
             region: Cluster(region, home / "kube" / f"{region}.json", timing, self.oplog)
@@ -139,6 +141,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _cluster_api(self, method: str, cluster: Cluster, parts: list[str]) -> None:
         prefix = f"/clusters/{cluster.region}"
+        self._authenticate()
         if method == "GET" and (document := _discovery(parts, prefix)) is not None:
             self._send_json(200, document)
             return
@@ -219,6 +222,17 @@ class Handler(BaseHTTPRequestHandler):
         elif route == ("PUT", "config"):
             _configure(self.server.timing, self._json_body())
             self._send_json(200, _config(self.server.timing))
+        elif route == ("GET", "auth"):
+            self._send_json(200, {"tokens": len(self.server.tokens)})
+        elif route == ("PUT", "auth"):
+            tokens = (self._json_body() or {}).get("tokens")
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise errors.bad_request('auth takes {"tokens": ["<token>", ...]}')
+            self.server.tokens = frozenset(tokens)
+            self._send_json(200, {"tokens": len(self.server.tokens)})
+        elif route == ("DELETE", "auth"):
+            self.server.tokens = frozenset()
+            self._send_json(200, {"tokens": 0})
         elif route == ("GET", "oplog"):
             self._send_json(200, {"items": self.server.oplog.entries(region)})
         elif route == ("DELETE", "oplog"):
@@ -228,6 +242,16 @@ class Handler(BaseHTTPRequestHandler):
             raise _no_route()
 
     # -- requests ------------------------------------------------------------------------
+
+    def _authenticate(self) -> None:
+        """With tokens set (`PUT /_admin/auth`), a request needs one of them as its bearer
+        token, as a real API server checks a ServiceAccount token: 401 otherwise."""
+        tokens = self.server.tokens
+        if not tokens:
+            return
+        given = self.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") or given.removeprefix("Bearer ") not in tokens:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     def _json_body(self) -> Any:
         """The request body as JSON data; protobuf bodies (kubectl's typed clients) are
@@ -285,6 +309,21 @@ class Handler(BaseHTTPRequestHandler):
         if self._wants_table():
             include = self.query.get("includeObject", "Metadata")
             self._send_json(200, table(kind, items, version, include))
+        elif "as=PartialObjectMetadata" in self.headers.get("Accept", ""):
+            # Metadata only (what `kubectl get --output=name` and metadata informers ask).
+            partial = [_metadata_only(obj) for obj in items]
+            if collection:
+                self._send_json(
+                    200,
+                    {
+                        "kind": "PartialObjectMetadataList",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": {"resourceVersion": version},
+                        "items": partial,
+                    },
+                )
+            else:
+                self._send_json(200, partial[0])
         elif collection:
             self._send_json(200, _list(kind, items, version))
         else:
@@ -329,6 +368,14 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"],
+    }
 
 
 def _no_route() -> ApiError:
