@@ -17,7 +17,6 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import GatewayInput
-from gatewayflow.domain.naming import validate_gateway_id
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.metrics import DISPATCH_FAILURES
 from gatewayflow.settings import Settings
@@ -66,7 +65,6 @@ async def deliver(
     next sweep tries this one again.
     """
     try:
-        validate_gateway_id(gateway_id)
         await signal_gateway(client, settings, gateway_id, signal)
     except Exception as exc:
         DISPATCH_FAILURES.labels(source=source).inc()

@@ -5,6 +5,7 @@ lose an intent, and checks what a user would: the gateway's document and what is
 """
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -15,16 +16,17 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deletion import DeletionActivities
 from gatewayflow import control, metrics
+from gatewayflow.dispatcher import deliver
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.messages import GatewayInput, StepInput
 from gatewayflow.domain.states import GatewayPhase, GatewayState
-from gatewayflow.domain.steps import DeletionStep, StartStep
 from gatewayflow.domain.transitions import Request, RequestRefused
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id
+from workflows import operations as ops
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -71,10 +73,19 @@ async def test_a_delete_during_a_short_start_step_is_not_lost(
 ) -> None:
     """Deployment apply slowed to 4 s, pods never ready, a 3 s start timeout: a raw
     `state: Deleted` written while the apply runs must still delete the gateway (it used
-    to end Stopped/Stopped: the timeout's unconditional write overwrote Deleted)."""
+    to end Stopped/Stopped: the timeout's unconditional write overwrote Deleted). Without
+    change streams the sweep must send `delete` itself (it used to send `reconcile`)."""
     admin = EmulatorAdmin.of(stack)
     slow_apply = [{"verb": "create", "kind": "Deployment", "latency": 4.0}]
-    async with harness(stack, change_streams=change_streams, start_timeout_seconds=3.0) as h:
+    # With the change stream, only its one `delete` signal tells the workflow: no sweep
+    # comes within the test to signal it again while a heartbeating step could notice.
+    sweep = 600.0 if change_streams else 2.0
+    async with harness(
+        stack,
+        change_streams=change_streams,
+        start_timeout_seconds=3.0,
+        sweep_interval_seconds=sweep,
+    ) as h:
         gid = unique_id("lost")
         with admin.timing(readyDelay=-1), admin.faults_injected(slow_apply):
             await h.create(gid, functions=0, triggers=0)
@@ -83,7 +94,7 @@ async def test_a_delete_during_a_short_start_step_is_not_lost(
                 gid,
                 lambda d: (
                     d["phase"] == "Starting"
-                    and d.get("progress", {}).get("step") == StartStep.INSTANCE.value
+                    and d.get("progress", {}).get("step") == ops.APPLY_INSTANCE.name
                 ),
             )
             h.deps.db["ApiGateway"].update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
@@ -133,7 +144,7 @@ async def test_finalize_retried_after_a_re_create_keeps_the_new_document(
             {"gatewayId": gid, "state": "Running", "phase": "Creating"}
         )
         step = StepInput(
-            gateway_id=gid, phase=GatewayPhase.DELETED, step=DeletionStep.FINALIZE.value, number=8
+            gateway_id=gid, phase=GatewayPhase.DELETED, step=ops.FINALIZE.name, number=8
         )
         ActivityEnvironment().run(DeletionActivities(h.deps).finalize_deletion, step)
         doc = h.deps.db["ApiGateway"].find_one({"gatewayId": gid})
@@ -152,7 +163,7 @@ async def test_a_document_replaced_during_a_deletion_survives_it(stack: Settings
         with admin.timing(deleteDelay=2.0):
             await h.request(gid, Request.DELETE)
             await until(
-                h, gid, lambda d: d.get("progress", {}).get("step") == DeletionStep.NAMESPACE.value
+                h, gid, lambda d: d.get("progress", {}).get("step") == ops.DELETE_NAMESPACE.name
             )
             h.deps.db["ApiGateway"].replace_one(
                 {"gatewayId": gid},
@@ -172,20 +183,32 @@ async def test_a_document_replaced_during_a_deletion_survives_it(stack: Settings
 async def test_an_undeliverable_document_does_not_block_a_delete(
     stack: Settings, change_streams: bool
 ) -> None:
-    """A raw insert with a 1,200-character id: Temporal refuses its workflow id. A delete
-    of a valid gateway written after it is still acted on."""
+    """A raw insert with a 1,200-character id (Temporal would refuse its workflow id): a
+    delete of a valid gateway written after it is still acted on."""
     async with harness(stack, change_streams=change_streams) as h:
         gid = unique_id("ok")
         await h.create(gid, functions=0, triggers=0)
         await h.wait_for(gid, GatewayState.RUNNING)
         await idle(h, gid)
-        failures_before = counted(metrics.DISPATCH_FAILURES)
         raw = h.deps.db["ApiGateway"]
         raw.insert_one({"gatewayId": "x" * 1200, "state": "Running", "phase": "Creating"})
         raw.update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
         await h.wait_for(gid, GatewayState.DELETED, timeout=60)
         assert await h.leftovers(gid) == []
-        assert counted(metrics.DISPATCH_FAILURES) > failures_before
+
+
+async def test_a_gateway_temporal_refuses_is_logged_counted_and_skipped(
+    stack: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever makes a signal fail, the dispatcher reports it and moves on: it never
+    raises into the feed or the sweep (which used to stall on it)."""
+    async with harness(stack, worker=False) as h:
+        before = counted(metrics.DISPATCH_FAILURES)
+        with caplog.at_level(logging.WARNING, logger="gatewayflow.dispatcher"):
+            delivered = await deliver(h.client, h.settings, "x" * 1200, "delete", "sweep")
+        assert not delivered
+        assert counted(metrics.DISPATCH_FAILURES) == before + 1
+        assert "cannot signal gateway 'xxxx" in caplog.text and "skipped" in caplog.text
 
 
 # -- 6. a workflow that never converges still continues as new ---------------------------

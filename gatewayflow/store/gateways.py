@@ -254,9 +254,6 @@ class GatewayRepository:
         )
         return result.matched_count == 1
 
-    def delete(self, gateway_id: str) -> bool:
-        return self._col.delete_one({"gatewayId": gateway_id}).deleted_count == 1
-
     def remove_deleted(self, gateway_id: str) -> bool:
         """Remove the document only while it is the one whose deletion finished (state
         and phase Deleted); whether it was removed.
