@@ -4,12 +4,12 @@ import asyncio
 
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 
-from activities.errors import translated
+from activities.errors import translated, validate_input
 from activities.recording import complete_step
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
+from gatewayflow.domain.errors import DeletionFailed, reason, to_application_error
 from gatewayflow.domain.messages import (
     Intent,
     PhaseUpdate,
@@ -97,6 +97,7 @@ class GatewayActivities:
     async def wait_for_deletion(self, gateway_id: str) -> None:
         """The result of a running `gateway-deletion/<id>` (started by an earlier run):
         returns when it succeeded, fails when it failed; heartbeats meanwhile."""
+        validate_input((gateway_id,))
         wid = naming.deletion_workflow_id(gateway_id)
         result = asyncio.ensure_future(activity.client().get_workflow_handle(wid).result())
         try:
@@ -105,8 +106,7 @@ class GatewayActivities:
                 await asyncio.wait({result}, timeout=2)
             result.result()
         except WorkflowFailureError as exc:
-            raise ApplicationError(
-                f"{wid} failed: {exc.cause}", type="DeletionFailed", non_retryable=True
-            ) from exc
+            failed = DeletionFailed(f"{wid} failed: {reason(exc.cause)}")
+            raise to_application_error(failed) from exc
         finally:
             result.cancel()

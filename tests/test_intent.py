@@ -9,6 +9,8 @@ import logging
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from prometheus_client import Counter
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
@@ -19,7 +21,7 @@ from gatewayflow import control, metrics
 from gatewayflow.dispatcher import deliver
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.messages import GatewayInput, StepInput
+from gatewayflow.domain.messages import DeletionInput, GatewayInput, StepInput
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused
 from gatewayflow.settings import Settings
@@ -242,3 +244,35 @@ async def test_a_malformed_gateway_idling_under_sweep_hints_continues_as_new(
         progress = await h.client.get_workflow_handle(wid).query("progress")
         assert "malformed" in str(progress)
         await h.client.get_workflow_handle(wid).terminate("test done")
+
+
+async def test_a_followed_deletion_that_fails_is_noticed(stack: Settings) -> None:
+    """A deletion from an earlier run is still going when the workflow deletes: it
+    follows it by its result, so its failure (an object the gateway does not own in the
+    namespace) is a failure here too, with a next attempt, not an endless wait."""
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack) as h:
+        gid = unique_id("follow")
+        await h.create(gid, functions=0, triggers=0)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        await idle(h, gid)
+        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(stack.kubeconfig), context="local"
+        )
+        notes = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="operator-notes"))
+        k8s.CoreV1Api(api).create_namespaced_config_map(naming.namespace(gid), notes)
+        with admin.timing(deleteDelay=1.0):
+            await h.client.start_workflow(
+                "GatewayDeletion",
+                DeletionInput(gateway_id=gid),
+                id=naming.deletion_workflow_id(gid),
+                task_queue=h.settings.task_queue,
+            )
+            h.deps.db["ApiGateway"].update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
+            doc = await until(h, gid, lambda d: d["progress"].get("nextAttemptAt") is not None)
+        error = doc["progress"]["lastError"]
+        assert f"{naming.deletion_workflow_id(gid)} failed" in error and "operator-notes" in error
+        handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+        async with asyncio.timeout(30):  # it backs off, rather than waiting forever
+            while "next attempt" not in (await handle.query("progress"))["detail"]:
+                await asyncio.sleep(0.1)

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.instance import InstanceActivities
     from gatewayflow.cluster.errors import NotReadyError
     from gatewayflow.domain import naming
-    from gatewayflow.domain.errors import failed_with, reason
+    from gatewayflow.domain.errors import PermanentError, failed_with, reason
     from gatewayflow.domain.messages import (
         Backoff,
         DeletionInput,
@@ -68,8 +68,9 @@ INTENT_INTEGRITY = "intent-integrity"
 In = TypeVar("In", bound=StepInput)
 
 
-class _Abandoned(Exception):
-    """The operation stopped early: a delete came, or the intent it started from changed."""
+class OperationStopped(PermanentError):
+    """The operation stopped early: a delete came, or the intent it started from changed.
+    Not a failure: the loop reads the intent again and acts on it."""
 
 
 @workflow.defn(name="GatewayWorkflow")
@@ -297,7 +298,7 @@ class GatewayWorkflow:
                 raise
             self._note(detail=f"{decision.action.value} preempted by a delete")
             return None
-        except _Abandoned as stopped:
+        except OperationStopped as stopped:
             self._note(detail=f"{decision.action.value} stopped: {stopped}")
             return None
         except (ActivityError, ChildWorkflowError, ApplicationError) as err:
@@ -317,7 +318,7 @@ class GatewayWorkflow:
             and self._action is not GatewayAction.DELETE
             and workflow.patched(INTENT_INTEGRITY)
         ):
-            raise _Abandoned("preempted by a delete")
+            raise OperationStopped("preempted by a delete")
 
     async def _step(
         self, op: Operation, step: Step[In], arg: In, *, timeout: timedelta | None = None
@@ -359,7 +360,7 @@ class GatewayWorkflow:
             summary=f"{operation.name}: phase -> {phase.value} ({operation.total} steps)",
         )
         if not began and workflow.patched(INTENT_INTEGRITY):
-            raise _Abandoned(f"the state is no longer {intent.state.value}")
+            raise OperationStopped(f"the state is no longer {intent.state.value}")
         self._note(phase=phase)
         search.upsert(gid, phase=phase.value)
 

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
         StillPresentError,
         TransientClusterError,
     )
-    from gatewayflow.domain.errors import GatewayflowError, permanent_type_names
+    from gatewayflow.domain.errors import DeletionFailed, GatewayflowError, permanent_type_names
     from gatewayflow.domain.naming import InvalidGatewayId
     from gatewayflow.domain.transitions import RequestRefused
     from gatewayflow.settings import SettingsError
@@ -43,6 +43,7 @@ ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
     InvalidGatewayId,
     RequestRefused,
     SettingsError,
+    DeletionFailed,
 )
 
 STEP_RETRY = RetryPolicy(
