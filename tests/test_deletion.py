@@ -275,12 +275,14 @@ async def test_delete_preempts_a_start_and_a_create(stack: Settings) -> None:
                 h.wait_for(creating, GatewayState.DELETED),
             )
         assert gw.phase is GatewayPhase.CREATING
-        # The wait for readiness was cancelled, not left to run into its timeout.
+        # The wait for readiness (a pause between looks, or a look) was cancelled, not left
+        # to run into its timeout.
         history = await h.client.get_workflow_handle(
             naming.gateway_workflow_id(starting)
         ).fetch_history()
         assert any(
-            event.HasField("activity_task_cancel_requested_event_attributes")
+            event.HasField("timer_canceled_event_attributes")
+            or event.HasField("activity_task_cancel_requested_event_attributes")
             for event in history.events
         )
         for gid in (starting, creating):
