@@ -36,6 +36,7 @@ from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id
 from workflows import search
 from workflows.gateway import GatewayWorkflow
+from workflows.operations import APPLY_INSTANCE
 
 HISTORIES = Path(__file__).parent / "histories"
 # A history in the legacy tctl style, made from the deletion history (see to_tctl_style).
@@ -229,6 +230,28 @@ async def preempted_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
     }
 
 
+async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
+    """A delete while the start applies its Deployment (slowed to 3 s): a short step that
+    a cancellation cannot interrupt. The start stops once it returns, and deletes."""
+    gid = unique_id("rec-del-start")
+    slow_apply = [{"verb": "create", "kind": "Deployment", "latency": 3.0}]
+    with admin.timing(readyDelay=-1), admin.faults_injected(slow_apply):
+        await h.create(gid, functions=0, triggers=0)
+
+        async def applying() -> bool:
+            gw = await asyncio.to_thread(h.gateways.require, gid)
+            return gw.phase is GatewayPhase.STARTING and gw.progress.step == APPLY_INSTANCE.name
+
+        await _poll(f"{gid} did not apply its Deployment", applying)
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+    return {
+        "delete-during-start--GatewayWorkflow.json": await closed(
+            h, naming.gateway_workflow_id(gid)
+        ),
+    }
+
+
 async def record_all(settings: Settings) -> Recorded:
     """Independent scenarios run side by side; those that change the emulator for
     everyone (faults, readiness) run alone afterwards."""
@@ -247,6 +270,7 @@ async def record_all(settings: Settings) -> Recorded:
         recorded = first | stopped | restarted | deleted | continued
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
+        recorded |= await delete_during_start(h, admin)
     return recorded
 
 
