@@ -329,18 +329,21 @@ def drive(cluster: Cluster, gid: str) -> None:
     with contextlib.suppress(NotReadyError):
         cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
     assert cluster.foreign_objects(gid, ns) == []
+    # Each wait starts while its deletion still runs (the emulator's delete delay), so it
+    # watches every kind.
     for kind in NAMESPACED_KINDS:
-        cluster.delete_owned_all(gid, kind, ns)
-    cluster.wait_until_gone([ObjectRef.of(obj) for obj in objects], timeout=30)
+        cluster.wait_until_gone(cluster.delete_owned_all(gid, kind, ns), timeout=30)
     cluster.delete_owned(gid, ObjectRef.of(namespace))
     cluster.wait_until_gone(ObjectRef.of(namespace), timeout=30)
+    again = cluster.ensure(gid, namespace)
+    cluster.delete_owned_and_wait(gid, [ObjectRef.of(again)], timeout=30)
     cluster.close()
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     emu = Emulator(
-        tmp_path_factory.mktemp("kube"), "--delete-delay", "0.05", "--ready-delay", "0.05"
+        tmp_path_factory.mktemp("kube"), "--delete-delay", "0.5", "--ready-delay", "0.05"
     ).start()
     yield emu
     emu.stop()
@@ -356,6 +359,13 @@ def test_cluster_role_grants_exactly_what_the_adapter_requests(emulator: Emulato
         return send(method, path, **kwargs)
 
     cluster._request = recorded  # type: ignore[method-assign]
+    open_watch = cluster._open_watch
+
+    def recorded_watch(path: str, query: list[tuple[str, str]], **kwargs: Any) -> Any:
+        requests.append(authorized_as("GET", path, [("watch", "true"), *query]))
+        return open_watch(path, query, **kwargs)
+
+    cluster._open_watch = recorded_watch  # type: ignore[method-assign]
     called: set[str] = set()
 
     def recording(name: str, operation: Callable[..., Any]) -> Callable[..., Any]:

@@ -288,7 +288,8 @@ class Cluster:
         on_wait: OnWait | None,
     ) -> dict[str, Manifest] | None:
         """Follow the named objects of one collection until `why_waiting` has nothing left
-        (returns None) or the deadline passes (returns the objects present then).
+        (returns None) or the deadline passes (returns the objects present then). A watch
+        lasts whole seconds, so a quiet one may end up to a second after the deadline.
 
         Raises a `ClusterError` when the collection cannot be listed or watched.
         """
@@ -303,6 +304,8 @@ class Cluster:
             seconds = max(1, math.ceil(min(HEARTBEAT_SECONDS, remaining)))
             try:
                 for event_type, obj in self._watch(kind, namespace, names, version, seconds):
+                    if time.monotonic() > deadline:
+                        break  # too late: what happens now is past the timeout
                     version = obj["metadata"].get("resourceVersion") or version
                     name = obj["metadata"].get("name")
                     if event_type == "DELETED":
