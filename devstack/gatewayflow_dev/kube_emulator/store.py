@@ -258,6 +258,7 @@ class Cluster:
         bookmark: dict[str, Any] | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from initial
+        last_sent = time.time()
         while True:
             with self._cond:
                 oldest = self._first_kept_version()
@@ -274,19 +275,20 @@ class Cluster:
                 gone = errors.gone(f"too old resource version: {last} ({oldest - 1})")
                 yield "ERROR", gone.status()
                 return
-            sent = False
             for event in pending:
                 last = event.resource_version
                 now, before = selected(event.obj), selected(event.previous)
                 if event.type == "MODIFIED" and now != before:
                     yield ("ADDED" if now else "DELETED"), event.obj
-                    sent = True
+                    last_sent = time.time()
                 elif now:
                     yield event.type, event.obj
-                    sent = True
+                    last_sent = time.time()
             ending = closed or time.time() >= deadline or client_gone()
-            if bookmark is not None and (ending or not sent) and last > 0:
+            quiet = time.time() - last_sent >= WATCH_POLL_SECONDS
+            if bookmark is not None and (ending or quiet) and last > 0:
                 yield "BOOKMARK", {**bookmark, "metadata": {"resourceVersion": str(last)}}
+                last_sent = time.time()
             if ending:
                 return
 
