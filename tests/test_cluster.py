@@ -598,3 +598,26 @@ def test_delete_owned_and_wait_deletes_together_and_waits_once(
     with pytest.raises(NotOwnedError):
         local.delete_owned_and_wait(gw, [mine, theirs], timeout=10)
     assert local.get(mine) is not None and local.get(theirs) is not None, "nothing deleted"
+
+
+def test_delete_owned_all_reads_nothing_one_by_one(
+    emulator: Emulator, local: Cluster, gw: str
+) -> None:
+    ns = naming.namespace(gw)
+    for env in naming.ENVIRONMENTS:
+        local.ensure(gw, manifests.stage_route(gw, env, f"{env}.example.com"))
+    before = requests_by_verb(emulator)
+    deleted = local.delete_owned_all(gw, Kind.APISIX_ROUTE, ns)
+    used = spent(before, requests_by_verb(emulator))
+    assert len(deleted) == len(naming.ENVIRONMENTS)
+    assert used == {"list": 1, "delete": len(deleted)}, used
+    local.wait_until_gone(deleted, timeout=10)
+
+    # A delete that fails (here a 503; also a uid that no longer matches, as the object
+    # was replaced since the list) is done again from a fresh read.
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    emulator.faults([{"verb": "delete", "status": 503, "count": 1}])
+    before = requests_by_verb(emulator)
+    assert local.delete_owned_all(gw, Kind.SERVICE, ns) == [ref]
+    assert spent(before, requests_by_verb(emulator)) == {"list": 1, "get": 1, "delete": 2}
+    local.wait_until_gone(ref, timeout=10)

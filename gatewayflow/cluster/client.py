@@ -143,13 +143,10 @@ class Cluster:
         return self._retrying(lambda: self._delete_owned(gateway_id, ref))
 
     def delete_owned_all(self, gateway_id: str, kind: Kind, namespace: str) -> list[ObjectRef]:
-        """Delete every object of `kind` in `namespace` that carries the gateway's label."""
-        deleted = []
-        for obj in self.list_owned(gateway_id, kind, namespace):
-            ref = ObjectRef.of(obj)
-            if self.delete_owned(gateway_id, ref):
-                deleted.append(ref)
-        return deleted
+        """Delete every object of `kind` in `namespace` that carries the gateway's label
+        (one list, then one delete per object: the listed uid is the precondition)."""
+        listed = {ObjectRef.of(obj): obj for obj in self.list_owned(gateway_id, kind, namespace)}
+        return self._delete_live_objects(gateway_id, listed)
 
     def list_owned(
         self, gateway_id: str, kind: Kind, namespace: str | None = None
@@ -189,12 +186,10 @@ class Cluster:
         Returns the refs that were present and deleted. A `NotOwnedError` for any of them
         is raised before anything is deleted.
         """
-        live = {ref: self.get(ref) for ref in refs}
+        live = {ref: obj for ref in refs if (obj := self.get(ref)) is not None}
         for ref, obj in live.items():
-            if obj is not None:
-                self._check_owned(gateway_id, ref, obj)
-        deleted = [ref for ref, obj in live.items() if obj is not None]
-        deleted = [ref for ref in deleted if self.delete_owned(gateway_id, ref)]
+            self._check_owned(gateway_id, ref, obj)
+        deleted = self._delete_live_objects(gateway_id, live)
         self.wait_until_gone(list(refs), timeout=timeout, on_wait=on_wait)
         return deleted
 
@@ -458,6 +453,26 @@ class Cluster:
         live = self._get(ref)
         if live is None:
             return False
+        return self._delete_live(gateway_id, ref, live)
+
+    def _delete_live_objects(
+        self, gateway_id: str, live: Mapping[ObjectRef, Manifest]
+    ) -> list[ObjectRef]:
+        """Delete objects just read (by a list or a get) without reading each again; one
+        whose delete fails (e.g. replaced since: its uid no longer matches) is read again
+        and deleted the usual way, with retries."""
+        deleted = []
+        for ref, obj in live.items():
+            try:
+                gone = self._delete_live(gateway_id, ref, obj)
+            except TransientClusterError:
+                gone = self.delete_owned(gateway_id, ref)
+            if gone:
+                deleted.append(ref)
+        return deleted
+
+    def _delete_live(self, gateway_id: str, ref: ObjectRef, live: Manifest) -> bool:
+        """Delete the object `live` shows, if it is this gateway's; False when gone."""
         self._check_owned(gateway_id, ref, live)
         options = {
             "apiVersion": "v1",
