@@ -97,6 +97,14 @@ class EmulatorAdmin:
             and (item["namespace"] == ns or (item["kind"] == "Namespace" and item["name"] == ns))
         ]
 
+    def requests_by_verb(self, region: str = "local") -> dict[str, int]:
+        """API requests the emulator has received in `region`, by verb, since it started."""
+        items = self._call("GET", f"requests?region={region}")["items"]
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item["verb"]] = counts.get(item["verb"], 0) + int(item["count"])
+        return counts
+
     def last_seq(self) -> int:
         items = self._call("GET", "oplog")["items"]
         return int(items[-1]["seq"]) if items else 0
