@@ -59,3 +59,7 @@ class MalformedDocument(StoreError):
 
 class ChangeStreamsUnavailable(StoreError):
     """The MongoDB server cannot open change streams (e.g. a standalone mongod)."""
+
+
+class StoreUnreachable(StoreError):
+    """The MongoDB server did not answer."""
