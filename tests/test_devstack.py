@@ -141,7 +141,8 @@ def test_up_detach_serves_ui_and_registers_search_attributes(own: Settings) -> N
     assert resolved.temporal_ui_url is not None
     for address in (resolved.temporal_address, resolved.temporal_ui_url, resolved.mongodb_uri):
         assert str(address) in up.stdout
-    assert f"KUBECONFIG={resolved.kubeconfig} kubectl get ns" in up.stdout
+    kubectl = Path(sys.executable).parent / "kubectl"  # the venv's, from the dev extra
+    assert f"KUBECONFIG={resolved.kubeconfig} {kubectl} get ns" in up.stdout
 
     with urllib.request.urlopen(resolved.temporal_ui_url, timeout=10) as page:
         assert page.status == 200

@@ -300,13 +300,14 @@ class Handler(BaseHTTPRequestHandler):
             self.query.get("resourceVersion"),
             time.time() + timeout,
             self._client_gone,
+            send_initial_events=self.query.get("sendInitialEvents") == "true",
         )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for event_type, obj in events:
-            if self._wants_table() and event_type != "ERROR":
+            if self._wants_table() and event_type not in ("ERROR", "BOOKMARK"):
                 obj = table(kind, [obj], obj["metadata"]["resourceVersion"])
             line = json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
