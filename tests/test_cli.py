@@ -1,6 +1,7 @@
 """The `gatewayflow` command line as a user runs it, against the session stack."""
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ import pytest
 
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
-from tests.conftest import embedded_settings, stack_env
+from tests.conftest import embedded_settings, free_ports, stack_env
 from tests.gateway_harness import harness, unique_id
 from tests.ui_links import opened, opens, printed_links
 
@@ -144,3 +145,36 @@ def test_without_a_stack_every_command_says_what_to_run(
         f"start the embedded stack with `gatewayflow up`, or set {variable}"
     )
     assert elapsed < 5, f"{' '.join(args)} took {elapsed:.1f}s to say so"
+
+
+async def test_a_stopped_part_is_named_and_nothing_is_written(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """MongoDB answers; Temporal and the Kubernetes API (given by address) do not."""
+    temporal_port, kube_port = free_ports(2)
+    kubeconfig = tmp_path / "kubeconfig"
+    assert stack.kubeconfig is not None
+    kubeconfig.write_text(
+        re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{kube_port}", stack.kubeconfig.read_text())
+    )
+    stopped = stack.model_copy(
+        update={"temporal_address": f"127.0.0.1:{temporal_port}", "kubeconfig": kubeconfig}
+    )
+    gid = unique_id("stopped")
+
+    created = await run(stopped, "create", gid)
+    assert created.returncode == 1
+    assert created.stdout == (
+        f"error: cannot reach Temporal at 127.0.0.1:{temporal_port}: "
+        "check TEMPORAL_ADDRESS (it points there)\n"
+    )
+    missing = await run(stack, "status", gid)
+    assert missing.returncode == 1 and f"no gateway '{gid}'" in missing.stdout  # not written
+
+    audit = await run(stopped, "audit")
+    assert audit.returncode == 1
+    assert audit.stdout == (
+        "error: cannot reach the Kubernetes API of region local at "
+        f"http://127.0.0.1:{kube_port}/clusters/local: "
+        "check KUBECONFIG (it points there)\n"
+    )
