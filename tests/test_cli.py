@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pymongo import MongoClient
 
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
@@ -178,3 +179,14 @@ async def test_a_stopped_part_is_named_and_nothing_is_written(
         f"http://127.0.0.1:{kube_port}/clusters/local: "
         "check KUBECONFIG (it points there)\n"
     )
+
+
+async def test_read_only_commands_write_nothing(stack: Settings) -> None:
+    """Not even the indexes: a fresh database stays empty through status, plan and audit."""
+    fresh = stack.model_copy(update={"db_name": f"gf_readonly_{unique_id('db')[3:]}"})
+    for args in (("status",), ("status", "shop"), ("plan", "shop"), ("audit",)):
+        result = await run(fresh, *args)
+        assert result.returncode in (0, 1), result.stdout + result.stderr
+    client: MongoClient[dict[str, object]] = MongoClient(stack.mongodb_uri)
+    with client:
+        assert fresh.db_name not in client.list_database_names()
