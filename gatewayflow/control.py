@@ -225,7 +225,7 @@ async def create_gateway(
     triggers: int = 1,
 ) -> Tracked:
     """Insert a new gateway (state Running) and signal its workflow."""
-    with expected():
+    with _expected():
         validate_gateway_id(gateway_id)
         gateway = ApiGateway(
             gateway_id=gateway_id,
@@ -242,7 +242,7 @@ async def create_gateway(
 
 async def request_gateway(settings: Settings, gateway_id: str, what: Request) -> Tracked:
     """Write a stop, start, restart or delete intent and signal the gateway's workflow."""
-    with expected():
+    with _expected():
         validate_gateway_id(gateway_id)
         gateways = _gateways(settings, indexes=True)
         client = await _temporal(settings)
@@ -253,20 +253,18 @@ async def request_gateway(settings: Settings, gateway_id: str, what: Request) ->
 
 def list_gateways(settings: Settings) -> list[ApiGateway]:
     """Every gateway, read-only."""
-    with expected():
+    with _expected():
         return _gateways(settings).list()
 
 
 async def gateway_status(settings: Settings, gateway_id: str) -> Tracked:
     """One gateway and the links of its three workflows, read-only."""
-    with expected():
+    with _expected():
         validate_gateway_id(gateway_id)
         gateways = _gateways(settings)
         gateway = gateways.require(gateway_id)
-    state = gateway.state if gateway.state is not GatewayState.RESTARTING else GatewayState.RUNNING
-    tracked = _tracked(settings, gateways, gateway, state, None)
-    tracked.links = await workflow_links(settings, gateway_id)
-    return tracked
+    want = gateway.state if gateway.state is not GatewayState.RESTARTING else GatewayState.RUNNING
+    return Tracked(gateway, want, await workflow_links(settings, gateway_id), gateways)
 
 
 async def workflow_links(settings: Settings, gateway_id: str) -> dict[str, str]:
@@ -291,7 +289,7 @@ def deletion_plan(settings: Settings, gateway_id: str) -> list["PlanStep"]:
     """Every document and object a deletion would remove, step by step; changes nothing."""
     from gatewayflow import inventory
 
-    with expected():
+    with _expected():
         validate_gateway_id(gateway_id)
         deps = _reader(settings)
         gateway = deps.gateways.require(gateway_id)
@@ -303,7 +301,7 @@ def audit(settings: Settings, region: str = "local") -> dict[str, list["Item"]]:
     """Resources of gateways whose ApiGateway document is gone (leaks), read-only."""
     from gatewayflow import inventory
 
-    with expected():
+    with _expected():
         deps = _reader(settings)
         with _cluster_errors(settings, deps, region):
             return inventory.orphans(deps, region)
@@ -321,7 +319,7 @@ async def replay_histories(
 
     if not files and workflow_id is None and query is None:
         raise GatewayflowError("give history files, --workflow-id or --query")
-    with expected():
+    with _expected():
         try:
             histories = [replay.load_history(path) for path in files]
         except replay.HistoryFormatError as exc:
@@ -342,7 +340,7 @@ async def replay_histories(
 
 
 @contextmanager
-def expected() -> Iterator[None]:
+def _expected() -> Iterator[None]:
     """Turn the errors a user can act on, from every layer below, into a GatewayflowError."""
     try:
         yield
@@ -366,8 +364,7 @@ def _reader(settings: Settings) -> Deps:
 
 def _gateways(settings: Settings, *, indexes: bool = False) -> GatewayRepository:
     """The ApiGateway collection, checked; `indexes` for commands that write."""
-    deps = Deps(settings, indexes=False)
-    _check_mongo(settings, deps)
+    deps = _reader(settings)
     if indexes:
         ensure_indexes(deps.db)
     return deps.gateways
