@@ -1,16 +1,20 @@
 """The `gatewayflow` command line as a user runs it, against the session stack."""
 
 import asyncio
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from pymongo import MongoClient
 
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
-from tests.conftest import stack_env
+from tests.conftest import embedded_settings, free_ports, stack_env
 from tests.gateway_harness import harness, unique_id
+from tests.ui_links import opened, opens, printed_links
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -34,8 +38,9 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
         gid = unique_id("cli")
         created = await run(h.settings, "create", gid, "--custom-domain", "c.example.com", "--wait")
         assert created.returncode == 0, created.stdout + created.stderr
-        assert f"/workflows/gateway/{gid}" in created.stdout  # the Temporal UI link
         assert f"✓ {gid}: Running" in created.stdout
+        [link] = printed_links(created.stdout)
+        assert opens(h.settings, link, f"gateway/{gid}"), link
 
         stopped = await run(h.settings, "stop", gid, "--wait")
         assert stopped.returncode == 0 and f"✓ {gid}: Stopped" in stopped.stdout
@@ -44,6 +49,10 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
 
         status = await run(h.settings, "status", gid)
         assert "Started" in status.stdout and f"gateway-deletion/{gid}" in status.stdout
+        gateway_link, deletion_link, domain_link = printed_links(status.stdout)
+        assert opens(h.settings, gateway_link, f"gateway/{gid}"), gateway_link
+        assert opens(h.settings, domain_link, f"runtime-domain/{gid}"), domain_link
+        assert opened(h.settings, deletion_link) == []  # no deletion yet: a query, empty
 
         plan = await run(h.settings, "plan", gid)
         assert plan.returncode == 0
@@ -59,6 +68,14 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
             assert step in deleted.stdout
         assert f"✓ {gid}: Deleted" in deleted.stdout
         assert await h.leftovers(gid) == []
+        [link] = printed_links(deleted.stdout)
+        assert opens(h.settings, link, f"gateway/{gid}"), link
+
+        replayed = await run(h.settings, "replay", "--workflow-id", f"gateway/{gid}")
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        replay_links = printed_links(replayed.stdout)
+        assert replay_links
+        assert all(opens(h.settings, link, f"gateway/{gid}") for link in replay_links)
 
         audit = await run(h.settings, "audit")
         assert audit.returncode == 0, audit.stdout
@@ -83,3 +100,93 @@ async def test_bad_input_gets_a_clear_error_and_changes_nothing(stack: Settings)
         broken = await run(h.settings, "status", "malformed-doc")
         assert broken.returncode == 1
         assert "ApiGateway" in broken.stdout and "malformed" in broken.stdout
+
+
+# `up` and `demo` start the stack; `down` with nothing running says so and succeeds.
+WITHOUT_STACK = [
+    ("status",),
+    ("status", "shop"),
+    ("create", "shop"),
+    ("stop", "shop"),
+    ("start", "shop"),
+    ("restart", "shop"),
+    ("delete", "shop", "--wait"),
+    ("plan", "shop"),
+    ("audit",),
+    ("replay", "--workflow-id", "gateway/shop"),
+]
+
+
+@pytest.mark.parametrize("args", WITHOUT_STACK, ids=" ".join)
+def test_without_a_stack_every_command_says_what_to_run(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Nothing listens on the ports of a home where no stack ever ran."""
+    settings = embedded_settings(tmp_path / "home")
+    env = {**stack_env(settings), "COLUMNS": "80"}
+    began = time.monotonic()
+    result = subprocess.run(
+        [GATEWAYFLOW, *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    elapsed = time.monotonic() - began
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == ""  # no traceback
+    [line] = result.stdout.splitlines()
+    if args[0] == "replay":  # it needs Temporal only
+        part, address, variable = (
+            "Temporal",
+            f"127.0.0.1:{settings.temporal_port}",
+            "TEMPORAL_ADDRESS",
+        )
+    else:
+        part, variable = "MongoDB", "MONGODB_URI"
+        address = f"mongodb://127.0.0.1:{settings.mongo_port}/?directConnection=true"
+    assert line == (
+        f"error: cannot reach {part} at {address}: "
+        f"start the embedded stack with `gatewayflow up`, or set {variable}"
+    )
+    assert elapsed < 5, f"{' '.join(args)} took {elapsed:.1f}s to say so"
+
+
+async def test_a_stopped_part_is_named_and_nothing_is_written(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """MongoDB answers; Temporal and the Kubernetes API (given by address) do not."""
+    temporal_port, kube_port = free_ports(2)
+    kubeconfig = tmp_path / "kubeconfig"
+    assert stack.kubeconfig is not None
+    kubeconfig.write_text(
+        re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{kube_port}", stack.kubeconfig.read_text())
+    )
+    stopped = stack.model_copy(
+        update={"temporal_address": f"127.0.0.1:{temporal_port}", "kubeconfig": kubeconfig}
+    )
+    gid = unique_id("stopped")
+
+    created = await run(stopped, "create", gid)
+    assert created.returncode == 1
+    assert created.stdout == (
+        f"error: cannot reach Temporal at 127.0.0.1:{temporal_port}: "
+        "check TEMPORAL_ADDRESS (it points there)\n"
+    )
+    missing = await run(stack, "status", gid)
+    assert missing.returncode == 1 and f"no gateway '{gid}'" in missing.stdout  # not written
+
+    audit = await run(stopped, "audit")
+    assert audit.returncode == 1
+    assert audit.stdout == (
+        "error: cannot reach the Kubernetes API of region local at "
+        f"http://127.0.0.1:{kube_port}/clusters/local: "
+        "check KUBECONFIG (it points there)\n"
+    )
+
+
+async def test_read_only_commands_write_nothing(stack: Settings) -> None:
+    """Not even the indexes: a fresh database stays empty through status, plan and audit."""
+    fresh = stack.model_copy(update={"db_name": f"gf_readonly_{unique_id('db')[3:]}"})
+    for args in (("status",), ("status", "shop"), ("plan", "shop"), ("audit",)):
+        result = await run(fresh, *args)
+        assert result.returncode in (0, 1), result.stdout + result.stderr
+    client: MongoClient[dict[str, object]] = MongoClient(stack.mongodb_uri)
+    with client:
+        assert fresh.db_name not in client.list_database_names()

@@ -31,6 +31,7 @@ from gatewayflow.settings import Settings
 from gatewayflow_dev import stack
 from gatewayflow_dev.temporal import temporal_address, temporal_binary
 from tests.conftest import embedded_settings, stack_env
+from tests.ui_links import opened, opens, printed_links
 
 GATEWAYFLOW = str(Path(sys.executable).parent / "gatewayflow")
 
@@ -141,7 +142,8 @@ def test_up_detach_serves_ui_and_registers_search_attributes(own: Settings) -> N
     assert resolved.temporal_ui_url is not None
     for address in (resolved.temporal_address, resolved.temporal_ui_url, resolved.mongodb_uri):
         assert str(address) in up.stdout
-    assert f"KUBECONFIG={resolved.kubeconfig} kubectl get ns" in up.stdout
+    kubectl = Path(sys.executable).parent / "kubectl"  # the venv's, from the dev extra
+    assert f"KUBECONFIG={resolved.kubeconfig} {kubectl} get ns" in up.stdout
 
     with urllib.request.urlopen(resolved.temporal_ui_url, timeout=10) as page:
         assert page.status == 200
@@ -255,5 +257,10 @@ def test_session_stack_serves_subprocesses(stack: Settings, mongo: Any) -> None:
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "started" not in demo.stdout  # every part was given by address, none started
+    every_workflow, deletion = [link for link in printed_links(demo.stdout) if "/workflows" in link]
+    shown = {wid for wid, _run in opened(stack, every_workflow)}
+    shop = next(wid for wid in shown if wid.startswith("gateway/shop-")).removeprefix("gateway/")
+    assert {f"gateway/{shop}", f"gateway-deletion/{shop}", f"runtime-domain/{shop}"} <= shown
+    assert opens(stack, deletion, f"gateway-deletion/{shop}"), deletion
     assert mongo.notes.find_one({"_id": "from-test"}) == {"_id": "from-test"}
     assert "GATEWAYFLOW_HOME" not in os.environ

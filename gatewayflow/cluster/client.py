@@ -141,7 +141,16 @@ class Cluster:
         self._api.close()  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
-        return f"Cluster(context={self.context!r}, host={self._api.configuration.host!r})"
+        return f"Cluster(context={self.context!r}, host={self.host!r})"
+
+    @property
+    def host(self) -> str:
+        """The API server's URL, from the kubeconfig."""
+        return str(self._api.configuration.host)
+
+    def ping(self) -> None:
+        """Raise a ClusterError unless the API server answers (its discovery document)."""
+        self._retrying(lambda: self._request("GET", "/api"))
 
     # -- operations ---------------------------------------------------------------------
 

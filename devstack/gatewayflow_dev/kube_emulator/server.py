@@ -347,6 +347,7 @@ class Handler(BaseHTTPRequestHandler):
             time.time() + timeout,
             self._client_gone,
             bookmarks=self.query.get("allowWatchBookmarks") in ("true", "1"),
+            send_initial_events=self.query.get("sendInitialEvents") == "true",
         )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -213,6 +213,8 @@ class Cluster:
         deadline: float,
         client_gone: Callable[[], bool],
         bookmarks: bool = False,
+        *,
+        send_initial_events: bool = False,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Watch events as (type, object) until the deadline, the client leaves or the
         cluster closes. Without a resourceVersion (or "0") it starts with an ADDED event per
@@ -221,7 +223,11 @@ class Cluster:
         With `bookmarks` (allowWatchBookmarks) a quiet watch sends a BOOKMARK carrying the
         current resourceVersion every WATCH_POLL_SECONDS and just before it ends, so a
         client resumes from there rather than from an event that may have left the history.
-        A malformed resourceVersion raises here, before any event is sent."""
+        A malformed resourceVersion raises here, before any event is sent.
+
+        `send_initial_events` is a watch-list (`sendInitialEvents=true`, how kubectl since
+        1.35 lists): an ADDED event per existing object, then a BOOKMARK annotated
+        `k8s.io/initial-events-end` that tells the client the list is complete."""
 
         def selected(obj: dict[str, Any] | None) -> bool:
             return (
@@ -231,13 +237,15 @@ class Cluster:
             )
 
         with self._cond:
-            if resource_version in (None, "", "0"):
+            if send_initial_events or resource_version in (None, "", "0"):
                 last = self._resource_version
                 initial = [
                     ("ADDED", copy.deepcopy(r.obj))
                     for r in self._records.values()
                     if selected(r.obj)
                 ]
+                if send_initial_events:
+                    initial.append(("BOOKMARK", _initial_events_end(kind, last)))
             else:
                 last = _parse_version(str(resource_version))
                 initial = []
@@ -708,3 +716,15 @@ def _incoming(kind: Kind, namespace: str, body: Any) -> dict[str, Any]:
     else:
         metadata.pop("namespace", None)
     return obj
+
+
+def _initial_events_end(kind: Kind, version: int) -> dict[str, Any]:
+    """The bookmark that ends the initial events of a watch-list."""
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {
+            "resourceVersion": str(version),
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        },
+    }
