@@ -54,9 +54,10 @@ def mongo_traces(client: MongoClient[dict[str, Any]], gateway_id: str) -> list[s
 
 
 def _get(api: k8s.ApiClient, path: str) -> Any:
-    return api.call_api(
-        path, "GET", response_type="object", _return_http_data_only=True, auth_settings=[]
-    )
+    """A plain GET through the official client (its auth and TLS), as JSON."""
+    response = api.call_api(*api.param_serialize("GET", path))
+    response.read()
+    return json.loads(response.data)
 
 
 def discovered_resources(api: k8s.ApiClient) -> Iterator[tuple[str, str]]:
