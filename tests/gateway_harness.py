@@ -8,6 +8,7 @@ sees another's gateways, and the order in which tests run does not matter.
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from gatewayflow import control
@@ -141,6 +142,7 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
     )
     with api:
         core = k8s.CoreV1Api(api)
+        deleted = []
         for gid in ids:
             with contextlib.suppress(ValueError):
                 naming.validate_gateway_id(gid)
@@ -149,7 +151,19 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
                     labels = (namespace.metadata and namespace.metadata.labels) or {}
                     if labels.get(naming.OWNER_LABEL) == gid:
                         core.delete_namespace(naming.namespace(gid))
+                        deleted.append(naming.namespace(gid))
                 deps.runtime.drop(gid)
+        # Gone before the next test starts, so no test sees another's namespaces.
+        deadline = time.monotonic() + 60
+        for name in deleted:
+            while time.monotonic() < deadline:
+                try:
+                    core.read_namespace(name)
+                except ApiException as err:
+                    if err.status == 404:
+                        break
+                    raise
+                time.sleep(0.05)
     deps.db.client.drop_database(settings.db_name)
 
 
@@ -181,3 +195,14 @@ async def harness(
     finally:
         await end_workflows(client, settings.task_queue)
         await asyncio.to_thread(remove_gateways, settings, deps)
+
+
+async def closed_runs(client: Client, workflow_id: str, timeout: float = 30.0) -> int:
+    """How many runs of `workflow_id` visibility lists, once it lists at least one and
+    none of them is running (visibility follows the histories a moment later)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            runs = [wf async for wf in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+            if runs and all(wf.status is not WorkflowExecutionStatus.RUNNING for wf in runs):
+                return len(runs)
+            await asyncio.sleep(0.2)

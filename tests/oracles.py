@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pymongo import MongoClient
+from pymongo.database import Database
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
@@ -151,3 +152,10 @@ async def history_texts(client: Client, history: WorkflowHistory) -> list[str]:
                 parts.append(json.dumps(value, default=str))
         texts.append("\n".join(parts))
     return texts
+
+
+def mongo_snapshot(db: Database[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Every document of every collection of `db`, and the names of the server's
+    databases: equal before and after a read-only command."""
+    snapshot = {name: list(db[name].find()) for name in sorted(db.list_collection_names())}
+    return {**snapshot, "(databases)": [{"name": n} for n in db.client.list_database_names()]}

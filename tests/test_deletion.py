@@ -36,7 +36,7 @@ from tests.emulator_admin import (
     deletion_step_of,
 )
 from tests.gateway_harness import Harness, harness, unique_id
-from tests.oracles import kube_owned
+from tests.oracles import kube_owned, mongo_snapshot
 from tests.timeline import MONGO_STEP, mongo_events, oplog_events, order_violations
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -51,13 +51,6 @@ async def assert_nothing_left(h: Harness, gid: str) -> None:
 async def owned_objects(h: Harness, gid: str) -> set[tuple[str, str]]:
     owned = await asyncio.to_thread(kube_owned, h.settings, gid)
     return {(kind, name) for kind, _namespace, name in owned}
-
-
-def mongo_snapshot(h: Harness) -> dict[str, list[dict[str, Any]]]:
-    """Every document of the harness's database, and the databases of the server."""
-    db = h.deps.db
-    snapshot = {name: list(db[name].find()) for name in sorted(db.list_collection_names())}
-    return {**snapshot, "(databases)": [{"name": n} for n in db.client.list_database_names()]}
 
 
 @contextlib.asynccontextmanager
@@ -212,10 +205,10 @@ async def test_cluster_sees_the_deletion_in_order(stack: Settings) -> None:
         gid = await started(h, "order", custom_domain="api.example.com", triggers=2)
         before = await owned_objects(h, gid)
         since = admin.last_seq()
-        mongo_before = await asyncio.to_thread(mongo_snapshot, h)
+        mongo_before = await asyncio.to_thread(mongo_snapshot, h.deps.db)
         steps = await asyncio.to_thread(plan, h.deps, gid)
         assert admin.oplog(gid, since=since) == [], "plan changed the cluster"
-        assert await asyncio.to_thread(mongo_snapshot, h) == mongo_before, "plan wrote"
+        assert await asyncio.to_thread(mongo_snapshot, h.deps.db) == mongo_before, "plan wrote"
 
         async with mongo_changes(h, gid) as changes:
             await h.request(gid, Request.DELETE)
