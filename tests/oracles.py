@@ -57,8 +57,8 @@ def mongo_traces(client: MongoClient[dict[str, Any]], gateway_id: str) -> list[s
 def _get(api: k8s.ApiClient, path: str) -> Any:
     """A plain GET through the official client (its auth and TLS), as JSON."""
     response = api.call_api(*api.param_serialize("GET", path))
-    response.read()
-    return json.loads(response.data)
+    response.read()  # type: ignore[no-untyped-call]
+    return json.loads(response.data or b"null")
 
 
 def discovered_resources(api: k8s.ApiClient) -> Iterator[tuple[str, str]]:

@@ -274,16 +274,16 @@ async def record_all(settings: Settings) -> Recorded:
     # The dispatcher stays off: the scenarios signal through `control` as the CLI does,
     # and nothing can start `gateway/<id>` before continue_as_new starts it itself.
     async with harness(settings.model_copy(update={"dispatcher": False})) as h:
-        first, stopped, restarted, deleted, continued, backoff, faulty = await asyncio.gather(
+        backing_off = asyncio.create_task(failure_backoff(h))
+        first, stopped, restarted, deleted, continued, faulty = await asyncio.gather(
             create_start(h),
             stop_start(h),
             restart(h),
             delete(h),
             continue_as_new(h),
-            failure_backoff(h),
             created(h, "rec-faults"),
         )
-        recorded = first | stopped | restarted | deleted | continued | backoff
+        recorded = first | stopped | restarted | deleted | continued | await backing_off
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
     return recorded

@@ -61,7 +61,10 @@ def moved(
 ) -> list[OpItem]:
     """The log with entry `what` (verb, kind, name) moved just before `before`; renumbered."""
     items = [dict(item) for item in log]
-    key = lambda item: (item["verb"], item["kind"], item["name"])  # noqa: E731
+
+    def key(item: OpItem) -> tuple[str, str, str]:
+        return (item["verb"], item["kind"], item["name"])
+
     entry_ = next(item for item in items if key(item) == what)
     items.remove(entry_)
     items.insert(next(i for i, item in enumerate(items) if key(item) == before), entry_)
