@@ -61,6 +61,15 @@ def processes_using(home: Path) -> list[str]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie that its parent has yet to reap is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def mongo_client(settings: Settings) -> MongoClient[dict[str, Any]]:
     return MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=10_000)
 
@@ -113,7 +122,7 @@ def test_up_detach_serves_then_start_reuses_and_down_stops(own: Settings) -> Non
     )
     assert down.returncode == 0, down.stdout + down.stderr
     assert processes_using(own.home) == []
-    assert all(not Path(f"/proc/{pid}").exists() for pid in before.values())
+    assert not any(alive(pid) for pid in before.values() if pid is not None)
     assert all(status.pid is None and not status.healthy for status in stack.status(own))
     assert not own.stack_file.exists()
     assert stack.stop(own) == []
