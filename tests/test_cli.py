@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from pymongo import MongoClient
 
-from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
 from tests.conftest import embedded_settings, free_ports, stack_env
+from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import harness, unique_id
+from tests.oracles import mongo_snapshot
 from tests.ui_links import opened, opens, printed_links
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,6 +37,7 @@ async def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
 
 
 async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
+    admin = EmulatorAdmin.of(stack)
     async with harness(stack) as h:
         gid = unique_id("cli")
         created = await run(h.settings, "create", gid, "--custom-domain", "c.example.com", "--wait")
@@ -54,20 +58,23 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
         assert opens(h.settings, domain_link, f"runtime-domain/{gid}"), domain_link
         assert opened(h.settings, deletion_link) == []  # no deletion yet: a query, empty
 
+        since = admin.last_seq()
+        mongo_before = mongo_snapshot(h.deps.db)
         plan = await run(h.settings, "plan", gid)
         assert plan.returncode == 0
         for name in (f"{gid}-runtime-custom-domain", f"{gid}-trigger-t1", f"gw-{gid}"):
             assert name in plan.stdout
         assert "nothing was changed" in plan.stdout
-        gw = h.gateways.get(gid)
-        assert gw is not None and gw.state is GatewayState.RUNNING  # plan changed nothing
+        # And indeed: no write in the cluster's op log, MongoDB as it was.
+        assert admin.oplog(gid, since=since) == []
+        assert mongo_snapshot(h.deps.db) == mongo_before
 
         deleted = await run(h.settings, "delete", gid, "--wait")
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
         for step in ("namespace", "database", "instance", "runtime-domain"):
             assert step in deleted.stdout
         assert f"✓ {gid}: Deleted" in deleted.stdout
-        assert await h.leftovers(gid) == []
+        assert await h.traces(gid) == []
         [link] = printed_links(deleted.stdout)
         assert opens(h.settings, link, f"gateway/{gid}"), link
 
@@ -77,8 +84,46 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
         assert replay_links
         assert all(opens(h.settings, link, f"gateway/{gid}") for link in replay_links)
 
-        audit = await run(h.settings, "audit")
-        assert audit.returncode == 0, audit.stdout
+
+async def test_audit_finds_a_planted_leak(stack: Settings) -> None:
+    """Resources of a gateway whose ApiGateway document is gone: a labelled namespace with
+    a ConfigMap, and a Stage document. `audit` lists each and exits 1."""
+    async with harness(stack, worker=False) as h:
+        clean = await run(h.settings, "audit")
+        # Every test removes what it made, so the shared cluster holds no leak now.
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert "nothing left behind" in clean.stdout
+
+        # One gateway left only in the cluster, another only in MongoDB.
+        ghost, orphan = unique_id("ghost"), unique_id("orphan")
+        ns = f"gw-{ghost}"
+        labels = {"gatewayflow.dev/gateway": ghost}
+        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(stack.kubeconfig), context="local"
+        )
+        with api:
+            core = k8s.CoreV1Api(api)
+            core.create_namespace(
+                k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns, labels=labels))
+            )
+            core.create_namespaced_config_map(
+                ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="kept", labels=labels))
+            )
+            h.deps.db["Stage"].insert_one({"gatewayId": orphan, "name": "dev"})
+            try:
+                leak = await run(h.settings, "audit")
+            finally:
+                core.delete_namespace(ns)
+        assert leak.returncode == 1, leak.stdout + leak.stderr
+        assert "Left behind" in leak.stdout
+        rows = leak.stdout.splitlines()
+        for gid, kind, name in (
+            (ghost, "Namespace", ns),
+            (ghost, "ConfigMap", "kept"),
+            (orphan, "Stage", "1 document"),
+        ):
+            assert any(gid in row and kind in row and name in row for row in rows), leak.stdout
+        assert "2 deleted gateway(s) left resources behind" in leak.stdout
 
 
 async def test_bad_input_gets_a_clear_error_and_changes_nothing(stack: Settings) -> None:
