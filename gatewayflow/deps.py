@@ -1,12 +1,11 @@
 """What activities need, built once per worker: store repositories and cluster regions."""
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pymongo import MongoClient
 from pymongo.database import Database as MongoDatabase
 
-from gatewayflow.cluster.client import Cluster
-from gatewayflow.cluster.regions import Regions
 from gatewayflow.settings import Settings
 from gatewayflow.store.children import ChildRepository
 from gatewayflow.store.client import connect
@@ -15,17 +14,25 @@ from gatewayflow.store.domains import RuntimeDomainRepository
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
 
+if TYPE_CHECKING:  # the Kubernetes client is imported on first use: a CLI command that
+    # fails on MongoDB, or needs no cluster, starts faster without it
+    from gatewayflow.cluster.client import Cluster
+    from gatewayflow.cluster.regions import Regions
+
 
 class Deps:
     """Lazily connected; shared by every activity thread of a worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, indexes: bool = True) -> None:
+        """`indexes`: create every index on first connect (read-only commands pass False)."""
         self.settings = settings
+        self._indexes = indexes
 
     @cached_property
     def db(self) -> MongoDatabase:  # type: ignore[type-arg]
         db = connect(self.settings.mongodb_uri or "", self.settings.db_name)
-        ensure_indexes(db)
+        if self._indexes:
+            ensure_indexes(db)
         return db
 
     @cached_property
@@ -50,7 +57,9 @@ class Deps:
         return RuntimeDatabases(MongoClient(uri, serverSelectionTimeoutMS=5000))
 
     @cached_property
-    def regions(self) -> Regions:
+    def regions(self) -> "Regions":
+        from gatewayflow.cluster.regions import Regions
+
         assert self.settings.kubeconfig is not None, "settings must be resolved"
         return Regions(
             self.settings.kubeconfig,
@@ -58,5 +67,5 @@ class Deps:
             pool_size=self.settings.max_concurrent_activities,
         )
 
-    def cluster(self, region: str) -> Cluster:
+    def cluster(self, region: str) -> "Cluster":
         return self.regions.cluster(region)

@@ -13,11 +13,8 @@ import logging
 import threading
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from gatewayflow.domain import naming
-from gatewayflow.domain.messages import GatewayInput
-from gatewayflow.domain.states import GatewayState
+from gatewayflow.control import SIGNAL_FOR_STATE, signal_gateway
 from gatewayflow.metrics import DISPATCH_FAILURES
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import connect
@@ -25,34 +22,8 @@ from gatewayflow.store.dispatcher import ChangeFeed
 from gatewayflow.store.errors import ChangeStreamsUnavailable
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
-from workflows import search
-from workflows.gateway import GatewayWorkflow
 
 log = logging.getLogger("gatewayflow.dispatcher")
-
-SIGNAL_FOR_STATE: dict[GatewayState, str] = {
-    GatewayState.RUNNING: "start",
-    GatewayState.STOPPED: "stop",
-    GatewayState.RESTARTING: "restart",
-    GatewayState.DELETED: "delete",
-}
-
-
-async def signal_gateway(
-    client: Client, settings: Settings, gateway_id: str, signal: str = "reconcile"
-) -> None:
-    """Signal `gateway/<id>`, starting it first if it is not running."""
-    await client.start_workflow(
-        GatewayWorkflow.run,
-        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
-        id=naming.gateway_workflow_id(gateway_id),
-        task_queue=settings.task_queue,
-        start_signal=signal,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search.for_gateway(gateway_id),
-        static_summary=f"gateway {gateway_id}",
-    )
 
 
 async def deliver(

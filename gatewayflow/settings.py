@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
@@ -42,6 +42,14 @@ TEMPORAL_ENV_VARS = frozenset(
         "TEMPORAL_GRPC_META",
     }
 )
+
+
+# The setting of each server's address, and the variable that sets it.
+ENV_OF = {
+    "temporal_address": "TEMPORAL_ADDRESS",
+    "mongodb_uri": "MONGODB_URI",
+    "kubeconfig": "KUBECONFIG",
+}
 
 
 def _env(*names: str) -> AliasChoices:
@@ -102,6 +110,9 @@ class Settings(BaseSettings):
     mongo_port: int = Field(default=27017, validation_alias=_env("GATEWAYFLOW_MONGO_PORT"))
     kube_port: int = Field(default=8001, validation_alias=_env("GATEWAYFLOW_KUBE_PORT"))
 
+    # The variables whose value `resolved()` filled in from the embedded stack's defaults.
+    _embedded: frozenset[str] = PrivateAttr(default=frozenset())
+
     @property
     def stack_file(self) -> Path:
         return self.home / STACK_FILE
@@ -135,14 +146,21 @@ class Settings(BaseSettings):
             )
         if self.kubeconfig is None:
             update["kubeconfig"] = Path(stack.get("kubeconfig", str(self.home / "kubeconfig")))
-        return self.model_copy(update=update)
+        resolved = self.model_copy(update=update)
+        from_profile = {"temporal_address"} if profile.address else set()
+        resolved._embedded = self._embedded | {
+            ENV_OF[name] for name in update if name in ENV_OF and name not in from_profile
+        }
+        return resolved
+
+    def remedy(self, variable: str) -> str:
+        """What to do when the server named by `variable` (e.g. MONGODB_URI) does not answer."""
+        if variable in self._embedded:
+            return f"start the embedded stack with `gatewayflow up`, or set {variable}"
+        return f"check {variable} (it points there)"
 
     def context_for(self, region: str) -> str:
         return self.regions.get(region, region)
-
-    def workflow_url(self, workflow_id: str) -> str:
-        base = (self.temporal_ui_url or f"http://127.0.0.1:{self.ui_port}").rstrip("/")
-        return f"{base}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
 
 
 class SettingsError(PermanentError, RuntimeError):
@@ -195,11 +213,17 @@ def redact_uri(uri: str | None) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def load_settings() -> Settings:
+def environment_settings() -> Settings:
+    """The settings exactly as the environment gives them, not yet filled from a stack."""
     try:
-        return Settings().resolved()
+        return Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise SettingsError(f"invalid setting: {problems}") from exc
+
+
+def load_settings() -> Settings:
+    """The settings, unset addresses filled from the embedded stack (see `resolved`)."""
+    return environment_settings().resolved()

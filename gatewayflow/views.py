@@ -1,15 +1,18 @@
 """How the CLI shows gateways: rich renderables built from documents, never from secrets."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from gatewayflow.domain import naming
+from gatewayflow import links
 from gatewayflow.domain.documents import ApiGateway, Progress
-from gatewayflow.inventory import Item, PlanStep
 from gatewayflow.settings import Settings, redact_uri
+
+if TYPE_CHECKING:  # not at run time: the inventory brings in the Kubernetes client
+    from gatewayflow.inventory import Item, PlanStep
 
 PHASE_STYLE = {
     "Started": "green",
@@ -56,21 +59,20 @@ def next_attempt(when: datetime) -> str:
     return f"next attempt at {when:%Y-%m-%d %H:%M:%S} UTC, or at once on a new request"
 
 
-def workflow_links(settings: Settings, gateway_id: str) -> Table:
+def links_table(workflow_links: dict[str, str]) -> Table:
+    """Workflow id -> its Temporal UI link, one row each."""
     table = Table("workflow", "Temporal UI", show_header=True, box=None)
-    for wid in (
-        naming.gateway_workflow_id(gateway_id),
-        naming.deletion_workflow_id(gateway_id),
-        naming.domain_workflow_id(gateway_id),
-    ):
-        table.add_row(wid, settings.workflow_url(wid))
+    for wid, link in workflow_links.items():
+        table.add_row(wid, Text(link, overflow="fold"))
     return table
 
 
-def where_to_look(settings: Settings, gateway_id: str) -> Text:
+def where_to_look(settings: Settings, gateway_id: str, link: str | None = None) -> Text:
+    """The gateway's workflow in the UI (every workflow of it when no link is given) and
+    its MongoDB document."""
     return Text.assemble(
         "Temporal UI: ",
-        (settings.workflow_url(naming.gateway_workflow_id(gateway_id)), "link"),
+        (link or links.gateway_link(settings, gateway_id), "link"),
         "\nMongo document: ",
         (f"db.ApiGateway.find({{gatewayId: '{gateway_id}'}})", "bold"),
         f"  (database {settings.db_name} at {redact_uri(settings.mongodb_uri)})",
@@ -93,7 +95,7 @@ def status_table(gateways: list[ApiGateway]) -> Table:
     return table
 
 
-def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
+def status_detail(gw: ApiGateway, workflow_links: dict[str, str]) -> RenderableType:
     p = gw.progress
     table = Table(show_header=False, box=None)
     table.add_row("gateway", gw.gateway_id)
@@ -112,10 +114,10 @@ def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
     table.add_row("region", region)
     table.add_row("custom domain", gw.custom_domain or "-")
     table.add_row("updated", gw.updated_at.isoformat(timespec="seconds"))
-    return Group(table, workflow_links(settings, gw.gateway_id))
+    return Group(table, links_table(workflow_links))
 
 
-def plan_table(gateway_id: str, steps: list[PlanStep]) -> Table:
+def plan_table(gateway_id: str, steps: list["PlanStep"]) -> Table:
     table = Table(
         "step", "what", "kind", "namespace / db", "name", title=f"Deletion plan of {gateway_id}"
     )
@@ -128,7 +130,7 @@ def plan_table(gateway_id: str, steps: list[PlanStep]) -> Table:
     return table
 
 
-def leftovers_table(found: dict[str, list[Item]]) -> Table:
+def leftovers_table(found: dict[str, list["Item"]]) -> Table:
     table = Table("gateway", "where", "kind", "namespace / db", "name", title="Left behind")
     for gateway_id, items in found.items():
         for item in items:

@@ -1,6 +1,6 @@
 """Record the workflow histories of tests/histories/ from real runs of the current code.
 
-    .venv/bin/python -m tests.record_histories [--out tests/histories]
+    .venv/bin/python -m tests.record_histories [--out tests/histories] [--only NAME]
 
 Brings up its own embedded stack (Temporal dev server, SecantusDB, the Kubernetes API
 emulator) in a temporary home on free ports, runs every scenario against an in-process
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
@@ -252,6 +254,43 @@ async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
     }
 
 
+async def failure_backoff(h: Harness) -> Recorded:
+    """A deletion that fails (a ConfigMap in the namespace is not the gateway's): the
+    entity backs off (patch marker `failure-backoff`, then a timer) until the delete is
+    requested again once the ConfigMap is gone."""
+    gid = await created(h, "rec-backoff")
+    ns = naming.namespace(gid)
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(h.settings.kubeconfig), context="local"
+    )
+    with api:
+        core = k8s.CoreV1Api(api)
+        foreign = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="not-the-gateways"))
+        core.create_namespaced_config_map(ns, foreign)
+        await h.request(gid, Request.DELETE)
+        handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+
+        async def backing_off() -> bool:
+            progress = await handle.query(GatewayWorkflow.progress)
+            detail = progress.detail if progress is not None else ""
+            return "retrying in" in detail or "next attempt" in detail
+
+        await _poll(f"gateway/{gid} did not back off", backing_off)
+        core.delete_namespaced_config_map("not-the-gateways", ns)
+    await h.request(gid, Request.DELETE)
+    await h.wait_for(gid, GatewayState.DELETED)
+    return {"failure-backoff--GatewayWorkflow.json": await closed(h, handle.id)}
+
+
+# Scenarios that can be recorded alone (`--only NAME`), leaving every other file as it is.
+ALONE = {"failure-backoff": failure_backoff}
+
+
+async def record_only(settings: Settings, name: str) -> Recorded:
+    async with harness(settings.model_copy(update={"dispatcher": False})) as h:
+        return await ALONE[name](h)
+
+
 async def record_all(settings: Settings) -> Recorded:
     """Independent scenarios run side by side; those that change the emulator for
     everyone (faults, readiness) run alone afterwards."""
@@ -259,6 +298,7 @@ async def record_all(settings: Settings) -> Recorded:
     # The dispatcher stays off: the scenarios signal through `control` as the CLI does,
     # and nothing can start `gateway/<id>` before continue_as_new starts it itself.
     async with harness(settings.model_copy(update={"dispatcher": False})) as h:
+        backing_off = asyncio.create_task(failure_backoff(h))
         first, stopped, restarted, deleted, continued, faulty = await asyncio.gather(
             create_start(h),
             stop_start(h),
@@ -267,7 +307,7 @@ async def record_all(settings: Settings) -> Recorded:
             continue_as_new(h),
             created(h, "rec-faults"),
         )
-        recorded = first | stopped | restarted | deleted | continued
+        recorded = first | stopped | restarted | deleted | continued | await backing_off
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
         recorded |= await delete_during_start(h, admin)
@@ -331,16 +371,18 @@ def write(recorded: Recorded, out: Path) -> list[Path]:
         path = out / name
         path.write_text(history.to_json() + "\n")
         written.append(path)
-    legacy = to_tctl_style(recorded[LEGACY_SOURCE].to_json_dict())
-    path = out / LEGACY_FILE
-    path.write_text(json.dumps(legacy, indent=2) + "\n")
-    written.append(path)
+    if LEGACY_SOURCE in recorded:
+        legacy = to_tctl_style(recorded[LEGACY_SOURCE].to_json_dict())
+        path = out / LEGACY_FILE
+        path.write_text(json.dumps(legacy, indent=2) + "\n")
+        written.append(path)
     return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HISTORIES, help="where to write")
+    parser.add_argument("--only", choices=sorted(ALONE), help="record this scenario alone")
     args = parser.parse_args()
     # The injected faults fail activities on purpose: their tracebacks are not news.
     logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)
@@ -349,12 +391,16 @@ def main() -> None:
         settings = embedded_settings(Path(home))
         started = devstack.start(settings)
         try:
-            recorded = asyncio.run(record_all(started.settings))
+            if args.only:
+                recorded = asyncio.run(record_only(started.settings, args.only))
+            else:
+                recorded = asyncio.run(record_all(started.settings))
         finally:
             devstack.stop(settings)
-    for path in write(recorded, args.out):
+    written = write(recorded, args.out)
+    for path in written:
         print(f"{path}  {path.stat().st_size // 1024} KiB")
-    print(f"{len(recorded) + 1} histories in {time.monotonic() - began:.0f}s")
+    print(f"{len(written)} histories in {time.monotonic() - began:.0f}s")
 
 
 if __name__ == "__main__":

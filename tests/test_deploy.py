@@ -360,6 +360,7 @@ def drive(cluster: Cluster, gid: str) -> None:
     namespace = manifest_of(Kind.NAMESPACE, gid)
     objects = [manifest_of(kind, gid) for kind in NAMESPACED_KINDS]
     assert NAMESPACED_KINDS[0] is Kind.ROLE_BINDING
+    cluster.ping()  # discovery only: what the CLI asks before it reports an unreachable API
     for obj in [namespace, *objects]:
         cluster.ensure(gid, obj)
         cluster.ensure(gid, obj)  # exists: 409, then read and checked
@@ -376,19 +377,21 @@ def drive(cluster: Cluster, gid: str) -> None:
     with contextlib.suppress(NotReadyError):
         cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
     assert cluster.foreign_objects(gid, ns) == []
-    for kind in reversed(NAMESPACED_KINDS):  # the RoleBinding last: it grants the rest
-        for obj in cluster.list_owned(gid, kind, ns):
-            cluster.delete_owned(gid, ObjectRef.of(obj))
-    cluster.wait_until_gone([ObjectRef.of(obj) for obj in objects], timeout=30)
+    # Each wait starts while its deletion still runs (the emulator's delete delay), so it
+    # watches every kind; the RoleBinding goes last: it grants the rest.
+    for kind in reversed(NAMESPACED_KINDS):
+        cluster.wait_until_gone(cluster.delete_owned_all(gid, kind, ns), timeout=30)
     cluster.delete_owned(gid, ObjectRef.of(namespace))
     cluster.wait_until_gone(ObjectRef.of(namespace), timeout=30)
+    again = cluster.ensure(gid, namespace)
+    cluster.delete_owned_and_wait(gid, [ObjectRef.of(again)], timeout=30)
     cluster.close()
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     emu = Emulator(
-        tmp_path_factory.mktemp("kube"), "--delete-delay", "0.05", "--ready-delay", "0.05"
+        tmp_path_factory.mktemp("kube"), "--delete-delay", "0.5", "--ready-delay", "0.05"
     ).start()
     yield emu
     emu.stop()
@@ -414,6 +417,15 @@ def test_roles_grant_exactly_what_the_adapter_requests(emulator: Emulator) -> No
         return answer
 
     cluster._request = recorded  # type: ignore[method-assign]
+    open_watch = cluster._open_watch
+
+    def recorded_watch(path: str, query: list[tuple[str, str]], **kwargs: Any) -> Any:
+        triple = authorized_as("GET", path, [("watch", "true"), *query])
+        if triple is not None:
+            (in_namespace if namespace_of(path) in bound else cluster_wide).add(triple)
+        return open_watch(path, query, **kwargs)
+
+    cluster._open_watch = recorded_watch  # type: ignore[method-assign]
     called: set[str] = set()
 
     def recording(name: str, operation: Callable[..., Any]) -> Callable[..., Any]:

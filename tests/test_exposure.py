@@ -15,7 +15,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from gatewayflow.client import connect
 from gatewayflow.settings import Settings, SettingsError, load_settings
 from gatewayflow.views import where_to_look
-from starter import cli
+from starter import stack
 from tests.test_deploy import SETTINGS_VARS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,9 +64,9 @@ def settings_with_credentials(tmp_path: Path) -> Settings:
 def test_the_cli_never_prints_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_with_credentials(tmp_path)
     console = Console(record=True, width=200)
-    monkeypatch.setattr(cli, "console", console)
+    monkeypatch.setattr(stack, "console", console)
     console.print(where_to_look(settings, "shop"))  # after every command on a gateway
-    cli.print_addresses(settings)  # `gatewayflow up`
+    stack.print_addresses(settings)  # `gatewayflow up`
     printed = console.export_text()
     assert PASSWORD not in printed
     assert "mongodb://admin:***@db1:27017,db2:27017/?replicaSet=rs0" in printed

@@ -157,7 +157,7 @@ async def test_a_malformed_trigger_stops_the_deletion_with_a_recorded_error(
         h.deps.db["CronTrigger"].delete_one({"_id": bad})
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
-        assert await h.leftovers(gid) == []
+        assert await h.traces(gid) == []
 
 
 # -- 3. objects of kinds we never create keep the namespace alive --------------------------
@@ -210,7 +210,7 @@ async def test_objects_of_kinds_we_never_create_keep_the_namespace(
             resource.delete(name="theirs", namespace=ns)
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
-        assert await h.leftovers(gid) == []
+        assert await h.traces(gid) == []
 
 
 async def test_objects_a_controller_made_for_ours_are_not_foreign(
@@ -264,7 +264,7 @@ async def test_a_region_change_is_refused_and_actions_stay_where_resources_live(
 
         raw.update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
         await h.wait_for(gid, GatewayState.DELETED)
-        assert await h.leftovers(gid) == []  # nothing left in the region it lived in
+        assert await h.traces(gid) == []  # nothing left in the region it lived in
 
 
 # -- 5. audit: every region, the runtime databases, by label selector only ---------------

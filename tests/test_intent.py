@@ -101,7 +101,7 @@ async def test_a_delete_during_a_short_start_step_is_not_lost(
             )
             h.deps.db["ApiGateway"].update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
             await h.wait_for(gid, GatewayState.DELETED, timeout=90)
-        assert await h.leftovers(gid) == []
+        assert await h.traces(gid) == []
 
 
 # -- 2. Deleted is sticky ----------------------------------------------------------------
@@ -196,7 +196,7 @@ async def test_an_undeliverable_document_does_not_block_a_delete(
         raw.insert_one({"gatewayId": "x" * 1200, "state": "Running", "phase": "Creating"})
         raw.update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
         await h.wait_for(gid, GatewayState.DELETED, timeout=60)
-        assert await h.leftovers(gid) == []
+        assert await h.traces(gid) == []
 
 
 async def test_a_gateway_temporal_refuses_is_logged_counted_and_skipped(

@@ -22,8 +22,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from gatewayflow.control import signal_gateway
 from gatewayflow.deps import Deps
-from gatewayflow.dispatcher import signal_gateway
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import GatewayInput
 from gatewayflow.settings import Settings

@@ -13,7 +13,12 @@ with workflow.unsafe.imports_passed_through():
         StillPresentError,
         TransientClusterError,
     )
-    from gatewayflow.domain.errors import DeletionFailed, GatewayflowError, permanent_type_names
+    from gatewayflow.domain.errors import (
+        DeletionFailed,
+        GatewayflowError,
+        Unreachable,
+        permanent_type_names,
+    )
     from gatewayflow.domain.naming import InvalidGatewayId
     from gatewayflow.domain.transitions import RequestRefused
     from gatewayflow.settings import SettingsError
@@ -23,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         MalformedDocument,
         NotOwnedDatabase,
         StateChangeRefused,
+        StoreUnreachable,
         UnknownGateway,
     )
 
@@ -38,11 +44,13 @@ ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
     GatewayExists,
     MalformedDocument,
     NotOwnedDatabase,
+    StoreUnreachable,
     StateChangeRefused,
     UnknownGateway,
     InvalidGatewayId,
     RequestRefused,
     SettingsError,
+    Unreachable,
     DeletionFailed,
 )
 

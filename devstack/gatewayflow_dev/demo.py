@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gatewayflow import control
+from gatewayflow import control, links
 from gatewayflow.client import connect
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
@@ -146,14 +146,10 @@ async def run_demo(settings: Settings, console: Console) -> bool:
         else:
             console.print(leftovers_table({**left, **leaks}))
         console.print(f"Temporal UI, every workflow of {shop}:")
-        console.print(
-            f"  {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
-            f"?query=GatewayId%3D%22{shop}%22",
-            soft_wrap=True,
-        )
-        console.print(
-            f"  {settings.workflow_url(naming.deletion_workflow_id(shop))}", soft_wrap=True
-        )
+        console.print(f"  {links.gateway_link(settings, shop)}", soft_wrap=True)
+        deletion = naming.deletion_workflow_id(shop)
+        deletion_link = (await control.workflow_links(settings, shop))[deletion]
+        console.print(f"  {deletion}: {deletion_link}", soft_wrap=True)
         console.print(f"Demo finished in {time.monotonic() - began:.1f}s")
         return clean
     finally:

@@ -3,22 +3,29 @@
 Synchronous on purpose: activities run in a thread pool, and one `Cluster` (one pooled
 `ApiClient`) is shared by all of them. Only objects carrying the gateway's ownership label
 are ever patched or deleted.
+
+Waits (deletion, readiness) follow a watch, as controllers do: list to learn the current
+state and its resourceVersion, then watch from there (with bookmarks) and re-list when the
+server answers 410 Gone. A wait learns of a change as soon as the server makes it, instead
+of a poll interval later. Polling remains as the fallback where a watch cannot be opened.
 """
 
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import urllib3
-from kubernetes import config
+from kubernetes import config, watch
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTResponse
 
 from gatewayflow.cluster.errors import (
     ClusterError,
@@ -60,6 +67,13 @@ def is_terminating(obj: Manifest) -> bool:
 
 
 _FIRST_POLL = 0.02
+HEARTBEAT_SECONDS = 2
+"""While waiting, `on_wait` is called at least this often (each watch lasts as long), so an
+activity that heartbeats there stays cancellable."""
+GONE = 410
+
+WhyWaiting = Callable[[dict[str, Manifest]], str | None]
+"""What a wait still waits for, given the watched objects present by name; None: done."""
 
 
 class Cluster:
@@ -127,7 +141,16 @@ class Cluster:
         self._api.close()  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
-        return f"Cluster(context={self.context!r}, host={self._api.configuration.host!r})"
+        return f"Cluster(context={self.context!r}, host={self.host!r})"
+
+    @property
+    def host(self) -> str:
+        """The API server's URL, from the kubeconfig."""
+        return str(self._api.configuration.host)
+
+    def ping(self) -> None:
+        """Raise a ClusterError unless the API server answers (its discovery document)."""
+        self._retrying(lambda: self._request("GET", "/api"))
 
     # -- operations ---------------------------------------------------------------------
 
@@ -157,6 +180,12 @@ class Cluster:
         the gateway's label. Deletion is asynchronous: see `wait_until_gone`.
         """
         return self._retrying(lambda: self._delete_owned(gateway_id, ref))
+
+    def delete_owned_all(self, gateway_id: str, kind: Kind, namespace: str) -> list[ObjectRef]:
+        """Delete every object of `kind` in `namespace` that carries the gateway's label
+        (one list, then one delete per object: the listed uid is the precondition)."""
+        listed = {ObjectRef.of(obj): obj for obj in self.list_owned(gateway_id, kind, namespace)}
+        return self._delete_live_objects(gateway_id, listed)
 
     def list_owned(
         self, gateway_id: str, kind: Kind, namespace: str | None = None
@@ -210,6 +239,28 @@ class Cluster:
             and not _has_owner_in(obj, here)
         ]
 
+    def delete_owned_and_wait(
+        self,
+        gateway_id: str,
+        refs: Sequence[ObjectRef],
+        *,
+        timeout: float,
+        on_wait: OnWait | None = None,
+    ) -> list[ObjectRef]:
+        """Request the deletion of independent objects of this gateway, then wait once
+        until all of them are gone: the deletions run on the server side by side, so the
+        step waits for the slowest one instead of for each in turn.
+
+        Returns the refs that were present and deleted. A `NotOwnedError` for any of them
+        is raised before anything is deleted.
+        """
+        live = {ref: obj for ref in refs if (obj := self.get(ref)) is not None}
+        for ref, obj in live.items():
+            self._check_owned(gateway_id, ref, obj)
+        deleted = self._delete_live_objects(gateway_id, live)
+        self.wait_until_gone(list(refs), timeout=timeout, on_wait=on_wait)
+        return deleted
+
     def wait_until_gone(
         self,
         refs: ObjectRef | Sequence[ObjectRef],
@@ -218,17 +269,165 @@ class Cluster:
         poll: float = 1.0,
         on_wait: OnWait | None = None,
     ) -> None:
-        """Poll until every object is gone; `on_wait(description)` is called on each poll
-        (activities heartbeat there, so the wait is cancellable).
+        """Wait until every object is gone, following a watch of each collection;
+        `on_wait(description)` is called when the wait starts and at least every
+        HEARTBEAT_SECONDS (activities heartbeat there, so the wait is cancellable).
 
-        Polls start at 20 ms and double up to `poll`: most deletions finish in well under
-        a second, and a fixed interval would add its whole length to every step.
+        Where a collection cannot be watched (an error other than 410), its objects are
+        polled instead, from 20 ms doubling up to `poll`.
 
         Raises `StillPresentError` naming what remains (for a namespace, also the objects
         that still block it) when `timeout` seconds pass.
         """
         pending = [refs] if isinstance(refs, ObjectRef) else list(refs)
         deadline = time.monotonic() + timeout
+        collections: dict[tuple[Kind, str | None], list[ObjectRef]] = {}
+        for ref in pending:
+            collections.setdefault((ref.kind, ref.namespace), []).append(ref)
+        for (kind, namespace), members in collections.items():
+            try:
+                present = self._follow(
+                    kind, namespace, members, _waiting_for_deletion(kind), deadline, on_wait
+                )
+            except ClusterError as err:
+                log.info("%s: cannot watch %s, polling instead: %s", self.context, kind, err)
+                self._poll_until_gone(members, deadline, poll, on_wait)
+                continue
+            if present:
+                remaining = {ObjectRef(kind, namespace, name): obj for name, obj in present.items()}
+                description = "; ".join(
+                    _describe_presence(ref, obj) for ref, obj in remaining.items()
+                )
+                raise StillPresentError(
+                    list(remaining), self._with_blockers(remaining, description), timeout
+                )
+
+    def wait_until_ready(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float,
+        poll: float = 0.5,
+        on_wait: OnWait | None = None,
+    ) -> None:
+        """Wait until a Deployment's current generation is rolled out and available, as
+        `kubectl rollout status` judges it: observedGeneration >= generation, every replica
+        updated and no old one left, available replicas >= spec.replicas, and the
+        Available condition True. Raises `NotReadyError` with what is missing.
+
+        Follows a watch of the Deployment like `wait_until_gone` (same heartbeats); polls
+        every `poll` seconds where it cannot be watched.
+        """
+        ref = ObjectRef(Kind.DEPLOYMENT, namespace, name)
+        deadline = time.monotonic() + timeout
+
+        def why_waiting(present: dict[str, Manifest]) -> str | None:
+            obj = present.get(name)
+            why = "it does not exist" if obj is None else deployment_not_ready(obj)
+            return None if why is None else f"waiting for {ref} to be ready: {why}"
+
+        try:
+            present = self._follow(
+                Kind.DEPLOYMENT, namespace, [ref], why_waiting, deadline, on_wait
+            )
+        except ClusterError as err:
+            log.info("%s: cannot watch %s, polling instead: %s", self.context, ref, err)
+            self._poll_until_ready(ref, deadline, timeout, poll, on_wait)
+            return
+        if present is not None:
+            why = why_waiting(present) or ""
+            raise NotReadyError(ref, why.split(": ", 1)[-1], timeout)
+
+    # -- waiting by watch, and by polling -------------------------------------------------
+
+    def _follow(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        refs: Sequence[ObjectRef],
+        why_waiting: WhyWaiting,
+        deadline: float,
+        on_wait: OnWait | None,
+    ) -> dict[str, Manifest] | None:
+        """Follow the named objects of one collection until `why_waiting` has nothing left
+        (returns None) or the deadline passes (returns the objects present then). A watch
+        lasts whole seconds, so a quiet one may end up to a second after the deadline.
+
+        Raises a `ClusterError` when the collection cannot be listed or watched.
+        """
+        names = {ref.name for ref in refs}
+        present, version = self._list_named(kind, namespace, names)
+        while (why := why_waiting(present)) is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return present
+            if on_wait is not None:
+                on_wait(why)
+            seconds = max(1, math.ceil(min(HEARTBEAT_SECONDS, remaining)))
+            try:
+                for event_type, obj in self._watch(kind, namespace, names, version, seconds):
+                    if time.monotonic() > deadline:
+                        break  # too late: what happens now is past the timeout
+                    version = obj["metadata"].get("resourceVersion") or version
+                    name = obj["metadata"].get("name")
+                    if event_type == "DELETED":
+                        present.pop(name, None)
+                    elif event_type in ("ADDED", "MODIFIED") and name in names:
+                        present[name] = obj
+                    if why_waiting(present) is None:
+                        break
+            except ClusterError as err:
+                if err.status != GONE:
+                    raise
+                log.info("%s: watch of %s expired (%s); listing again", self.context, kind, err)
+                present, version = self._list_named(kind, namespace, names)
+        return None
+
+    def _list_named(
+        self, kind: Kind, namespace: str | None, names: set[str]
+    ) -> tuple[dict[str, Manifest], str]:
+        """The named objects present, by name, and the collection's resourceVersion."""
+        answer = self._retrying(
+            lambda: self._request("GET", kind.collection_path(namespace), query=_name_query(names))
+        )
+        present = {
+            obj["metadata"]["name"]: obj
+            for obj in answer.get("items") or []
+            if obj["metadata"]["name"] in names
+        }
+        for obj in present.values():
+            obj.setdefault("apiVersion", kind.api_version)
+            obj.setdefault("kind", kind.value)
+        return present, str((answer.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch(
+        self, kind: Kind, namespace: str | None, names: set[str], version: str, seconds: int
+    ) -> Iterator[tuple[str, Manifest]]:
+        """Events (type, object) of one watch of `seconds` from `version`, with bookmarks;
+        a 410 Gone (the version left the server's history) is raised as a ClusterError."""
+        query = [
+            *_name_query(names),
+            ("resourceVersion", version),
+            ("timeoutSeconds", str(seconds)),
+            ("allowWatchBookmarks", "true"),
+        ]
+        path = kind.collection_path(namespace)
+        try:
+            # timeout_seconds also tells `Watch` not to retry by itself, so a 410 is raised.
+            events = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                self._open_watch, path, query, timeout_seconds=seconds
+            )
+            for event in events:
+                yield event["type"], event["raw_object"]
+        except Exception as exc:
+            raise classify(exc, during=f"[{self.context}] watch {path}") from exc
+
+    def _poll_until_gone(
+        self, refs: Sequence[ObjectRef], deadline: float, poll: float, on_wait: OnWait | None
+    ) -> None:
+        pending = list(refs)
+        timeout = max(0.0, deadline - time.monotonic())
         interval = min(_FIRST_POLL, poll)
         while True:
             present: dict[ObjectRef, Manifest | None] = {}
@@ -260,24 +459,16 @@ class Cluster:
             return f"cannot read it: {err}"
         return "it does not exist" if obj is None else deployment_not_ready(obj)
 
-    def wait_until_ready(
+    def _poll_until_ready(
         self,
-        namespace: str,
-        name: str,
-        *,
+        ref: ObjectRef,
+        deadline: float,
         timeout: float,
-        poll: float = 0.5,
-        on_wait: OnWait | None = None,
+        poll: float,
+        on_wait: OnWait | None,
     ) -> None:
-        """Poll a Deployment until its current generation is rolled out and available,
-        as `kubectl rollout status` judges it: observedGeneration >= generation, every
-        replica updated and no old one left, available replicas >= spec.replicas, and the
-        Available condition True. Raises `NotReadyError` with what is missing.
-        """
-        ref = ObjectRef(Kind.DEPLOYMENT, namespace, name)
-        deadline = time.monotonic() + timeout
         while True:
-            why = self.readiness(namespace, name)
+            why = self.readiness(ref.namespace or "", ref.name)
             if why is None:
                 return
             if time.monotonic() >= deadline:
@@ -334,6 +525,26 @@ class Cluster:
         live = self._get(ref)
         if live is None:
             return False
+        return self._delete_live(gateway_id, ref, live)
+
+    def _delete_live_objects(
+        self, gateway_id: str, live: Mapping[ObjectRef, Manifest]
+    ) -> list[ObjectRef]:
+        """Delete objects just read (by a list or a get) without reading each again; one
+        whose delete fails (e.g. replaced since: its uid no longer matches) is read again
+        and deleted the usual way, with retries."""
+        deleted = []
+        for ref, obj in live.items():
+            try:
+                gone = self._delete_live(gateway_id, ref, obj)
+            except TransientClusterError:
+                gone = self.delete_owned(gateway_id, ref)
+            if gone:
+                deleted.append(ref)
+        return deleted
+
+    def _delete_live(self, gateway_id: str, ref: ObjectRef, live: Manifest) -> bool:
+        """Delete the object `live` shows, if it is this gateway's; False when gone."""
         self._check_owned(gateway_id, ref, live)
         options = {
             "apiVersion": "v1",
@@ -404,7 +615,7 @@ class Cluster:
         if not is_owned(gateway_id, live):
             raise NotOwnedError.for_object(ref, gateway_id, labels_of(live))
 
-    def _with_blockers(self, present: dict[ObjectRef, Manifest | None], description: str) -> str:
+    def _with_blockers(self, present: Mapping[ObjectRef, Manifest | None], description: str) -> str:
         """Add what still sits in each remaining namespace, the usual reason it stays."""
         for ref in present:
             if ref.kind is not Kind.NAMESPACE:
@@ -442,6 +653,27 @@ class Cluster:
                 )
                 attempt += 1
                 time.sleep(delay)
+
+    def _open_watch(
+        self, path: str, query: list[tuple[str, str]], *, timeout_seconds: int, **_: Any
+    ) -> Any:
+        """One watch request, its urllib3 response left unread for `watch.Watch` to stream
+        (which adds `watch` and `_preload_content` arguments: `query` has them already).
+        Returns Any, so that `Watch` hands out the objects as plain dicts."""
+        request = self._api.param_serialize(
+            "GET",
+            quote(path),
+            query_params=[("watch", "true"), *query],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        timeout = (self._request_timeout, timeout_seconds + self._request_timeout)
+        response: RESTResponse = self._api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiException(http_resp=response)
+        raw: urllib3.BaseHTTPResponse = response.response
+        return raw
 
     def _request(
         self,
@@ -520,6 +752,23 @@ def deployment_not_ready(obj: Manifest) -> str | None:
             detail = condition.get("message") or condition.get("reason") or ""
             return f"Available is {condition.get('status')}: {detail}".rstrip(": ")
     return "no Available condition yet"
+
+
+def _waiting_for_deletion(kind: Kind) -> WhyWaiting:
+    def why(present: dict[str, Manifest]) -> str | None:
+        if not present:
+            return None
+        described = (_describe_presence(ObjectRef.of(obj), obj) for obj in present.values())
+        return f"waiting for deletion of {'; '.join(described)}"
+
+    return why
+
+
+def _name_query(names: set[str]) -> list[tuple[str, str]]:
+    """Select one object by name on the server; several are picked out of the list."""
+    if len(names) == 1:
+        return [("fieldSelector", f"metadata.name={next(iter(names))}")]
+    return []
 
 
 def _describe_presence(ref: ObjectRef, obj: Manifest | None) -> str:

@@ -69,3 +69,13 @@ def reason(failure: BaseException) -> str:
     while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
         cause = cause.cause
     return str(cause) if cause is not None else str(failure)
+
+
+class Unreachable(TransientError):
+    """A server a command needs did not answer: says which, where, and what to run."""
+
+    def __init__(self, part: str, address: str, remedy: str) -> None:
+        super().__init__(f"cannot reach {part} at {address}: {remedy}")
+        self.part = part
+        self.address = address
+        self.remedy = remedy

@@ -1,11 +1,12 @@
 """The MongoDB side of the dispatcher: changes of intent on ApiGateway, as a resumable feed.
 
 The feed watches inserts, replacements and updates that touch `state` or `region` (from
-the API, the CLI or an operator's raw `updateOne`). After each event is handled its resume token is
-saved in `DispatcherState`, so a restarted dispatcher continues where the last one
-stopped. A token that is no longer valid (e.g. older than the oplog) is dropped and the
-feed starts from now; so is a stream the server invalidated (the collection was dropped
-or renamed). The periodic sweep covers the gap. Deletions need no event.
+the API, the CLI or an operator's raw `updateOne`), and asks the server only for what an
+event needs (not the whole document with its progress). After each event is handled its
+resume token is saved in `DispatcherState`, so a restarted dispatcher continues where the
+last one stopped. A token that is no longer valid (e.g. older than the oplog) is dropped
+and the feed starts from now; so is a stream the server invalidated (the collection was
+dropped or renamed). The periodic sweep covers the gap. Deletions need no event.
 """
 
 import logging
@@ -52,7 +53,14 @@ PIPELINE: list[RawDoc] = [
                 },
             ]
         }
-    }
+    },
+    # `_id` (the resume token) stays: a change stream cannot resume without it.
+    {
+        "$project": {
+            f"fullDocument.{field}": 1
+            for field in ("_id", "gatewayId", "state", "phase", "region", "resourceRegion")
+        }
+    },
 ]
 
 Token = Mapping[str, Any]

@@ -2,7 +2,7 @@
 
 from pydantic import ValidationError
 
-from gatewayflow.domain.errors import GatewayflowError, PermanentError
+from gatewayflow.domain.errors import GatewayflowError, PermanentError, TransientError
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 
 
@@ -84,3 +84,7 @@ class MalformedDocument(StoreError, PermanentError):
 
 class ChangeStreamsUnavailable(StoreError, PermanentError):
     """The MongoDB server cannot open change streams (e.g. a standalone mongod)."""
+
+
+class StoreUnreachable(StoreError, TransientError):
+    """The MongoDB server did not answer."""

@@ -29,7 +29,7 @@ from gatewayflow_dev.kube_emulator import errors, kinds, openapi, protobuf
 from gatewayflow_dev.kube_emulator.errors import ApiError
 from gatewayflow_dev.kube_emulator.faults import FaultInjector
 from gatewayflow_dev.kube_emulator.kinds import Kind
-from gatewayflow_dev.kube_emulator.oplog import OpLog
+from gatewayflow_dev.kube_emulator.oplog import OpLog, RequestCounts
 from gatewayflow_dev.kube_emulator.selectors import field_selector, label_selector
 from gatewayflow_dev.kube_emulator.store import Cluster, Timing
 from gatewayflow_dev.kube_emulator.tables import table
@@ -57,6 +57,7 @@ class EmulatorServer(ThreadingHTTPServer):
         # Bearer tokens accepted by the cluster API; empty: no authentication (the default).
         self.tokens: frozenset[str] = frozenset()
         self.oplog = OpLog()
+        self.requests = RequestCounts()
         self.clusters = {
             region: Cluster(region, home / "kube" / f"{region}.json", timing, self.oplog)
             for region in regions
@@ -154,6 +155,7 @@ class Handler(BaseHTTPRequestHandler):
             raise _not_allowed(method)
         if collection and namespace is None and kind.namespaced and verb == "create":
             raise _not_allowed(method)
+        self.server.requests.count(cluster.region, verb, kind.kind)
         rule = self.server.faults.draw(cluster.region, verb, kind)
         if rule is not None:
             time.sleep(rule.latency)
@@ -238,6 +240,11 @@ class Handler(BaseHTTPRequestHandler):
         elif route == ("DELETE", "oplog"):
             self.server.oplog.clear(region)
             self._send_json(200, {"items": self.server.oplog.entries(region)})
+        elif route == ("GET", "requests"):
+            self._send_json(200, {"items": self.server.requests.entries(region)})
+        elif route == ("DELETE", "requests"):
+            self.server.requests.clear(region)
+            self._send_json(200, {"items": self.server.requests.entries(region)})
         else:
             raise _no_route()
 
@@ -339,13 +346,15 @@ class Handler(BaseHTTPRequestHandler):
             self.query.get("resourceVersion"),
             time.time() + timeout,
             self._client_gone,
+            bookmarks=self.query.get("allowWatchBookmarks") in ("true", "1"),
+            send_initial_events=self.query.get("sendInitialEvents") == "true",
         )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for event_type, obj in events:
-            if self._wants_table() and event_type != "ERROR":
+            if self._wants_table() and event_type not in ("ERROR", "BOOKMARK"):
                 obj = table(kind, [obj], obj["metadata"]["resourceVersion"])
             line = json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
