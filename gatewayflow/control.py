@@ -35,7 +35,7 @@ from gatewayflow.domain.errors import GatewayflowError, Unreachable
 from gatewayflow.domain.messages import GatewayInput, RequestAccepted
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayState
-from gatewayflow.domain.transitions import Request, RequestRefused, target_phase
+from gatewayflow.domain.transitions import Request, RequestRefused, check_request, target_phase
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import ping
 from gatewayflow.store.errors import StoreError, StoreUnreachable
@@ -50,6 +50,8 @@ if TYPE_CHECKING:  # imported where used: a command that fails early loads neith
 
 REACH_TIMEOUT = 2.0
 """Seconds a command waits for a server before saying it cannot reach it."""
+ANSWER_TIMEOUT = 60.0
+"""Seconds a request waits for the gateway's workflow to answer (a worker must run)."""
 
 # What our own senders (the dispatcher, `request`) signal once the intent is in MongoDB:
 # nothing new, so never a request the workflow would write again; a `delete`, which
@@ -276,9 +278,21 @@ async def request_gateway(settings: Settings, gateway_id: str, what: Request) ->
     with _expected():
         validate_gateway_id(gateway_id)
         gateways = _gateways(settings, indexes=True)
-        gateways.require(gateway_id)  # an unknown gateway starts no workflow
+        # Refused at once, without a round trip, when the document already refuses it; an
+        # unknown gateway starts no workflow. The workflow checks again before writing.
+        current = gateways.require(gateway_id)
+        check_request(what, current.state, current.phase)
         client = await _temporal(settings)
-        _accepted, run_id = await ask_gateway(client, settings, gateway_id, what)
+        try:
+            _accepted, run_id = await asyncio.wait_for(
+                ask_gateway(client, settings, gateway_id, what), timeout=ANSWER_TIMEOUT
+            )
+        except TimeoutError as exc:
+            raise GatewayflowError(
+                f"gateway/{gateway_id} did not answer the {what.value} request in "
+                f"{ANSWER_TIMEOUT:.0f}s: is a worker running on task queue "
+                f"{settings.task_queue}? See `gatewayflow status {gateway_id}`."
+            ) from exc
         gateway = gateways.require(gateway_id)
     want = GatewayState.RUNNING if what is Request.RESTART else gateway.state
     return _tracked(settings, gateways, gateway, want, run_id)
