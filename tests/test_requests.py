@@ -99,9 +99,12 @@ async def last_error(h: Harness, gid: str, contains: str, timeout: float = 30.0)
 async def current_details(handle: WorkflowHandle[Any, Any], contains: str) -> str:
     async with asyncio.timeout(30):
         while True:
-            meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
-            if contains in meta.current_details:
-                return meta.current_details
+            meta: WorkflowMetadata = await handle.query(
+                "__temporal_workflow_metadata", result_type=WorkflowMetadata
+            )
+            details = str(meta.current_details)
+            if contains in details:
+                return details
             await asyncio.sleep(0.1)
 
 
