@@ -28,7 +28,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.messages import GatewayInput
+from gatewayflow.domain.messages import GatewayInput, RequestAccepted
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
@@ -282,8 +282,27 @@ async def failure_backoff(h: Harness) -> Recorded:
     return {"failure-backoff--GatewayWorkflow.json": await closed(h, handle.id)}
 
 
+async def requests(h: Harness) -> Recorded:
+    """Temporal-native requests (patch marker `signal-requests`): a `stop` signal, a
+    `start` update, a `restart` signal, a `delete` update, and a `start` signal refused
+    during the deletion; the workflow writes each intent itself."""
+    gid = await created(h, "rec-requests")
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    await handle.signal("stop")
+    await h.wait_for(gid, GatewayState.STOPPED)
+    await handle.execute_update("start", result_type=RequestAccepted)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    await handle.signal("restart")
+    await h.wait_phase(gid, GatewayPhase.STARTING)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    await handle.execute_update("delete", result_type=RequestAccepted)
+    await handle.signal("start")  # refused: the gateway is being deleted
+    await h.wait_for(gid, GatewayState.DELETED)
+    return {"requests--GatewayWorkflow.json": await closed(h, handle.id)}
+
+
 # Scenarios that can be recorded alone (`--only NAME`), leaving every other file as it is.
-ALONE = {"failure-backoff": failure_backoff}
+ALONE = {"failure-backoff": failure_backoff, "requests": requests}
 
 
 async def record_only(settings: Settings, name: str) -> Recorded:
@@ -307,7 +326,9 @@ async def record_all(settings: Settings) -> Recorded:
             continue_as_new(h),
             created(h, "rec-faults"),
         )
+        asked = asyncio.create_task(requests(h))
         recorded = first | stopped | restarted | deleted | continued | await backing_off
+        recorded |= await asked
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
         recorded |= await delete_during_start(h, admin)
