@@ -376,6 +376,7 @@ def drive(cluster: Cluster, gid: str) -> None:
         cluster.owned_refs(gid, kind, ns)
     with contextlib.suppress(NotReadyError):
         cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
+    cluster.readiness(ns, naming.deployment(gid))
     assert cluster.foreign_objects(gid, ns) == []
     # Each wait starts while its deletion still runs (the emulator's delete delay), so it
     # watches every kind; the RoleBinding goes last: it grants the rest.
