@@ -34,7 +34,7 @@ from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
 from tests.conftest import SESSION_TIMING
 from tests.torture import checks
-from tests.torture.model import ForeignObject, Junk, KubeRef, Model
+from tests.torture.model import INVALID_ID_KINDS, ForeignObject, Junk, KubeRef, Model
 from tests.torture.watch import TAG, Watch
 from tests.torture.world import World
 from tests.worker_process import WorkerProcess
@@ -46,6 +46,8 @@ IDLE_CPU_LIMIT = 0.25
 SWEEP_SLACK_SECONDS = 4.0
 """A raw intent is acted on within the sweep interval plus this (a workflow task)."""
 TEMPORAL_ID_LIMIT = 1000
+MAX_LIVE = 10
+"""Gateways alive at once in an episode: what 2 shared cores converge within the bound."""
 
 STATES = [s.value for s in GatewayState]
 FAULTS: dict[str, dict[str, Any]] = {
@@ -147,6 +149,11 @@ class TortureMachine(RuleBasedStateMachine):
         self.model.add(other)
         return multiple(gid, other)
 
+    def _room(self) -> bool:
+        alive = [gw for gw in self.model.live() if gw.intent is not GatewayState.DELETED]
+        return len(alive) < MAX_LIVE
+
+    @precondition(_room)
     @rule(
         target=gateways,
         wait=st.booleans(),
@@ -184,6 +191,7 @@ class TortureMachine(RuleBasedStateMachine):
             assert code == 1, f"`gatewayflow {' '.join(args)}` exit {code}:\n{out}"
 
     # -- intents: raw MongoDB writes, as an operator's shell does them -----------------------
+    @precondition(_room)
     @rule(target=gateways, count=st.integers(1, 3), region=st.sampled_from(["local", "eu"]))
     def insert_raw(self, count: int, region: str) -> Any:
         self._count("insert_raw")
@@ -237,11 +245,20 @@ class TortureMachine(RuleBasedStateMachine):
         self._count("region_change_raw")
         model = self.model.gateways[gw]
         other = "eu" if model.region == "local" else "local"
-        self._col().update_one({"gatewayId": gw}, {"$set": {"region": other, TAG: self._tag()}})
+        before = self._col().find_one_and_update(
+            {"gatewayId": gw}, {"$set": {"region": other, TAG: self._tag()}}
+        )
+        if before is not None and before.get("resourceRegion") is None:
+            # A raw insert is placed when the system first acts on it: either region may win.
+            model.regions.add(other)
+
+    def _placed(self, gw: str) -> str:
+        doc = self._col().find_one({"gatewayId": gw}) or {}
+        return str(doc.get("resourceRegion") or self.model.gateways[gw].region)
 
     # -- junk ------------------------------------------------------------------------------
     @rule(
-        what=st.sampled_from(["bad-chars", "neighbour", "too-long", "uppercase"]),
+        what=st.sampled_from(INVALID_ID_KINDS),
         state=st.sampled_from(["Running", "Deleted"]),
         gw=gateways,
     )
@@ -321,14 +338,12 @@ class TortureMachine(RuleBasedStateMachine):
     def foreign_object(self, gw: str) -> None:
         """A ConfigMap without the gateway's label in its namespace: never ours to delete."""
         self._count("foreign_object")
-        model = self.model.gateways[gw]
+        model, region = self.model.gateways[gw], self._placed(gw)
         ns, name = naming.namespace(gw), f"foreign-{self.serial}-{len(model.foreign)}"
         body = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name), data={"owner": "someone"})
-        created = self._kube_retry(
-            model.region, lambda core: core.create_namespaced_config_map(ns, body)
-        )
+        created = self._kube_retry(region, lambda core: core.create_namespaced_config_map(ns, body))
         if created is not None:
-            ref = KubeRef(model.region, "ConfigMap", ns, name)
+            ref = KubeRef(region, "ConfigMap", ns, name)
             meta = created.metadata
             model.foreign.append(ForeignObject(ref, meta.uid, meta.resource_version))
 
@@ -336,14 +351,14 @@ class TortureMachine(RuleBasedStateMachine):
     def finalizer(self, gw: str) -> None:
         """A finalizer on the gateway's ConfigMap: its deletion waits until it is removed."""
         self._count("finalizer")
-        model = self.model.gateways[gw]
+        model, region = self.model.gateways[gw], self._placed(gw)
         ns, name = naming.namespace(gw), naming.config_map(gw)
         patch = {"metadata": {"finalizers": ["torture.example.com/hold"]}}
         done = self._kube_retry(
-            model.region, lambda core: core.patch_namespaced_config_map(name, ns, patch)
+            region, lambda core: core.patch_namespaced_config_map(name, ns, patch)
         )
         if done is not None:
-            model.finalized.append(KubeRef(model.region, "ConfigMap", ns, name))
+            model.finalized.append(KubeRef(region, "ConfigMap", ns, name))
 
     def _kube_retry(self, region: str, call: Any, attempts: int = 5) -> Any:
         """The call through the official client; None when the object or namespace is not
@@ -407,10 +422,12 @@ class TortureMachine(RuleBasedStateMachine):
             self._spawn_worker()
 
     # -- quiescence and the invariants ---------------------------------------------------------
-    @rule()
-    def quiesce(self) -> None:
+    @rule(probe=st.booleans())
+    def quiesce(self, probe: bool) -> None:
+        """Mid-episode: faults cleared, processes up, the invariants checked; with `probe`,
+        the liveness checks too."""
         self._count("quiesce")
-        self._quiesce(probe=True)
+        self._quiesce(probe=probe)
 
     def teardown(self) -> None:
         try:
@@ -486,17 +503,12 @@ class TortureMachine(RuleBasedStateMachine):
         if touched:
             violations["foreign_untouched"] = touched
         live = self.model.live()
-        elsewhere = checks.in_other_regions(world.settings, live)
+        elsewhere = checks.in_other_regions(world.settings, live, docs)
         if elsewhere:
             violations.setdefault("converges", []).extend(elsewhere)
         for junk in self.model.junk:
             if self.model.stream_was_off or not self.stream_on:
-                junk.refusal_expected = junk.refusal_expected and junk.what in (
-                    "bad-chars",
-                    "neighbour",
-                    "too-long",
-                    "uppercase",
-                )
+                junk.refusal_expected = junk.refusal_expected and junk.what in INVALID_ID_KINDS
         junk_problems = checks.junk_problems(world.mongo, self.settings, self.model.junk, oplog)
         if junk_problems:
             violations["junk_refused"] = junk_problems

@@ -21,6 +21,8 @@ CONVERGED: dict[GatewayState, tuple[GatewayState, GatewayPhase]] = {
 # A start whose pods never get ready goes back to Stopped, the reason recorded.
 TIMED_OUT = (_S.STOPPED, GatewayPhase.STOPPED)
 TIMED_OUT_MARK = "timed out"
+# Junk whose gatewayId is not a DNS-1123 label: refused by the feed and the sweep alike.
+INVALID_ID_KINDS = ("bad-chars", "neighbour", "too-long", "uppercase")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Gateway:
     gateway_id: str
     intent: GatewayState
     region: str = "local"
+    regions: set[str] = field(default_factory=set)
+    """Where it may live: its region, and one it was moved to before the system placed it."""
     may_time_out: bool = False
     """A start under pods that never get ready may end Stopped (with the reason)."""
     foreign: list[ForeignObject] = field(default_factory=list)
@@ -90,6 +94,8 @@ class Model:
         return [gw for gw in self.gateways.values() if not gw.done]
 
     def add(self, gateway_id: str, region: str = "local") -> Gateway:
-        gw = Gateway(gateway_id, _S.RUNNING, region=region, may_time_out=self.never_ready)
+        gw = Gateway(
+            gateway_id, _S.RUNNING, region, regions={region}, may_time_out=self.never_ready
+        )
         self.gateways[gateway_id] = gw
         return gw
