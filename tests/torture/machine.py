@@ -36,7 +36,7 @@ from tests.conftest import SESSION_TIMING
 from tests.torture import checks
 from tests.torture.model import INVALID_ID_KINDS, ForeignObject, Junk, KubeRef, Model
 from tests.torture.watch import TAG, Watch
-from tests.torture.world import World
+from tests.torture.world import PROCESS_KINDS, World
 from tests.worker_process import WorkerProcess
 
 CONVERGE_SECONDS = 150.0
@@ -46,7 +46,7 @@ IDLE_CPU_LIMIT = 0.25
 SWEEP_SLACK_SECONDS = 4.0
 """A raw intent is acted on within the sweep interval plus this (a workflow task)."""
 TEMPORAL_ID_LIMIT = 1000
-MAX_LIVE = 10
+MAX_LIVE = 12
 """Gateways alive at once in an episode: what 2 shared cores converge within the bound."""
 
 STATES = [s.value for s in GatewayState]
@@ -87,6 +87,7 @@ class TortureMachine(RuleBasedStateMachine):
         self.fault_rules: list[tuple[str, dict[str, Any]]] = []
         self.operator_removed: set[tuple[str, str, str]] = set()
         self.checked_deletions: set[str] = set()
+        self.final_kills: list[str] = []
         world.ensure_up()
         world.clear_faults()
         world.set_timing(**SESSION_TIMING)
@@ -136,18 +137,24 @@ class TortureMachine(RuleBasedStateMachine):
         }
 
     # -- intents: the command line -----------------------------------------------------------
-    @initialize(target=gateways)
-    def first_gateways(self) -> Any:
-        """Every episode starts with two gateways: one from the CLI, one from a raw insert."""
+    @initialize(target=gateways, raw=st.integers(4, 8))
+    def first_gateways(self, raw: int) -> Any:
+        """Every episode starts with gateways: one from the CLI, the others inserted raw."""
         self._count("first_gateways")
         gid = self._new_id()
         code, out = self.world.cli(self.settings, "create", gid, timeout=90)
         assert code == 0, f"`gatewayflow create {gid}` exit {code}:\n{out}"
         self.model.add(gid)
-        other = self._new_id()
-        self._col().insert_one(self._raw_doc(other, "local"))
-        self.model.add(other)
-        return multiple(gid, other)
+        others = [self._new_id() for _ in range(raw)]
+        self._col().insert_many([self._raw_doc(other, "local") for other in others])
+        for other in others:
+            self.model.add(other)
+        return multiple(gid, *others)
+
+    @initialize(kinds=st.lists(st.sampled_from(PROCESS_KINDS), min_size=1, max_size=2))
+    def crash_at_the_end(self, kinds: list[str]) -> None:
+        """Processes SIGKILLed (and started again) while the episode's last deletions run."""
+        self.final_kills = kinds
 
     def _room(self) -> bool:
         alive = [gw for gw in self.model.live() if gw.intent is not GatewayState.DELETED]
@@ -192,7 +199,7 @@ class TortureMachine(RuleBasedStateMachine):
 
     # -- intents: raw MongoDB writes, as an operator's shell does them -----------------------
     @precondition(_room)
-    @rule(target=gateways, count=st.integers(1, 3), region=st.sampled_from(["local", "eu"]))
+    @rule(target=gateways, count=st.integers(1, 4), region=st.sampled_from(["local", "eu"]))
     def insert_raw(self, count: int, region: str) -> Any:
         self._count("insert_raw")
         ids = [self._new_id() for _ in range(count)]
@@ -376,31 +383,38 @@ class TortureMachine(RuleBasedStateMachine):
         return None
 
     # -- process faults ----------------------------------------------------------------------
-    @rule(downtime=st.sampled_from([0.0, 0.5, 2.0]))
-    def kill_worker(self, downtime: float) -> None:
-        self._count("kill_worker")
+    def _kill(self, kind: str, downtime: float) -> None:
+        self.world.say(f"episode {self.episode}: SIGKILL {kind}")
+        if kind != "worker":
+            self.world.kill(kind, downtime)
+            if kind == "kube" and self.fault_rules:
+                self.world.set_faults(self.fault_rules)
+            return
         if self.workers:
             self.workers.pop(0).kill()
             self.world.counts.kills["worker"] += 1
         time.sleep(downtime)
         self._spawn_worker()
 
+    @rule(downtime=st.sampled_from([0.0, 0.5, 2.0]))
+    def kill_worker(self, downtime: float) -> None:
+        self._count("kill_worker")
+        self._kill("worker", downtime)
+
     @rule(downtime=st.sampled_from([0.0, 1.0, 3.0]))
     def kill_temporal(self, downtime: float) -> None:
         self._count("kill_temporal")
-        self.world.kill("temporal", downtime)
+        self._kill("temporal", downtime)
 
     @rule(downtime=st.sampled_from([0.0, 1.0, 3.0]))
     def kill_mongo(self, downtime: float) -> None:
         self._count("kill_mongo")
-        self.world.kill("mongo", downtime)
+        self._kill("mongo", downtime)
 
     @rule(downtime=st.sampled_from([0.0, 1.0, 3.0]))
     def kill_kube(self, downtime: float) -> None:
         self._count("kill_kube")
-        self.world.kill("kube", downtime)
-        if self.fault_rules:
-            self.world.set_faults(self.fault_rules)
+        self._kill("kube", downtime)
 
     @precondition(lambda self: len(self.workers) < 2)
     @rule()
@@ -444,6 +458,9 @@ class TortureMachine(RuleBasedStateMachine):
                 )
                 for gid in live:
                     self._accept(gid, GatewayState.DELETED)
+                for kind in self.final_kills:
+                    time.sleep(1.0)
+                    self._kill(kind, 0.5)
                 self._quiesce(probe=False)
             elif failure is not None:
                 raise failure
