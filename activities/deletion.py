@@ -92,6 +92,9 @@ class DeletionActivities:
     @translated
     @recorded_before
     def finalize_deletion(self, step: StepInput) -> StepResult:
-        """Phase Deleted is recorded first: then the ApiGateway document goes."""
-        self.deps.gateways.delete(step.gateway_id)
+        """Phase Deleted is recorded first: then the ApiGateway document goes, only while
+        it is still the one being deleted (state and phase Deleted). A gateway created
+        again, or a document replaced, meanwhile stays: its workflow acts on it next."""
+        if not self.deps.gateways.remove_deleted(step.gateway_id):
+            return StepResult(step=step.step)
         return StepResult(step=step.step, removed=[f"ApiGateway {step.gateway_id}"])

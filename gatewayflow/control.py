@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # imported where used: a command that fails early loads neith
     from gatewayflow.replay import ReplayResult
 
 TERMINAL_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)
+_REQUEST_ATTEMPTS = 5
 REACH_TIMEOUT = 2.0
 """Seconds a command waits for a server before saying it cannot reach it."""
 
@@ -118,19 +119,32 @@ async def _request(
     gateway_id: str,
     what: Request,
 ) -> tuple[ApiGateway, str]:
-    """Check, write, then signal; returns the gateway and the run id of its workflow."""
+    """Check, write, then signal; returns the gateway and the run id of its workflow.
+
+    The write is a compare-and-set on the state the request was checked against: when
+    someone else changed the state in between (a delete, say), the request is checked
+    again against the new state, so it never undoes an intent it did not see.
+    """
     validate_gateway_id(gateway_id)
-    current = await asyncio.to_thread(gateways.require, gateway_id)
-    state = check_request(what, current.state, current.phase)
     refuse = () if what is Request.DELETE else TERMINAL_PHASES
-    try:
-        updated = await asyncio.to_thread(
-            gateways.set_state, gateway_id, state, refuse_if_phase_in=refuse
-        )
-    except StateChangeRefused as exc:
-        raise RequestRefused(str(exc)) from exc
-    run_id = await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
-    return updated, run_id
+    for _attempt in range(_REQUEST_ATTEMPTS):
+        current = await asyncio.to_thread(gateways.require, gateway_id)
+        state = check_request(what, current.state, current.phase)
+        try:
+            updated = await asyncio.to_thread(
+                gateways.set_state,
+                gateway_id,
+                state,
+                expected=current.state,
+                refuse_if_phase_in=refuse,
+            )
+        except StateChangeRefused as exc:
+            if exc.current_state == current.state.value:
+                raise RequestRefused(str(exc)) from exc  # the phase refused it
+            continue  # the state changed under us: check the request again
+        run_id = await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
+        return updated, run_id
+    raise RequestRefused(f"cannot {what.value} {gateway_id}: its state keeps changing; try again")
 
 
 def converged(gateway: ApiGateway | None, want: GatewayState) -> bool:

@@ -71,12 +71,19 @@ DELETIONS_FAILED = Counter(
     "Steps of a deletion that failed for good (non-retryable or out of attempts).",
     registry=None,
 )
+DISPATCH_FAILURES = Counter(
+    "gatewayflow_dispatch_failures",
+    "Gateways the dispatcher could not signal (skipped; the next sweep tries again).",
+    ["source"],
+    registry=None,
+)
 OWN_METRICS: tuple[Collector, ...] = (
     STEP_DURATION,
     STEP_RETRIES,
     DELETIONS_STARTED,
     DELETIONS_COMPLETED,
     DELETIONS_FAILED,
+    DISPATCH_FAILURES,
 )
 
 _DELETION_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)

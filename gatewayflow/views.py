@@ -1,5 +1,6 @@
 """How the CLI shows gateways: rich renderables built from documents, never from secrets."""
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
@@ -48,7 +49,14 @@ def progress_line(gw: ApiGateway | None, gateway_id: str) -> Text:
         text.append(f"  (waiting on {p.waiting_on})", style="dim")
     if p.last_error:
         text.append(f"\n    last error: {p.last_error}", style="red")
+    if p.next_attempt_at:
+        text.append(f"\n    {next_attempt(p.next_attempt_at)}", style="dim")
     return text
+
+
+def next_attempt(when: datetime) -> str:
+    """After a failure: when the workflow tries again, and how to make it try now."""
+    return f"next attempt at {when:%Y-%m-%d %H:%M:%S} UTC, or at once on a new request"
 
 
 def links_table(workflow_links: dict[str, str]) -> Table:
@@ -98,6 +106,8 @@ def status_detail(gw: ApiGateway, workflow_links: dict[str, str]) -> RenderableT
     table.add_row("completed", ", ".join(p.completed) or "-")
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
+    if p.next_attempt_at:
+        table.add_row("retry", next_attempt(p.next_attempt_at))
     region = gw.placed_region
     if gw.region != region:
         region += f" (change to {gw.region} refused: fixed at creation)"

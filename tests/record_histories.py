@@ -38,6 +38,7 @@ from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id
 from workflows import search
 from workflows.gateway import GatewayWorkflow
+from workflows.operations import APPLY_INSTANCE
 
 HISTORIES = Path(__file__).parent / "histories"
 # A history in the legacy tctl style, made from the deletion history (see to_tctl_style).
@@ -231,6 +232,28 @@ async def preempted_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
     }
 
 
+async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
+    """A delete while the start applies its Deployment (slowed to 3 s): a short step that
+    a cancellation cannot interrupt. The start stops once it returns, and deletes."""
+    gid = unique_id("rec-del-start")
+    slow_apply = [{"verb": "create", "kind": "Deployment", "latency": 3.0}]
+    with admin.timing(readyDelay=-1), admin.faults_injected(slow_apply):
+        await h.create(gid, functions=0, triggers=0)
+
+        async def applying() -> bool:
+            gw = await asyncio.to_thread(h.gateways.require, gid)
+            return gw.phase is GatewayPhase.STARTING and gw.progress.step == APPLY_INSTANCE.name
+
+        await _poll(f"{gid} did not apply its Deployment", applying)
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+    return {
+        "delete-during-start--GatewayWorkflow.json": await closed(
+            h, naming.gateway_workflow_id(gid)
+        ),
+    }
+
+
 async def failure_backoff(h: Harness) -> Recorded:
     """A deletion that fails (a ConfigMap in the namespace is not the gateway's): the
     entity backs off (patch marker `failure-backoff`, then a timer) until the delete is
@@ -249,7 +272,8 @@ async def failure_backoff(h: Harness) -> Recorded:
 
         async def backing_off() -> bool:
             progress = await handle.query(GatewayWorkflow.progress)
-            return progress is not None and "retrying in" in (progress.detail or "")
+            detail = progress.detail if progress is not None else ""
+            return "retrying in" in detail or "next attempt" in detail
 
         await _poll(f"gateway/{gid} did not back off", backing_off)
         core.delete_namespaced_config_map("not-the-gateways", ns)
@@ -286,6 +310,7 @@ async def record_all(settings: Settings) -> Recorded:
         recorded = first | stopped | restarted | deleted | continued | await backing_off
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
+        recorded |= await delete_during_start(h, admin)
     return recorded
 
 

@@ -342,14 +342,19 @@ async def test_delete_preempts_a_start_and_a_create(stack: Settings) -> None:
                 h.wait_for(creating, GatewayState.DELETED),
             )
         assert gw.phase is GatewayPhase.CREATING
-        # The wait for readiness was cancelled, not left to run into its timeout.
+        # The wait for readiness was ended by the delete (a cancelled pause or look, or the
+        # delete noticed after a look), not left to run into its timeout, which writes
+        # Stopped through `set_state`.
         history = await h.client.get_workflow_handle(
             naming.gateway_workflow_id(starting)
         ).fetch_history()
-        assert any(
-            event.HasField("activity_task_cancel_requested_event_attributes")
+        scheduled = [
+            event.activity_task_scheduled_event_attributes.activity_type.name
             for event in history.events
-        )
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+        assert "check_instance_ready" in scheduled
+        assert "set_state" not in scheduled
         for gid in (starting, creating):
             await assert_nothing_left(h, gid)
 

@@ -360,6 +360,7 @@ def drive(cluster: Cluster, gid: str) -> None:
     namespace = manifest_of(Kind.NAMESPACE, gid)
     objects = [manifest_of(kind, gid) for kind in NAMESPACED_KINDS]
     assert NAMESPACED_KINDS[0] is Kind.ROLE_BINDING
+    cluster.ping()  # discovery only: what the CLI asks before it reports an unreachable API
     for obj in [namespace, *objects]:
         cluster.ensure(gid, obj)
         cluster.ensure(gid, obj)  # exists: 409, then read and checked

@@ -13,7 +13,12 @@ with workflow.unsafe.imports_passed_through():
         StillPresentError,
         TransientClusterError,
     )
-    from gatewayflow.domain.errors import GatewayflowError, Unreachable, permanent_type_names
+    from gatewayflow.domain.errors import (
+        DeletionFailed,
+        GatewayflowError,
+        Unreachable,
+        permanent_type_names,
+    )
     from gatewayflow.domain.naming import InvalidGatewayId
     from gatewayflow.domain.transitions import RequestRefused
     from gatewayflow.settings import SettingsError
@@ -46,6 +51,7 @@ ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
     RequestRefused,
     SettingsError,
     Unreachable,
+    DeletionFailed,
 )
 
 STEP_RETRY = RetryPolicy(

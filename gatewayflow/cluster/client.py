@@ -451,6 +451,14 @@ class Cluster:
             time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
             interval = min(interval * 2, poll)
 
+    def readiness(self, namespace: str, name: str) -> str | None:
+        """One look at a Deployment: None when it is ready, else what is missing."""
+        try:
+            obj = self._get(ObjectRef(Kind.DEPLOYMENT, namespace, name))
+        except TransientClusterError as err:
+            return f"cannot read it: {err}"
+        return "it does not exist" if obj is None else deployment_not_ready(obj)
+
     def _poll_until_ready(
         self,
         ref: ObjectRef,
@@ -460,11 +468,7 @@ class Cluster:
         on_wait: OnWait | None,
     ) -> None:
         while True:
-            try:
-                obj = self._get(ref)
-                why = "it does not exist" if obj is None else deployment_not_ready(obj)
-            except TransientClusterError as err:
-                why = f"cannot read it: {err}"
+            why = self.readiness(ref.namespace or "", ref.name)
             if why is None:
                 return
             if time.monotonic() >= deadline:

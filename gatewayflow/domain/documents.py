@@ -57,6 +57,8 @@ class Progress(BaseModel):
     total_steps: int = 0
     completed: list[str] = Field(default_factory=list)
     last_error: str | None = None
+    # After a failed operation: when the workflow tries again (unless asked sooner).
+    next_attempt_at: datetime | None = None
     waiting_on: str | None = None
     updated_at: datetime | None = None
 

@@ -27,6 +27,11 @@ class PermanentError(GatewayflowError):
     """The request itself cannot succeed: retrying would only fail the same way."""
 
 
+class DeletionFailed(PermanentError):
+    """The deletion a gateway's workflow followed (started by an earlier run) failed; the
+    workflow backs off and starts a new one."""
+
+
 def to_application_error(exc: GatewayflowError) -> ApplicationError:
     """The failure Temporal records: the class name as its type, retryable or not."""
     delay = exc.retry_after if isinstance(exc, TransientError) else None

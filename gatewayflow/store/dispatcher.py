@@ -5,7 +5,8 @@ the API, the CLI or an operator's raw `updateOne`), and asks the server only for
 event needs (not the whole document with its progress). After each event is handled its
 resume token is saved in `DispatcherState`, so a restarted dispatcher continues where the
 last one stopped. A token that is no longer valid (e.g. older than the oplog) is dropped
-and the feed starts from now; the periodic sweep covers the gap. Deletions need no event.
+and the feed starts from now; so is a stream the server invalidated (the collection was
+dropped or renamed). The periodic sweep covers the gap. Deletions need no event.
 """
 
 import logging
@@ -96,6 +97,19 @@ class ChangeFeed:
             {"_id": COLLECTION}, {"$set": {"token": token, "savedAt": utcnow()}}, upsert=True
         )
 
+    def forget_token(self) -> None:
+        self._state.delete_one({"_id": COLLECTION})
+
+    def _invalidated(self) -> None:
+        """The server closed the stream for good (the collection was dropped or renamed,
+        as a restore or a migration does): no token of it can resume, so start from now."""
+        log.warning(
+            "change feed on %s was invalidated (collection dropped or renamed); reopening "
+            "from now, the sweep covers anything missed",
+            COLLECTION,
+        )
+        self.forget_token()
+
     def check(self) -> None:
         """Raise ChangeStreamsUnavailable unless the server can open a change stream."""
         self._watch(None).close()
@@ -110,7 +124,7 @@ class ChangeFeed:
         while not stop.is_set():
             try:
                 with self._open() as stream:
-                    while not stop.is_set():
+                    while not stop.is_set() and stream.alive:
                         change = stream.try_next()
                         if change is None:
                             continue
@@ -119,6 +133,9 @@ class ChangeFeed:
                             yield event
                         if stream.resume_token is not None:
                             self.save_token(stream.resume_token)
+                if not stop.is_set():
+                    self._invalidated()
+                    stop.wait(self._retry_seconds)
             except PyMongoError as exc:
                 log.warning(
                     "change feed on %s interrupted (%s); retrying in %gs",

@@ -24,15 +24,24 @@ class GatewayExists(StoreError, PermanentError):
 
 
 class StateChangeRefused(StoreError, PermanentError):
-    """A conditional state change that the gateway's current phase does not allow."""
+    """A conditional state change that the gateway's current state or phase does not allow."""
 
-    def __init__(self, gateway_id: str, state: GatewayState, phase: GatewayPhase | str) -> None:
+    def __init__(
+        self,
+        gateway_id: str,
+        state: GatewayState,
+        phase: GatewayPhase | str,
+        current_state: GatewayState | str | None = None,
+    ) -> None:
+        now = f"state {current_state}, " if current_state is not None else ""
         super().__init__(
-            f"gateway {gateway_id!r} cannot change to state {state.value}: it is in phase {phase}"
+            f"gateway {gateway_id!r} cannot change to state {state.value}: "
+            f"it is in {now}phase {phase}"
         )
         self.gateway_id = gateway_id
         self.state = state
         self.phase = phase
+        self.current_state = current_state
 
 
 class NotOwnedDatabase(StoreError, PermanentError):

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Collection
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -23,6 +24,12 @@ from gatewayflow.store.errors import (
 from gatewayflow.store.parsing import OnMalformed, log_malformed, parse, parse_all
 
 COLLECTION = "ApiGateway"
+# The order in which the sweep looks at intents: deletes first.
+SWEEP_ORDER: tuple[GatewayState, ...] = (
+    GatewayState.DELETED,
+    *(state for state in GatewayState if state is not GatewayState.DELETED),
+)
+
 log = logging.getLogger("gatewayflow.store")
 
 
@@ -82,13 +89,18 @@ class GatewayRepository:
         gateway_id: str,
         state: GatewayState,
         *,
+        expected: GatewayState | None = None,
         refuse_if_phase_in: Collection[GatewayPhase] = (),
     ) -> ApiGateway:
-        """Write the intent atomically, unless the phase is one of `refuse_if_phase_in`.
+        """Write a request's intent atomically: only while the state is still `expected`
+        (the one the request was checked against) and the phase not in `refuse_if_phase_in`.
 
-        Returns the updated gateway; StateChangeRefused names the phase that refused it.
+        So a request never lands on a delete written after its check: Deleted is sticky.
+        Returns the updated gateway; StateChangeRefused names what refused it.
         """
         query: RawDoc = {"gatewayId": gateway_id}
+        if expected is not None:
+            query["state"] = GatewayState(expected).value
         if refuse_if_phase_in:
             # `$in` of the allowed phases rather than `$nin`: SecantusDB plans the first
             # through the (gatewayId, phase) index, a negation not at all.
@@ -102,16 +114,19 @@ class GatewayRepository:
                     "state": GatewayState(state).value,
                     "updatedAt": utcnow(),
                     "progress.lastError": None,
+                    "progress.nextAttemptAt": None,
                 }
             },
             return_document=ReturnDocument.AFTER,
         )
         if raw is not None:
             return parse(ApiGateway, raw)
-        current = self._col.find_one({"gatewayId": gateway_id}, {"phase": 1})
+        current = self._col.find_one({"gatewayId": gateway_id}, {"state": 1, "phase": 1})
         if current is None:
             raise UnknownGateway(gateway_id)
-        raise StateChangeRefused(gateway_id, GatewayState(state), str(current.get("phase")))
+        raise StateChangeRefused(
+            gateway_id, GatewayState(state), str(current.get("phase")), str(current.get("state"))
+        )
 
     def set_state_if(
         self,
@@ -168,8 +183,10 @@ class GatewayRepository:
         completed: str | None = None,
         error: str | Unset | None = UNSET,
         waiting_on: str | Unset | None = UNSET,
+        next_attempt_at: datetime | Unset | None = UNSET,
     ) -> bool:
-        """Update the given progress fields (None for error/waiting_on clears them).
+        """Update the given progress fields (None for error/waiting_on/next_attempt_at
+        clears them).
 
         Returns whether the gateway exists.
         """
@@ -185,11 +202,42 @@ class GatewayRepository:
             to_set["progress.lastError"] = error
         if not isinstance(waiting_on, Unset):
             to_set["progress.waitingOn"] = waiting_on
+        if not isinstance(next_attempt_at, Unset):
+            to_set["progress.nextAttemptAt"] = next_attempt_at
         to_set.update({"progress.updatedAt": now, "updatedAt": now})
         update: RawDoc = {"$set": to_set}
         if completed is not None:
             update["$addToSet"] = {"progress.completed": completed}
         return self._col.update_one({"gatewayId": gateway_id}, update).matched_count == 1
+
+    def begin(
+        self,
+        gateway_id: str,
+        phase: GatewayPhase,
+        *,
+        state: GatewayState,
+        from_phases: Collection[GatewayPhase],
+        operation: str,
+        total_steps: int,
+    ) -> bool:
+        """Start an operation's fresh progress record, only while the state is still
+        `state` (the intent the operation was decided on); whether it was.
+
+        The phase moves to `phase` in the same write when it is one of `from_phases`, and
+        stays otherwise (a deletion of a gateway already at phase Deleted). `lastError` is
+        kept: the reason the previous operation ended must stay readable meanwhile.
+        """
+        now = utcnow()
+        progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
+        fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
+        to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
+        to_set["updatedAt"] = now
+        query: RawDoc = {"gatewayId": gateway_id, "state": GatewayState(state).value}
+        phases = {"$in": [GatewayPhase(p).value for p in from_phases]}
+        moved = {"$set": {**to_set, "phase": GatewayPhase(phase).value}}
+        if self._col.update_one({**query, "phase": phases}, moved).matched_count == 1:
+            return True
+        return self._col.update_one(query, {"$set": to_set}).matched_count == 1
 
     def reset_progress(self, gateway_id: str, operation: str, total_steps: int) -> bool:
         """Start a new operation's progress; whether the gateway exists.
@@ -206,8 +254,19 @@ class GatewayRepository:
         )
         return result.matched_count == 1
 
-    def delete(self, gateway_id: str) -> bool:
-        return self._col.delete_one({"gatewayId": gateway_id}).deleted_count == 1
+    def remove_deleted(self, gateway_id: str) -> bool:
+        """Remove the document only while it is the one whose deletion finished (state
+        and phase Deleted); whether it was removed.
+
+        A gateway created again, or a document replaced, meanwhile is never removed by the
+        retry of an earlier deletion.
+        """
+        query = {
+            "gatewayId": gateway_id,
+            "state": GatewayState.DELETED.value,
+            "phase": GatewayPhase.DELETED.value,
+        }
+        return self._col.delete_one(query).deleted_count == 1
 
     def pin_region(self, gateway: ApiGateway) -> str:
         """The region where the gateway's resources live, fixed on first use (a gateway
@@ -249,10 +308,11 @@ class GatewayRepository:
         is not the target of the state, and also (Restarting, Started), which still owes
         its rolling update, and (Deleted, Deleted), whose document is still to be removed.
         One query per state, each an exact range of the (state, phase) index: not every
-        server we run on plans an `$or` over an index.
+        server we run on plans an `$or` over an index. Deleted comes first, so however
+        many other gateways are unconverged, a delete is never left behind the limit.
         """
         found: list[tuple[str, GatewayState, GatewayPhase]] = []
-        for state in GatewayState:
+        for state in SWEEP_ORDER:
             if len(found) >= limit:
                 break
             pending = [
