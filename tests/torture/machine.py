@@ -46,7 +46,7 @@ IDLE_CPU_LIMIT = 0.25
 SWEEP_SLACK_SECONDS = 4.0
 """A raw intent is acted on within the sweep interval plus this (a workflow task)."""
 TEMPORAL_ID_LIMIT = 1000
-MAX_LIVE = 12
+MAX_LIVE = 16
 """Gateways alive at once in an episode: what 2 shared cores converge within the bound."""
 
 STATES = [s.value for s in GatewayState]
@@ -137,7 +137,7 @@ class TortureMachine(RuleBasedStateMachine):
         }
 
     # -- intents: the command line -----------------------------------------------------------
-    @initialize(target=gateways, raw=st.integers(4, 8))
+    @initialize(target=gateways, raw=st.integers(6, 11))
     def first_gateways(self, raw: int) -> Any:
         """Every episode starts with gateways: one from the CLI, the others inserted raw."""
         self._count("first_gateways")
