@@ -47,6 +47,7 @@ SWEEP_SLACK_SECONDS = 4.0
 """A raw intent is acted on within the sweep interval plus this (a workflow task)."""
 TEMPORAL_ID_LIMIT = 1000
 MAX_LIVE = 16
+SLOW_DELETE_SECONDS = 1.0
 """Gateways alive at once in an episode: what 2 shared cores converge within the bound."""
 
 STATES = [s.value for s in GatewayState]
@@ -327,10 +328,11 @@ class TortureMachine(RuleBasedStateMachine):
         self.fault_rules.append((kind, FAULTS[kind]))
         self.world.set_faults(self.fault_rules)
 
+    @precondition(lambda self: self.world.timing.get("deleteDelay") != SLOW_DELETE_SECONDS)
     @rule()
     def slow_deletion(self) -> None:
         self._count("slow_deletion")
-        self.world.set_timing(deleteDelay=1.0)
+        self.world.set_timing(deleteDelay=SLOW_DELETE_SECONDS)
 
     @precondition(lambda self: not self.model.never_ready)
     @rule()
@@ -422,12 +424,14 @@ class TortureMachine(RuleBasedStateMachine):
         self._count("second_worker")
         self._spawn_worker()
 
-    @rule()
-    def toggle_change_stream(self) -> None:
+    @rule(on=st.booleans())
+    def toggle_change_stream(self, on: bool) -> None:
         """Every worker restarted with the change stream off (the sweep alone), or on."""
-        self._count("change_stream_off" if self.stream_on else "change_stream_on")
-        self.stream_on = not self.stream_on
-        self.model.stream_was_off = True
+        self._count("change_stream_on" if on else "change_stream_off")
+        if on == self.stream_on:
+            return
+        self.stream_on = on
+        self.model.stream_was_off = self.model.stream_was_off or not on
         count = len(self.workers)
         for worker in self.workers:
             worker.stop()
