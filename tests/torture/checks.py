@@ -6,7 +6,7 @@ op log and the server's change stream (watch.py), never through the code under t
 import asyncio
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -162,13 +162,21 @@ def foreign_touched(oplog: list[OpItem], operator_removed: set[tuple[str, str, s
 
 
 def deletion_problems(
-    gateway_id: str, oplog: list[OpItem], began: datetime | None
+    gateway_id: str,
+    oplog: list[OpItem],
+    began: datetime | None,
+    ours: Collection[tuple[str, str, str]] = (),
 ) -> tuple[list[str], list[str]]:
-    """(order violations, objects created after the deletion began) for one deletion."""
+    """(order violations, objects created after the deletion began) for one deletion;
+    `ours` are the torture's own foreign objects (made and removed by it, not the system)."""
     if began is None:
         return [f"{gateway_id}: gone, but its phase was never Deleting"], []
     start = began - CLOCK_TOLERANCE
-    items = [i for i in of_gateway(gateway_id, oplog) if _when(i) >= start]
+    items = [
+        i
+        for i in of_gateway(gateway_id, oplog)
+        if _when(i) >= start and (i["kind"], i["namespace"], i["name"]) not in ours
+    ]
     if not any(i["verb"] == "create" for i in of_gateway(gateway_id, oplog)):
         return [], []  # nothing was ever created in the cluster: nothing to order
     order = [f"{gateway_id}: {p}" for p in deletion_order_violations(gateway_id, items)]

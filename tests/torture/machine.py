@@ -513,7 +513,9 @@ class TortureMachine(RuleBasedStateMachine):
                 continue
             self.model.gateways[gid].done = True
             world.counts.deletions += 1
-            o, a = checks.deletion_problems(gid, oplog, self.watch.deleting_since.get(gid))
+            o, a = checks.deletion_problems(
+                gid, oplog, self.watch.deleting_since.get(gid), self.operator_removed
+            )
             order += o
             after += a
         if order:
