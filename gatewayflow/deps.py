@@ -14,6 +14,8 @@ from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
 from gatewayflow.store.domains import RuntimeDomainRepository
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
+from gatewayflow.store.permits import PermitRepository
+from gatewayflow.store.sightings import SightingRepository
 
 
 class Deps:
@@ -43,6 +45,20 @@ class Deps:
     @cached_property
     def databases(self) -> DatabaseRepository:
         return DatabaseRepository(self.db)
+
+    @cached_property
+    def permits(self) -> PermitRepository:
+        return PermitRepository(self.db)
+
+    @cached_property
+    def sightings(self) -> SightingRepository:
+        return SightingRepository(self.db)
+
+    def known_regions(self) -> list[str]:
+        """Regions with a context configured, or holding a gateway; "local" at least."""
+        found = set(self.settings.regions) | {"local"}
+        found.update(str(r) for r in self.db["ApiGateway"].distinct("region") if r)
+        return sorted(found)
 
     @cached_property
     def runtime(self) -> RuntimeDatabases:

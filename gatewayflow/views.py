@@ -1,11 +1,14 @@
 """How the CLI shows gateways: rich renderables built from documents, never from secrets."""
 
+from typing import Any
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, Progress
+from gatewayflow.domain.messages import Orphan, ReapResult
 from gatewayflow.inventory import Item, PlanStep
 from gatewayflow.settings import Settings
 
@@ -95,6 +98,7 @@ def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
     table.add_row("completed", ", ".join(p.completed) or "-")
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
+    table.add_row("drift check", drift_text(gw))
     table.add_row("region", gw.region)
     table.add_row("custom domain", gw.custom_domain or "-")
     table.add_row("updated", gw.updated_at.isoformat(timespec="seconds"))
@@ -119,4 +123,62 @@ def leftovers_table(found: dict[str, list[Item]]) -> Table:
     for gateway_id, items in found.items():
         for item in items:
             table.add_row(gateway_id, item.where, item.kind, item.namespace or "", item.name)
+    return table
+
+
+def drift_text(gw: ApiGateway) -> str:
+    """When the drift check last looked, and what it last repaired."""
+    drift = gw.progress.drift
+    if drift.checked_at is None:
+        text = "not checked yet (GATEWAYFLOW_DRIFT_INTERVAL; only Started and Stopped gateways)"
+    else:
+        text = f"last checked {drift.checked_at.isoformat(timespec='seconds')}"
+    if drift.repaired_at is not None:
+        text += (
+            f"; {drift.repairs} repair(s), last {drift.repaired_at.isoformat(timespec='seconds')}: "
+            + ", ".join(drift.repaired)
+        )
+    return text
+
+
+def deletion_queue(regions: list[dict[str, Any]], limit: int) -> Text:
+    """Per region: deletions running (holding a permit) and queued, in order."""
+    lines = []
+    for doc in regions:
+        holders = list(doc.get("holders") or [])
+        queue = list(doc.get("queue") or [])
+        if not holders and not queue:
+            continue
+        line = f"deletions in region {doc['_id']}: {len(holders)} running, {len(queue)} queued"
+        line += f" (limit {limit})"
+        if queue:
+            line += f"; next: {', '.join(queue[:5])}"
+        lines.append(line)
+    return Text("\n".join(lines) or "no deletion running or queued")
+
+
+def orphans_table(found: list[Orphan]) -> Table:
+    table = Table("gateway", "region", "first seen", "due", "what", title="Orphans")
+    for orphan in found:
+        table.add_row(
+            orphan.gateway_id,
+            orphan.region,
+            orphan.first_seen or "not yet seen by the reaper",
+            "yes" if orphan.due else "no",
+            "\n".join(orphan.items),
+        )
+    return table
+
+
+def reap_table(result: ReapResult) -> Table:
+    table = Table("gateway", "outcome", "what", title="Reaper")
+    for orphan in result.reaped:
+        table.add_row(orphan.gateway_id, Text("reaped", style="green"), "\n".join(orphan.items))
+    for orphan in result.waiting:
+        table.add_row(
+            orphan.gateway_id, "waiting for the grace period", f"since {orphan.first_seen}"
+        )
+    for skipped in result.skipped:
+        gid, _, why = skipped.partition(": ")
+        table.add_row(gid, Text("skipped", style="yellow"), why)
     return table

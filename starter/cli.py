@@ -32,12 +32,13 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from gatewayflow import control
+from gatewayflow import control, reaper
 from gatewayflow.client import connect
 from gatewayflow.cluster.errors import ClusterError
 from gatewayflow.deps import Deps
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.errors import GatewayflowError
+from gatewayflow.domain.messages import ReapResult
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused
@@ -54,9 +55,12 @@ from gatewayflow.replay import (
 from gatewayflow.settings import Settings, SettingsError, load_settings
 from gatewayflow.store.errors import StoreError
 from gatewayflow.views import (
+    deletion_queue,
     leftovers_table,
+    orphans_table,
     plan_table,
     progress_line,
+    reap_table,
     status_detail,
     status_table,
     where_to_look,
@@ -199,6 +203,7 @@ def status(
     with errors_exit():
         if gateway_id is None:
             console.print(status_table(deps.gateways.list()))
+            console.print(deletion_queue(deps.permits.regions(), settings.region_deletion_limit))
             return
         validate_gateway_id(gateway_id)
         gw = deps.gateways.require(gateway_id)
@@ -233,6 +238,40 @@ def audit(
         console.print(leftovers_table(found))
         fail(f"{len(found)} deleted gateway(s) left resources behind")
     console.print("[green]✓[/] nothing left behind: every owned resource has its gateway")
+
+
+@app.command()
+def reap(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Remove the orphans now (default: a dry run).")
+    ] = False,
+    grace: Annotated[
+        float, typer.Option(help="With --apply: only orphans seen at least this many seconds.")
+    ] = 0.0,
+) -> None:
+    """Orphans (resources whose gateway is gone): listed; removed with --apply."""
+    settings = resolved_settings()
+    with errors_exit():
+        found = reaper.dry_run(Deps(settings))
+    console.print(orphans_table(found))
+    if not apply:
+        console.print(
+            f"{len(found)} orphan(s); nothing was changed. `gatewayflow reap --apply` removes "
+            f"them now; the schedule does once one is seen for {settings.reap_grace_seconds:.0f}s."
+        )
+        return
+
+    wid = reaper.manual_workflow_id(settings)
+    console.print(f"Reaping on the worker: {settings.workflow_url(wid)}")
+
+    async def run() -> ReapResult:
+        client = await _client(settings)
+        with errors_exit():
+            return await reaper.apply(client, settings, grace, wid)
+
+    result = asyncio.run(run())
+    console.print(reap_table(result))
+    console.print(f"Reaped {len(result.reaped)}; `gatewayflow audit` checks what is left.")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, target_phase
 from gatewayflow.inventory import Item, leftovers
+from gatewayflow.schedules import remove_schedules
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.worker import run_worker
@@ -95,14 +96,20 @@ async def harness(
             "db_name": f"gf_test_{suffix}",
             "task_queue": f"gatewayflow-test-{suffix}",
             "sweep_interval_seconds": 2.0,
+            # Periodic schedules only where a test asks for them (and removed after it).
+            "drift_interval_seconds": 0.0,
+            "reap_interval_seconds": 0.0,
             **overrides,
         }
     )
     client = await connect(settings)
     deps = Deps(settings)
     h = Harness(settings=settings, client=client, deps=deps)
-    if worker:
-        async with running_worker(settings):
+    try:
+        if worker:
+            async with running_worker(settings):
+                yield h
+        else:
             yield h
-    else:
-        yield h
+    finally:
+        await remove_schedules(client, settings)

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from gatewayflow.domain.errors import failed_with, reason
     from gatewayflow.domain.messages import (
         DeletionInput,
+        DriftFinding,
         GatewayInput,
         GatewayProgress,
         InstanceInput,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from gatewayflow.domain.states import GatewayPhase, GatewayState
     from gatewayflow.domain.transitions import Decision, GatewayAction, decide
+    from workflows import drift_repair as drift
     from workflows import operations as ops
     from workflows import search
     from workflows.calls import call
@@ -59,6 +61,7 @@ class GatewayWorkflow:
         self._action_task: asyncio.Task[None] | None = None
         self._action: GatewayAction | None = None
         self._progress: GatewayProgress | None = None
+        self._drift: DriftFinding | None = None
 
     # -- signals: hints that intent may have changed ------------------------------------
     @workflow.signal
@@ -86,6 +89,12 @@ class GatewayWorkflow:
         if task is not None and not task.done() and self._action is not GatewayAction.DELETE:
             task.cancel()
 
+    @workflow.signal
+    def repair(self, finding: DriftFinding) -> None:
+        """From the drift check: objects differ from what the phase implies."""
+        self._drift = finding
+        self._wake = True
+
     @workflow.query
     def progress(self) -> GatewayProgress | None:
         return self._progress
@@ -111,6 +120,10 @@ class GatewayWorkflow:
                 continue
             decision = decide(intent.state, intent.phase)
             if decision.action is GatewayAction.NONE:
+                if self._drift is not None and workflow.patched(drift.PATCH):
+                    finding, self._drift = self._drift, None
+                    await drift.repair(finding, intent, lambda i, d: self._run_action(i, d, input))
+                    continue
                 if self._should_continue_as_new(actions, input):
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(input)

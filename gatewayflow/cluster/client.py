@@ -136,6 +136,11 @@ class Cluster:
         # Checked again here: deletion must not depend on the server's label selector alone.
         return [obj for obj in items if is_owned(gateway_id, obj)]
 
+    def list_labelled(self, kind: Kind) -> list[Manifest]:
+        """Every object of `kind` carrying the ownership label, whoever owns it: one
+        label-selected list across all namespaces (the drift check's one call per kind)."""
+        return self._retrying(lambda: self._list(kind, None, OWNER_LABEL))
+
     def list_all(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
         return self._retrying(lambda: self._list(kind, namespace, None))
 
