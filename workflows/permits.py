@@ -43,7 +43,7 @@ async def acquire(
         if place.granted:
             if queued:
                 search.upsert(gid, phase=GatewayPhase.DELETING.value)
-            await _wake(place)
+            await _wake(place, but=gid)
             return
         if not queued:
             search.upsert(gid, phase=QUEUED_PHASE)
@@ -63,15 +63,17 @@ async def release(request: PermitRequest) -> None:
         request,
         summary=f"release the deletion permit of region {request.region}",
     )
-    await _wake(place)
+    await _wake(place, but=request.gateway_id)
 
 
-async def _wake(place: PermitPlace) -> None:
+async def _wake(place: PermitPlace, but: str) -> None:
+    """Signal the deletions just given a permit (not this one itself)."""
+
     async def signal(gid: str) -> None:
         handle = workflow.get_external_workflow_handle(naming.deletion_workflow_id(gid))
         try:
             await handle.signal(SIGNAL)
-        except Exception:  # not running any more: it asks again when it runs
-            workflow.logger.info("could not wake the deletion of %s", gid)
+        except Exception as err:  # not running any more: it asks again when it runs
+            workflow.logger.info("could not wake the deletion of %s: %r", gid, err)
 
-    await asyncio.gather(*(signal(gid) for gid in place.promoted))
+    await asyncio.gather(*(signal(gid) for gid in place.promoted if gid != but))

@@ -1,0 +1,67 @@
+"""Mass deletion that protects the cluster: one raw `updateMany` sets many gateways to
+Deleted; at no moment do more than GATEWAYFLOW_REGION_DELETION_LIMIT of them delete at
+once (read from the emulator's op log), the rest wait visibly in order, and the limit
+holds while a worker process is killed with SIGKILL in the middle."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.settings import Settings
+from tests.emulator_admin import EmulatorAdmin, deletions_at_once
+from tests.gateway_harness import harness, unique_id
+from tests.worker_process import worker_processes
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+LIMIT = 2
+GATEWAYS = 5
+
+
+async def test_region_limit_holds_through_a_worker_sigkill(stack: Settings, tmp_path: Path) -> None:
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack, worker=False, region_deletion_limit=LIMIT) as h:
+        with worker_processes(h.settings, tmp_path) as spawn:
+            first = spawn()
+            spawn()
+            ids = [unique_id(f"mass{i}") for i in range(GATEWAYS)]
+            await asyncio.gather(*(h.create(gid, triggers=1, functions=1) for gid in ids))
+            await asyncio.gather(*(h.wait_for(gid, GatewayState.RUNNING) for gid in ids))
+            since = admin.last_seq()
+            with admin.timing(deleteDelay=0.3):
+                await asyncio.to_thread(
+                    h.deps.db["ApiGateway"].update_many,
+                    {"gatewayId": {"$in": ids}},
+                    {"$set": {"state": GatewayState.DELETED.value}},
+                )
+                # Queued, in order, and visible in each gateway's progress.
+                async with asyncio.timeout(60):
+                    while True:
+                        regions = await asyncio.to_thread(h.deps.permits.regions)
+                        region = regions[0] if regions else {"holders": [], "queue": []}
+                        if len(region["holders"]) == LIMIT and region["queue"]:
+                            break
+                        await asyncio.sleep(0.05)
+                queued = region["queue"][-1]
+                async with asyncio.timeout(30):
+                    while True:
+                        gw = await asyncio.to_thread(h.gateways.require, queued)
+                        if gw.progress.waiting_on:
+                            break
+                        await asyncio.sleep(0.05)
+                assert gw.phase is GatewayPhase.DELETING
+                assert "deletion permit" in gw.progress.waiting_on
+                first.kill()  # while permits are held and deletions are queued
+                spawn()
+                await asyncio.gather(
+                    *(h.wait_for(gid, GatewayState.DELETED, timeout=240) for gid in ids)
+                )
+        entries = admin.entries(since)
+        # Never above the limit (both permits were seen held at once, above).
+        assert 1 <= deletions_at_once(entries, ids) <= LIMIT
+        [region] = await asyncio.to_thread(h.deps.permits.regions)
+        assert region["holders"] == [] and region["queue"] == []
+        for gid in ids:
+            assert await h.leftovers(gid) == []
