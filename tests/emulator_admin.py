@@ -184,8 +184,7 @@ def deletions_at_once(items: list[OpItem], gateway_ids: list[str]) -> int:
         if item["verb"] == "removed" and item["kind"] == "Namespace":
             ended[gid] = item["seq"]
     edges = sorted(
-        [(seq, 1) for seq in began.values()]
-        + [(ended.get(gid, 1 << 62), -1) for gid in began]
+        [(seq, 1) for seq in began.values()] + [(ended.get(gid, 1 << 62), -1) for gid in began]
     )
     most = running = 0
     for _seq, step in edges:

@@ -17,7 +17,9 @@ from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
+from tests.conftest import free_ports
 from tests.gateway_harness import Harness, harness, unique_id
+from tests.test_metrics import scrape
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -59,7 +61,8 @@ async def test_hand_deleted_objects_come_back_and_are_recorded(
 ) -> None:
     apps, batch = k8s.AppsV1Api(kube), k8s.BatchV1Api(kube)
     custom = k8s.CustomObjectsApi(kube)
-    async with harness(stack, drift_interval_seconds=INTERVAL) as h:
+    port = free_ports(1)[0]
+    async with harness(stack, drift_interval_seconds=INTERVAL, metrics_port=port) as h:
         gid = unique_id("drift")
         await h.create(gid, triggers=1)
         await h.wait_for(gid, GatewayState.RUNNING)
@@ -96,6 +99,9 @@ async def test_hand_deleted_objects_come_back_and_are_recorded(
         repaired = " ".join(drift.repaired)
         for gone in (f"Deployment {ns}/{gid} missing", f"CronJob {ns}/{cron}", f"{route} missing"):
             assert gone in repaired
+        metrics = scrape(port)
+        for kind in ("Deployment", "CronJob", "ApisixRoute"):
+            assert f'gatewayflow_drift_repairs_total{{kind="{kind}"}}' in metrics
 
         # A spec edited by hand is put back as applied.
         apps.patch_namespaced_deployment(gid, ns, {"spec": {"replicas": 4}})
@@ -120,7 +126,8 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         ns = naming.namespace(gid)
         gw = await gateway(h, gid)
         # Someone applies the old manifest again (it carries the gateway's label).
-        apps.create_namespaced_deployment(ns, manifests.deployment(gid, gw.instance))
+        applied: Any = manifests.deployment(gid, gw.instance)  # a plain manifest, as kubectl's
+        apps.create_namespaced_deployment(ns, applied)
         await eventually(
             "the hand-made Deployment is gone",
             lambda: not exists(lambda: apps.read_namespaced_deployment(gid, ns)),
@@ -129,7 +136,7 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         gw = await gateway(h, gid)
         assert gw.progress.drift.repaired == [f"Deployment {ns}/{gid} unexpected"]
         # An unlabelled Deployment is not the gateway's: the check leaves it alone.
-        foreign = manifests.deployment(gid, gw.instance)
+        foreign: Any = manifests.deployment(gid, gw.instance)
         foreign["metadata"] = {"name": "operator-tool", "namespace": ns}
         apps.create_namespaced_deployment(ns, foreign)
         await asyncio.sleep(3 * INTERVAL)

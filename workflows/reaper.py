@@ -4,18 +4,17 @@ An orphan (resources whose ApiGateway document is gone, found by the audit) is r
 only once it has been seen for the grace period. It is adopted (an ApiGateway document with
 state Deleted is inserted, which fails if the gateway exists again) and then removed by
 its own `gateway/<id>` workflow: the same ordered, owned deletion steps, under the same
-per-region deletion limit. Nothing without the orphan's ownership label is touched.
+per-region deletion limit. Nothing without the orphan's ownership label is touched. The
+run records what it handed over and ends; each deletion shows in its gateway's progress.
 """
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.gateway import GatewayActivities
     from activities.reaper import ReaperActivities
     from gatewayflow.domain import naming
     from gatewayflow.domain.messages import GatewayInput, Orphan, ReapInput, ReapResult
@@ -48,7 +47,7 @@ class OrphanReaper:
         return result
 
     async def _reap(self, orphan: Orphan) -> str | None:
-        """None once reaped, else why not."""
+        """None once handed to its deletion, else why not."""
         gid = orphan.gateway_id
         adopted = await call(
             ReaperActivities.adopt_orphan,
@@ -58,7 +57,9 @@ class OrphanReaper:
         if not adopted:
             return "a gateway of that id exists again"
         try:
-            await workflow.execute_child_workflow(
+            # Not waited for: a deletion that needs an operator (a foreign object in the
+            # namespace) must not hold up the next run of the schedule.
+            await workflow.start_child_workflow(
                 GatewayWorkflow.run,
                 GatewayInput(gateway_id=gid),
                 id=naming.gateway_workflow_id(gid),
@@ -70,13 +71,9 @@ class OrphanReaper:
             # Its workflow is still running (idle since the document vanished): wake it.
             handle = workflow.get_external_workflow_handle(naming.gateway_workflow_id(gid))
             await handle.signal(GatewayWorkflow.delete)
-            while (
-                await call(GatewayActivities.read_intent, gid, summary=f"is {gid} gone?")
-            ).exists:
-                await workflow.sleep(timedelta(seconds=2))
         await call(
             ReaperActivities.record_reaped,
             orphan,
-            summary=f"reaped {gid}: {len(orphan.items)} items",
+            summary=f"reaping {gid}: {len(orphan.items)} items, by gateway/{gid}",
         )
         return None

@@ -175,7 +175,8 @@ class OrphanScan(BaseModel):
 
 
 class ReapResult(BaseModel):
-    """What a reaper run removed, and what it saw but left for a later run."""
+    """What a reaper run handed to deletion (`reaped`: each adopted and being deleted by
+    its `gateway/<id>` workflow), and what it saw but left for a later run."""
 
     reaped: list[Orphan] = Field(default_factory=list)
     waiting: list[Orphan] = Field(default_factory=list)
