@@ -26,11 +26,11 @@ class ReaperActivities:
             if input.grace_seconds is None
             else input.grace_seconds
         )
-        now = utcnow()
         scan = OrphanScan()
         for region in self.deps.known_regions():
             found = inventory.orphans(self.deps, region)
             first = self.deps.sightings.seen(region, sorted(found))
+            now = utcnow()  # after the sightings: a grace of 0 makes a new one due
             for gid, items in found.items():
                 seen = first.get(gid, now)
                 orphan = Orphan(

@@ -24,9 +24,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
+from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.messages import GatewayInput
+from gatewayflow.domain.messages import GatewayInput, ReapInput
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
@@ -35,7 +36,9 @@ from tests.conftest import embedded_settings
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id
 from workflows import search
+from workflows.drift import DriftCheck
 from workflows.gateway import GatewayWorkflow
+from workflows.reaper import OrphanReaper
 
 HISTORIES = Path(__file__).parent / "histories"
 # A history in the legacy tctl style, made from the deletion history (see to_tctl_style).
@@ -229,6 +232,97 @@ async def preempted_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
     }
 
 
+async def drift_repair(h: Harness) -> Recorded:
+    """A Deployment deleted by hand; one DriftCheck run signals `repair`; the gateway's
+    workflow runs its start again."""
+    gid = await created(h, "rec-drift")
+    await idle(h, gid)
+    cluster = h.deps.cluster("local")
+    deployment = ObjectRef(Kind.DEPLOYMENT, naming.namespace(gid), naming.deployment(gid))
+    await asyncio.to_thread(cluster.delete_owned, gid, deployment)
+    await asyncio.to_thread(cluster.wait_until_gone, [deployment], timeout=60)
+    check = await h.client.start_workflow(
+        DriftCheck.run, [], id=f"drift-check/{gid}", task_queue=h.settings.task_queue
+    )
+    report = await check.result()
+    if gid not in report.signalled:
+        raise RuntimeError(f"the drift check did not find {gid}'s missing Deployment")
+
+    async def repaired() -> bool:
+        gw = await asyncio.to_thread(h.gateways.require, gid)
+        return gw.phase is GatewayPhase.STARTED and gw.progress.drift.repairs == 1
+
+    await _poll(f"{gid} was not repaired", repaired)
+    return {
+        "drift-repair--GatewayWorkflow.json": await idle(h, gid),
+        "drift-repair--DriftCheck.json": await closed(h, check.id),
+    }
+
+
+async def reap(h: Harness) -> Recorded:
+    """A gateway whose document was removed by hand; the reaper (grace 0) hands it over."""
+    gid = await created(h, "rec-orphan")
+    await idle(h, gid)
+    await asyncio.to_thread(h.deps.db["ApiGateway"].delete_one, {"gatewayId": gid})
+    run = await h.client.start_workflow(
+        OrphanReaper.run,
+        ReapInput(grace_seconds=0),
+        id=f"orphan-reaper/{gid}",
+        task_queue=h.settings.task_queue,
+    )
+    result = await run.result()
+    if [o.gateway_id for o in result.reaped] != [gid]:
+        raise RuntimeError(f"the reaper did not take {gid}: {result}")
+    await h.wait_for(gid, GatewayState.DELETED)
+    return {"reap--OrphanReaper.json": await closed(h, run.id)}
+
+
+async def delete_queued(settings: Settings) -> Recorded:
+    """With a region limit of 1, the second of two deletions waits for the first's
+    permit and is woken by its `permit_granted` signal."""
+    async with harness(settings.model_copy(update={"region_deletion_limit": 1})) as h:
+        first, second = await asyncio.gather(created(h, "rec-perm1"), created(h, "rec-perm2"))
+        await h.request(first, Request.DELETE)
+        await _poll(
+            f"{first} did not take the permit",
+            lambda: _holds(h, first),
+        )
+        await h.request(second, Request.DELETE)
+        await asyncio.gather(
+            h.wait_for(first, GatewayState.DELETED), h.wait_for(second, GatewayState.DELETED)
+        )
+        history = await closed(h, naming.deletion_workflow_id(second))
+        signals = [
+            e.workflow_execution_signaled_event_attributes.signal_name
+            for e in history.events
+            if e.HasField("workflow_execution_signaled_event_attributes")
+        ]
+        if "permit_granted" not in signals:
+            raise RuntimeError(f"{second} was not woken by a permit_granted signal")
+    return {"delete-queued--GatewayDeletion.json": history}
+
+
+async def _holds(h: Harness, gid: str) -> bool:
+    regions = await asyncio.to_thread(h.deps.permits.regions)
+    return any(gid in region["holders"] for region in regions)
+
+
+ADDED = ("drift-repair", "reap", "delete-queued")
+"""Scenarios recorded after the first set; `--only` records some without the rest."""
+
+
+async def record_added(settings: Settings, only: set[str]) -> Recorded:
+    recorded: Recorded = {}
+    async with harness(settings.model_copy(update={"dispatcher": False})) as h:
+        if "drift-repair" in only:
+            recorded |= await drift_repair(h)
+        if "reap" in only:
+            recorded |= await reap(h)
+    if "delete-queued" in only:
+        recorded |= await delete_queued(settings.model_copy(update={"dispatcher": False}))
+    return recorded
+
+
 async def record_all(settings: Settings) -> Recorded:
     """Independent scenarios run side by side; those that change the emulator for
     everyone (faults, readiness) run alone afterwards."""
@@ -247,7 +341,7 @@ async def record_all(settings: Settings) -> Recorded:
         recorded = first | stopped | restarted | deleted | continued
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
-    return recorded
+    return recorded | await record_added(settings, set(ADDED))
 
 
 # -- the legacy tctl style -----------------------------------------------------------------
@@ -307,16 +401,23 @@ def write(recorded: Recorded, out: Path) -> list[Path]:
         path = out / name
         path.write_text(history.to_json() + "\n")
         written.append(path)
-    legacy = to_tctl_style(recorded[LEGACY_SOURCE].to_json_dict())
-    path = out / LEGACY_FILE
-    path.write_text(json.dumps(legacy, indent=2) + "\n")
-    written.append(path)
+    if LEGACY_SOURCE in recorded:
+        legacy = to_tctl_style(recorded[LEGACY_SOURCE].to_json_dict())
+        path = out / LEGACY_FILE
+        path.write_text(json.dumps(legacy, indent=2) + "\n")
+        written.append(path)
     return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HISTORIES, help="where to write")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=ADDED,
+        help="record only this added scenario (repeatable); the other files stay as they are",
+    )
     args = parser.parse_args()
     # The injected faults fail activities on purpose: their tracebacks are not news.
     logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)
@@ -325,12 +426,16 @@ def main() -> None:
         settings = embedded_settings(Path(home))
         started = devstack.start(settings)
         try:
-            recorded = asyncio.run(record_all(started.settings))
+            recorded = asyncio.run(
+                record_added(started.settings, set(args.only))
+                if args.only
+                else record_all(started.settings)
+            )
         finally:
             devstack.stop(settings)
     for path in write(recorded, args.out):
         print(f"{path}  {path.stat().st_size // 1024} KiB")
-    print(f"{len(recorded) + 1} histories in {time.monotonic() - began:.0f}s")
+    print(f"{len(recorded)} histories in {time.monotonic() - began:.0f}s")
 
 
 if __name__ == "__main__":

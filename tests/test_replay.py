@@ -67,8 +67,10 @@ def test_histories_cover_every_workflow_and_stay_small() -> None:
         "GatewayWorkflow",
         "GatewayDeletion",
         "RuntimeDomainWorkflow",
+        "DriftCheck",
+        "OrphanReaper",
     }
-    assert len(ALL_WORKFLOWS) == 3
+    assert len(ALL_WORKFLOWS) == 5
     assert sum(path.stat().st_size for path in FILES) < 2_000_000
 
 
@@ -101,6 +103,16 @@ def test_recorded_histories_hold_the_scenarios() -> None:
         "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
     )
     assert events("delete--GatewayDeletion.json")[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+
+    def signals(name: str) -> list[str]:
+        return [
+            e["workflowExecutionSignaledEventAttributes"]["signalName"]
+            for e in json.loads((HISTORIES / name).read_text())["events"]
+            if e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED"
+        ]
+
+    assert "repair" in signals("drift-repair--GatewayWorkflow.json")
+    assert "permit_granted" in signals("delete-queued--GatewayDeletion.json")
 
 
 # -- the file formats ----------------------------------------------------------------------
