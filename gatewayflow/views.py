@@ -157,6 +157,11 @@ def deletion_queue(regions: list[dict[str, Any]], limit: int) -> Text:
     return Text("\n".join(lines) or "no deletion running or queued")
 
 
+def kinds_text(kinds: dict[str, int]) -> str:
+    """ "Namespace, ApisixRoute ×6, ..." (`gatewayflow audit` lists each item)."""
+    return ", ".join(f"{kind} ×{n}" if n > 1 else kind for kind, n in kinds.items())
+
+
 def orphans_table(found: list[Orphan]) -> Table:
     table = Table("gateway", "region", "first seen", "due", "what", title="Orphans")
     for orphan in found:
@@ -165,7 +170,7 @@ def orphans_table(found: list[Orphan]) -> Table:
             orphan.region,
             orphan.first_seen or "not yet seen by the reaper",
             "yes" if orphan.due else "no",
-            "\n".join(orphan.items),
+            kinds_text(orphan.kinds),
         )
     return table
 
@@ -173,7 +178,7 @@ def orphans_table(found: list[Orphan]) -> Table:
 def reap_table(result: ReapResult) -> Table:
     table = Table("gateway", "outcome", "what", title="Reaper")
     for orphan in result.reaped:
-        table.add_row(orphan.gateway_id, Text("reaped", style="green"), "\n".join(orphan.items))
+        table.add_row(orphan.gateway_id, Text("reaping", style="green"), kinds_text(orphan.kinds))
     for orphan in result.waiting:
         table.add_row(
             orphan.gateway_id, "waiting for the grace period", f"since {orphan.first_seen}"
