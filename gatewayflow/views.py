@@ -158,8 +158,8 @@ def deletion_queue(regions: list[dict[str, Any]], limit: int) -> Text:
 
 
 def kinds_text(kinds: dict[str, int]) -> str:
-    """ "Namespace, ApisixRoute ×6, ..." (`gatewayflow audit` lists each item)."""
-    return ", ".join(f"{kind} ×{n}" if n > 1 else kind for kind, n in kinds.items())
+    """Kinds with their counts, e.g. `Namespace, ApisixRoute x6` (`audit` lists each item)."""
+    return ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in kinds.items())
 
 
 def orphans_table(found: list[Orphan]) -> Table:
