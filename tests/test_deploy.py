@@ -323,6 +323,7 @@ def drive(cluster: Cluster, gid: str) -> None:
     for kind in Kind:
         cluster.list_owned(gid, kind)
         cluster.list_all(kind)
+        cluster.list_labelled(kind)
     for kind in NAMESPACED_KINDS:
         cluster.list_owned(gid, kind, ns)
         cluster.list_all(kind, ns)
