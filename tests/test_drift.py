@@ -11,17 +11,16 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from gatewayflow.cluster import manifests
+from gatewayflow.cluster import expected, manifests
+from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.states import GatewayState
+from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
 from tests.conftest import free_ports
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.test_metrics import scrape
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 INTERVAL = 2.0  # seconds between drift checks in these tests
 
@@ -142,3 +141,38 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         await asyncio.sleep(3 * INTERVAL)
         assert exists(lambda: apps.read_namespaced_deployment("operator-tool", ns))
         apps.delete_namespaced_deployment("operator-tool", ns)
+
+
+def test_differences_follow_the_phase() -> None:
+    """The comparison itself, on manifests: what a started and a stopped gateway imply."""
+    gid, ns = "shop", naming.namespace("shop")
+    started = ApiGateway(gateway_id=gid, phase=GatewayPhase.STARTED, custom_domain="a.example")
+    live: dict[ObjectRef, dict[str, Any]] = {
+        ref: {"spec": {}} for ref in expected.started_objects(started, ["t1"])
+    }
+    deployment = ObjectRef(Kind.DEPLOYMENT, ns, gid)
+    cron = ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, "t1"))
+    live[deployment] = manifests.deployment(gid, started.instance, restarted_at="now")
+    live[cron] = {"spec": {"suspend": False}}
+    assert expected.differences(started, ["t1"], live) == []
+    del live[ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gid))]
+    live[deployment]["spec"]["replicas"] = 3
+    live[cron]["spec"]["suspend"] = True
+    assert [str(d) for d in expected.differences(started, ["t1"], live)] == [
+        f"Certificate {ns}/{naming.certificate(gid)} missing",
+        f"Deployment {ns}/{gid} spec changed",
+        f"CronJob {ns}/{naming.cron_job(gid, 't1')} suspended",
+    ]
+    stopped = started.model_copy(update={"phase": GatewayPhase.STOPPED})
+    assert [str(d) for d in expected.differences(stopped, ["t1"], live)] == [
+        f"Deployment {ns}/{gid} unexpected",
+        f"Service {ns}/{gid} unexpected",
+        *(
+            f"ApisixRoute {ns}/{naming.domain_route(gid, e)} unexpected"
+            for e in naming.ENVIRONMENTS
+        ),
+    ]
+    assert (
+        expected.differences(started.model_copy(update={"phase": GatewayPhase.STARTING}), [], {})
+        == []
+    )
