@@ -11,13 +11,25 @@ import pytest
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
 from tests.emulator_admin import EmulatorAdmin, deletions_at_once
-from tests.gateway_harness import harness, unique_id
+from tests.gateway_harness import Harness, harness, unique_id
 from tests.worker_process import worker_processes
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 LIMIT = 2
-GATEWAYS = 5
+GATEWAYS = 6
+
+
+async def queued_and_visible(h: Harness) -> bool:
+    regions = await asyncio.to_thread(h.deps.permits.regions)
+    if not regions or len(regions[0]["holders"]) < LIMIT:
+        return False
+    for gid in regions[0]["queue"]:
+        gw = await asyncio.to_thread(h.gateways.require, gid)
+        waiting = gw.progress.waiting_on or ""
+        if gw.phase is GatewayPhase.DELETING and "deletion permit" in waiting:
+            return True
+    return False
 
 
 async def test_region_limit_holds_through_a_worker_sigkill(stack: Settings, tmp_path: Path) -> None:
@@ -30,29 +42,16 @@ async def test_region_limit_holds_through_a_worker_sigkill(stack: Settings, tmp_
             await asyncio.gather(*(h.create(gid, triggers=1, functions=1) for gid in ids))
             await asyncio.gather(*(h.wait_for(gid, GatewayState.RUNNING) for gid in ids))
             since = admin.last_seq()
-            with admin.timing(deleteDelay=0.3):
+            with admin.timing(deleteDelay=0.5):
                 await asyncio.to_thread(
                     h.deps.db["ApiGateway"].update_many,
                     {"gatewayId": {"$in": ids}},
                     {"$set": {"state": GatewayState.DELETED.value}},
                 )
-                # Queued, in order, and visible in each gateway's progress.
-                async with asyncio.timeout(60):
-                    while True:
-                        regions = await asyncio.to_thread(h.deps.permits.regions)
-                        region = regions[0] if regions else {"holders": [], "queue": []}
-                        if len(region["holders"]) == LIMIT and region["queue"]:
-                            break
+                # Both permits held, the rest queued and saying so in their progress.
+                async with asyncio.timeout(90):
+                    while not await queued_and_visible(h):
                         await asyncio.sleep(0.05)
-                queued = region["queue"][-1]
-                async with asyncio.timeout(30):
-                    while True:
-                        gw = await asyncio.to_thread(h.gateways.require, queued)
-                        if gw.progress.waiting_on:
-                            break
-                        await asyncio.sleep(0.05)
-                assert gw.phase is GatewayPhase.DELETING
-                assert "deletion permit" in gw.progress.waiting_on
                 first.kill()  # while permits are held and deletions are queued
                 spawn()
                 await asyncio.gather(
