@@ -30,6 +30,8 @@ class ReaperActivities:
         for region in self.deps.known_regions():
             found = inventory.orphans(self.deps, region)
             first = self.deps.sightings.seen(region, sorted(found))
+            if input.gateway_ids:
+                found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}
             now = utcnow()  # after the sightings: a grace of 0 makes a new one due
             for gid, items in found.items():
                 seen = first.get(gid, now)

@@ -47,12 +47,17 @@ def manual_workflow_id(settings: Settings) -> str:
 
 
 async def apply(
-    client: Client, settings: Settings, grace_seconds: float, workflow_id: str
+    client: Client,
+    settings: Settings,
+    grace_seconds: float,
+    workflow_id: str,
+    gateway_ids: list[str] | None = None,
 ) -> ReapResult:
-    """Run the reaper now and wait for its result (the worker does the work)."""
+    """Run the reaper now (only on `gateway_ids` when given) and wait for its result;
+    the worker does the work."""
     return await client.execute_workflow(
         OrphanReaper.run,
-        ReapInput(grace_seconds=grace_seconds),
+        ReapInput(grace_seconds=grace_seconds, gateway_ids=gateway_ids or []),
         id=workflow_id,
         task_queue=settings.task_queue,
         execution_timeout=timedelta(hours=1),

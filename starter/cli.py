@@ -248,11 +248,16 @@ def reap(
     grace: Annotated[
         float, typer.Option(help="With --apply: only orphans seen at least this many seconds.")
     ] = 0.0,
+    gateway: Annotated[
+        list[str] | None, typer.Option(help="Only this orphan (repeatable).")
+    ] = None,
 ) -> None:
     """Orphans (resources whose gateway is gone): listed; removed with --apply."""
     settings = resolved_settings()
     with errors_exit():
-        found = reaper.dry_run(Deps(settings))
+        found = [
+            o for o in reaper.dry_run(Deps(settings)) if not gateway or o.gateway_id in gateway
+        ]
     console.print(orphans_table(found))
     if not apply:
         console.print(
@@ -267,7 +272,7 @@ def reap(
     async def run() -> ReapResult:
         client = await _client(settings)
         with errors_exit():
-            return await reaper.apply(client, settings, grace, wid)
+            return await reaper.apply(client, settings, grace, wid, gateway)
 
     result = asyncio.run(run())
     console.print(reap_table(result))

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+from temporalio.client import Client
 
 from gatewayflow import control, reaper
 from gatewayflow.client import connect
@@ -36,6 +37,7 @@ from gatewayflow.views import (
     leftovers_table,
     orphans_table,
     progress_line,
+    reap_table,
     step_text,
 )
 from gatewayflow.worker import run_worker
@@ -145,7 +147,7 @@ async def run_demo(settings: Settings, console: Console) -> bool:
         await _drift_scene(console, deps, shop)
 
         console.rule(f"4. an orphan: {api}'s ApiGateway document removed by hand is reaped")
-        await _orphan_scene(console, deps, api)
+        await _orphan_scene(console, client, deps, api)
 
         console.rule(f"5. delete {shop} and {blog} (state = Deleted)")
         for gid in (shop, blog):
@@ -183,7 +185,7 @@ async def run_demo(settings: Settings, console: Console) -> bool:
         await ensure_schedules(client, settings)
 
 
-DEMO_PACE = {"drift_interval_seconds": 2.0, "reap_interval_seconds": 2.0, "reap_grace_seconds": 5.0}
+DEMO_PACE = {"drift_interval_seconds": 2.0}
 
 
 async def _until(what: str, done: Callable[[], bool], timeout: float = 90.0) -> None:
@@ -232,26 +234,33 @@ async def _drift_scene(console: Console, deps: Deps, gid: str) -> None:
     console.print(f"  see [bold]gatewayflow status {gid}[/] (drift check row)")
 
 
-async def _orphan_scene(console: Console, deps: Deps, gid: str) -> None:
+async def _orphan_scene(console: Console, client: Client, deps: Deps, gid: str) -> None:
+    """The reaper run of the schedule, on this one orphan: a shared cluster may hold other
+    databases' gateways, which this demo must not touch."""
     console.print(f"> db.ApiGateway.deleteOne({{gatewayId: '{gid}'}})")
     await asyncio.to_thread(deps.gateways.delete, gid)
     found = await asyncio.to_thread(reaper.dry_run, deps)
     console.print(orphans_table([o for o in found if o.gateway_id == gid]))
-    grace = DEMO_PACE["reap_grace_seconds"]
+    grace = deps.settings.reap_grace_seconds
     console.print(
-        f"  `gatewayflow audit` lists it; the reaper schedule removes it once seen for "
-        f"{grace:.0f}s, through the ordinary deletion steps"
+        f"  `gatewayflow reap` lists it; the reaper schedule removes it once seen for "
+        f"{grace:.0f}s (GATEWAYFLOW_REAP_GRACE). Now, by hand: "
+        f"[bold]gatewayflow reap --apply --gateway {gid}[/]"
     )
     began = time.monotonic()
+    wid = reaper.manual_workflow_id(deps.settings)
+    result = await reaper.apply(client, deps.settings, 0.0, wid, [gid])
+    console.print(reap_table(result))
 
     def reaped() -> bool:
         return not leftovers(deps, gid) and deps.gateways.get(gid) is None
 
     await _until(f"{gid} reaped", reaped, timeout=120)
     console.print(
-        f"[green]✓[/] reaped {time.monotonic() - began:.1f}s after the document went: "
-        "namespace, objects, runtime database and documents"
+        f"[green]✓[/] reaped in {time.monotonic() - began:.1f}s through the ordinary deletion "
+        "steps: namespace, objects, runtime database and documents"
     )
+    console.print(f"  the reaper run: {deps.settings.workflow_url(wid)}", soft_wrap=True)
 
 
 def _print_inventory(console: Console, deps: Deps, gateway_id: str) -> None:

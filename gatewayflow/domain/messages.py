@@ -167,6 +167,7 @@ class Orphan(BaseModel):
 
 class ReapInput(BaseModel):
     grace_seconds: float | None = None  # None: the worker's GATEWAYFLOW_REAP_GRACE
+    gateway_ids: list[str] = Field(default_factory=list)  # only these; empty: every orphan
 
 
 class OrphanScan(BaseModel):
