@@ -7,13 +7,16 @@ gatewayflow/worker.py.
 import asyncio
 import logging
 
-from gatewayflow.settings import load_settings
+from gatewayflow.settings import SettingsError, load_settings
 from gatewayflow.worker import run_worker, until_signalled
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # named in the message: stop before connecting anywhere
+        raise SystemExit(f"gatewayflow worker: {exc}") from None
     asyncio.run(until_signalled(lambda stop: run_worker(settings, stop=stop)))
 
 

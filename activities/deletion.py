@@ -77,9 +77,14 @@ class DeletionActivities:
             raise refused
         config = ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid))
         namespace = ObjectRef(Kind.NAMESPACE, None, ns)
-        removed = [str(ref) for ref in (config, namespace) if cluster.delete_owned(gid, ref)]
+        # The ConfigMap is gone before the namespace goes: the namespace takes the worker's
+        # RoleBinding with it, and with it the right to look inside.
+        removed = [str(config)] if cluster.delete_owned(gid, config) else []
+        cluster.wait_until_gone([config], timeout=120, on_wait=heartbeat)
+        if cluster.delete_owned(gid, namespace):
+            removed.append(str(namespace))
         self.deps.gateways.record_progress(gid, waiting_on=f"namespace {ns} to be gone")
-        cluster.wait_until_gone([config, namespace], timeout=600, on_wait=heartbeat)
+        cluster.wait_until_gone([namespace], timeout=600, on_wait=heartbeat)
         self.deps.gateways.record_progress(gid, waiting_on=None)
         return StepResult(step=step.step, removed=removed)
 
@@ -87,6 +92,9 @@ class DeletionActivities:
     @translated
     @recorded_before
     def finalize_deletion(self, step: StepInput) -> StepResult:
-        """Phase Deleted is recorded first: then the ApiGateway document goes."""
-        self.deps.gateways.delete(step.gateway_id)
+        """Phase Deleted is recorded first: then the ApiGateway document goes, only while
+        it is still the one being deleted (state and phase Deleted). A gateway created
+        again, or a document replaced, meanwhile stays: its workflow acts on it next."""
+        if not self.deps.gateways.remove_deleted(step.gateway_id):
+            return StepResult(step=step.step)
         return StepResult(step=step.step, removed=[f"ApiGateway {step.gateway_id}"])

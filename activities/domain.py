@@ -64,11 +64,12 @@ class DomainActivities:
         if doc is None:
             if target.target is DomainState.ACTIVE:
                 gw = self.deps.gateways.require(gid)
+                region = gw.placed_region
                 doc = RuntimeDomain(
                     gateway_id=gid,
-                    region=gw.region,
+                    region=region,
                     custom_domain=gw.custom_domain,
-                    hosts={env: naming.host(gid, env, gw.region) for env in naming.ENVIRONMENTS},
+                    hosts={env: naming.host(gid, env, region) for env in naming.ENVIRONMENTS},
                 )
                 self.deps.domains.upsert(doc)
                 return _status(doc, gid)

@@ -1,4 +1,4 @@
-"""The drift check: one label-selected list per kind and region, compared with every
+"""The drift check: label-selected lists per kind and gateway namespace, compared with every
 converged gateway's phase (gatewayflow/cluster/expected.py), and the record of a repair."""
 
 from collections import defaultdict
@@ -9,8 +9,9 @@ from activities.errors import translated
 from activities.provision import trigger_docs
 from gatewayflow.cluster.client import labels_of
 from gatewayflow.cluster.expected import Live, differences
-from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
 from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, utcnow
 from gatewayflow.domain.messages import DriftFinding, DriftReport
 from gatewayflow.domain.naming import OWNER_LABEL
@@ -39,11 +40,22 @@ class DriftActivities:
         live: dict[tuple[str, str], dict[ObjectRef, dict[str, object]]] = defaultdict(dict)
         for region in wanted:
             cluster = self.deps.cluster(region)
-            for kind in Kind:
-                for obj in cluster.list_labelled(kind):
+            namespaces = cluster.list_labelled(Kind.NAMESPACE)
+            # Namespaced kinds inside the converged gateways' namespaces that exist (the
+            # worker may list them only there); a missing namespace has nothing in it.
+            existing = {obj["metadata"]["name"] for obj in namespaces}
+            inside = sorted(
+                {naming.namespace(gid) for gid, gw in before.items() if gw.region == region}
+                & existing
+            )
+            listed = [namespaces] + [
+                cluster.list_labelled(kind, ns) for kind in NAMESPACED_KINDS for ns in inside
+            ]
+            for objects in listed:
+                for obj in objects:
                     owner = labels_of(obj).get(OWNER_LABEL, "")
                     live[(region, owner)][ObjectRef.of(obj)] = obj
-                activity.heartbeat(f"listed {kind.value} in {region}")
+            activity.heartbeat(f"listed {len(inside)} gateway namespace(s) in {region}")
         after = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
         self.deps.gateways.mark_drift_checked(utcnow())
         report = DriftReport(regions=wanted)

@@ -1,10 +1,15 @@
 """Reading intent and recording phase, state and progress of the ApiGateway document."""
 
-from temporalio import activity
+import asyncio
 
-from activities.errors import translated
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+
+from activities.errors import translated, validate_input
 from activities.recording import complete_step
 from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.errors import DeletionFailed, reason, to_application_error
 from gatewayflow.domain.messages import (
     Intent,
     PhaseUpdate,
@@ -13,6 +18,7 @@ from gatewayflow.domain.messages import (
     StepInput,
     StepResult,
 )
+from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import begins_from
 from gatewayflow.store.errors import MalformedDocument
 
@@ -30,17 +36,36 @@ class GatewayActivities:
             return Intent(gateway_id=gateway_id, exists=True, malformed=str(exc))
         if gw is None:
             return Intent(gateway_id=gateway_id, exists=False)
+        region = self.deps.gateways.pin_region(gw)
         return Intent(
-            gateway_id=gateway_id, exists=True, state=gw.state, phase=gw.phase, region=gw.region
+            gateway_id=gateway_id,
+            exists=True,
+            state=gw.state,
+            phase=gw.phase,
+            region=region,
+            next_attempt_at=gw.progress.next_attempt_at,
         )
 
     @activity.defn
     @translated
     def begin_operation(self, update: PhaseUpdate) -> bool:
-        """Enter the operation's phase and start a fresh progress record."""
-        self.deps.gateways.reset_progress(update.gateway_id, update.operation, update.total_steps)
-        return self.deps.gateways.set_phase(
-            update.gateway_id, update.phase, expected=begins_from(update.phase)
+        """Enter the operation's phase with a fresh progress record, only while the state
+        is still `expected_state`; False (and nothing written) when it is not: the
+        operation must not run, the intent it was decided on is gone."""
+        if update.expected_state is None:  # as workflows recorded before it sent it
+            self.deps.gateways.reset_progress(
+                update.gateway_id, update.operation, update.total_steps
+            )
+            return self.deps.gateways.set_phase(
+                update.gateway_id, update.phase, expected=begins_from(update.phase)
+            )
+        return self.deps.gateways.begin(
+            update.gateway_id,
+            update.phase,
+            state=GatewayState(update.expected_state),
+            from_phases=begins_from(update.phase),
+            operation=update.operation,
+            total_steps=update.total_steps,
         )
 
     @activity.defn
@@ -59,6 +84,7 @@ class GatewayActivities:
             step_number=update.step_number,
             waiting_on=update.waiting_on,
             error=update.error,
+            next_attempt_at=update.next_attempt_at,
         )
 
     @activity.defn
@@ -66,3 +92,21 @@ class GatewayActivities:
     def record_step(self, step: StepInput) -> StepResult:
         complete_step(self.deps, step)
         return StepResult(step=step.step)
+
+    @activity.defn
+    async def wait_for_deletion(self, gateway_id: str) -> None:
+        """The result of a running `gateway-deletion/<id>` (started by an earlier run):
+        returns when it succeeded, fails when it failed; heartbeats meanwhile."""
+        validate_input((gateway_id,))
+        wid = naming.deletion_workflow_id(gateway_id)
+        result = asyncio.ensure_future(activity.client().get_workflow_handle(wid).result())
+        try:
+            while not result.done():
+                activity.heartbeat(f"waiting for the result of {wid}")
+                await asyncio.wait({result}, timeout=2)
+            result.result()
+        except WorkflowFailureError as exc:
+            failed = DeletionFailed(f"{wid} failed: {reason(exc.cause)}")
+            raise to_application_error(failed) from exc
+        finally:
+            result.cancel()

@@ -3,12 +3,12 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import heartbeat, recorded
+from activities.recording import begin_step, complete_step, heartbeat, recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
-from gatewayflow.domain.messages import InstanceInput, StepInput, StepResult
+from gatewayflow.domain.messages import InstanceInput, ReadyCheck, StepInput, StepResult
 
 
 def instance_refs(gateway_id: str) -> list[ObjectRef]:
@@ -47,6 +47,24 @@ class InstanceActivities:
         )
         self.deps.gateways.record_progress(gid, waiting_on=None)
         return StepResult(step=step.step)
+
+    @activity.defn
+    @translated
+    def check_instance_ready(self, step: InstanceInput) -> ReadyCheck:
+        """One look at the Deployment; the workflow owns the deadline and the pauses (on
+        its own clock), so a start's timeout is a timer, not an activity's sleep."""
+        gid = step.gateway_id
+        ns = naming.namespace(gid)
+        why = self.deps.cluster(step.region).readiness(ns, naming.deployment(gid))
+        if why is None:
+            self.deps.gateways.record_progress(gid, waiting_on=None)
+            complete_step(self.deps, step)
+            return ReadyCheck(ready=True)
+        begin_step(self.deps, step)
+        self.deps.gateways.record_progress(
+            gid, waiting_on=f"Deployment {ns}/{gid} to be available: {why}"
+        )
+        return ReadyCheck(ready=False, why=why)
 
     @activity.defn
     @translated

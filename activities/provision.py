@@ -47,15 +47,13 @@ class ProvisionActivities:
     def create_namespace(self, step: StepInput) -> StepResult:
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
-        cluster.ensure(gid, manifests.namespace(gid))
-        cluster.ensure(gid, manifests.config_map(gid, step.region))
-        return StepResult(
-            step=step.step,
-            created=[
-                str(ObjectRef(Kind.NAMESPACE, None, naming.namespace(gid))),
-                str(ObjectRef(Kind.CONFIG_MAP, naming.namespace(gid), naming.config_map(gid))),
-            ],
-        )
+        made = [
+            cluster.ensure(gid, manifests.namespace(gid)),
+            # Before anything else in it: the worker's rights in this namespace.
+            cluster.ensure(gid, manifests.role_binding(gid, self.deps.settings.service_account)),
+            cluster.ensure(gid, manifests.config_map(gid, step.region)),
+        ]
+        return StepResult(step=step.step, created=[str(ObjectRef.of(obj)) for obj in made])
 
     @activity.defn
     @translated
@@ -105,7 +103,8 @@ class ProvisionActivities:
                     ),
                 ]
             )
-            cluster.ensure(gid, manifests.stage_route(gid, env, naming.host(gid, env, gw.region)))
+            host = naming.host(gid, env, gw.placed_region)
+            cluster.ensure(gid, manifests.stage_route(gid, env, host))
         return StepResult(
             step=step.step, created=[naming.stage_route(gid, env) for env in naming.ENVIRONMENTS]
         )

@@ -1,7 +1,6 @@
 """The orphan reaper's reads and writes: orphans found by the audit (inventory.orphans),
 their first sightings, and adopting one so the ordinary deletion removes it."""
 
-from collections import Counter
 from datetime import timedelta
 
 from temporalio import activity
@@ -20,31 +19,21 @@ class ReaperActivities:
     @activity.defn
     @translated
     def find_orphans(self, input: ReapInput) -> OrphanScan:
-        """Every region's orphans, each sighting recorded; due once seen for the grace."""
+        """Every region's orphans (one audit), each sighting recorded; due once seen for
+        the grace period."""
         grace = (
             self.deps.settings.reap_grace_seconds
             if input.grace_seconds is None
             else input.grace_seconds
         )
+        found = inventory.orphans(self.deps)
+        first = self.deps.sightings.seen(sorted(found))
+        if input.gateway_ids:
+            found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}
+        now = utcnow()  # after the sightings: a grace of 0 makes a new one due
         scan = OrphanScan()
-        for region in self.deps.known_regions():
-            found = inventory.orphans(self.deps, region)
-            first = self.deps.sightings.seen(region, sorted(found))
-            if input.gateway_ids:
-                found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}
-            now = utcnow()  # after the sightings: a grace of 0 makes a new one due
-            for gid, items in found.items():
-                seen = first.get(gid, now)
-                orphan = Orphan(
-                    gateway_id=gid,
-                    region=region,
-                    items=[f"{item.where}: {item}" for item in items],
-                    kinds=dict(Counter(item.kind for item in items)),
-                    first_seen=seen.isoformat(timespec="seconds"),
-                    due=now - seen >= timedelta(seconds=grace),
-                )
-                (scan.due if orphan.due else scan.waiting).append(orphan)
-            activity.heartbeat(f"looked for orphans in {region}")
+        for orphan in inventory.described_orphans(found, first, timedelta(seconds=grace), now):
+            (scan.due if orphan.due else scan.waiting).append(orphan)
         return scan
 
     @activity.defn
@@ -58,4 +47,4 @@ class ReaperActivities:
     @translated
     def record_reaped(self, orphan: Orphan) -> None:
         """Reaped: its sighting is forgotten (the metric counts its items by kind)."""
-        self.deps.sightings.forget(orphan.region, orphan.gateway_id)
+        self.deps.sightings.forget(orphan.gateway_id)

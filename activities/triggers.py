@@ -10,6 +10,7 @@ from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import CronTrigger
 from gatewayflow.domain.messages import StepInput, StepResult, TriggersInput
+from gatewayflow.store.parsing import raise_malformed
 
 
 class TriggerActivities:
@@ -17,10 +18,8 @@ class TriggerActivities:
         self.deps = deps
 
     def _triggers(self, gateway_id: str) -> list[CronTrigger]:
-        return [
-            CronTrigger.model_validate(doc)
-            for doc in self.deps.children.list("CronTrigger", gateway_id)
-        ]
+        """Every trigger; a malformed one stops the step, named (MalformedDocument)."""
+        return self.deps.children.load(CronTrigger, gateway_id, on_malformed=raise_malformed)
 
     @activity.defn
     @translated

@@ -1,4 +1,6 @@
-"""`python -m bench [--quick] [--out PATH]`: every measurement on a stack of its own.
+"""`python -m bench [--quick] [--profile] [--out PATH]`: every measurement on a stack of
+its own. `--profile` has py-spy sample the worker during the burst of 100 deletions (the
+largest burst in quick mode) and writes the profile next to the JSON.
 
 The embedded default (Temporal dev server, SecantusDB, Kubernetes API emulator) is started
 in a temporary GATEWAYFLOW_HOME on free ports and stopped at the end; its logs are kept
@@ -43,11 +45,13 @@ class Plan:
     """gatewayflow deletions counted (the baseline: one)."""
 
 
-FULL = Plan(latency=20, bursts=(50, 100), unrelated=(100, 10_000), scale=10, round_trips=3)
+FULL = Plan(latency=20, bursts=(50, 100, 200), unrelated=(100, 10_000), scale=10, round_trips=3)
 QUICK = Plan(latency=3, bursts=(10,), unrelated=(100, 1_000), scale=3, round_trips=1)
 
 
-async def measure(bench: Bench, plan: Plan, console: Console) -> dict[str, object]:
+async def measure(
+    bench: Bench, plan: Plan, console: Console, profile_dir: Path | None
+) -> dict[str, object]:
     gatewayflow = bench.scoped("gf")
     worker = bench.worker_process(gatewayflow)
     await asyncio.to_thread(worker.start)
@@ -55,17 +59,19 @@ async def measure(bench: Bench, plan: Plan, console: Console) -> dict[str, objec
         console.log(f"latency: {plan.latency} deletions each, gatewayflow then the tick baseline")
         lat = await latency.measure(bench, gatewayflow, plan.latency)
         console.log(f"throughput: bursts of {', '.join(map(str, plan.bursts))}, and the bound")
-        tp = await throughput.measure(bench, gatewayflow, worker, plan.bursts, shape_of="lat-gf-00")
+        tp = await throughput.measure(
+            bench, gatewayflow, worker, plan.bursts, shape_of="lat-gf-00", profile_dir=profile_dir
+        )
     finally:
         await asyncio.to_thread(worker.stop)
     console.log(f"scale: {plan.scale} deletions with {plan.unrelated} idle gateways")
     sc = await scale.measure(bench, plan.unrelated, plan.scale)
-    console.log("cost: MongoDB round trips per deletion")
+    console.log("cost: MongoDB, Kubernetes and Temporal work per deletion")
     rt = await cost.measure_round_trips(bench, plan.round_trips)
     return {"latency": lat, "throughput": tp, "scale": sc, "round_trips": rt}
 
 
-async def run(plan: Plan, mode: str, console: Console) -> Report:
+async def run(plan: Plan, mode: str, console: Console, profile_dir: Path | None) -> Report:
     home = Path(tempfile.mkdtemp(prefix="gatewayflow-bench-"))
     settings = embedded_settings(home)
     began = time.monotonic()
@@ -74,7 +80,7 @@ async def run(plan: Plan, mode: str, console: Console) -> Report:
     try:
         bench = await Bench.open(started.settings)
         EmulatorAdmin.of(bench.settings).set_config(**EMULATOR)
-        figures = await measure(bench, plan, console)
+        figures = await measure(bench, plan, console, profile_dir)
     except BaseException:
         console.log(f"bench failed; logs kept in {home / 'logs'}")
         raise
@@ -94,18 +100,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run with small counts")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy profile of the worker during a burst"
+    )
     args = parser.parse_args()
+    profile_dir = args.out.parent / "profiles" if args.profile else None
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     # Wide enough for the table when the output is a file or a pipe, not a terminal.
     console = Console(width=None if sys.stdout.isatty() else 170)
     report = asyncio.run(
-        run(QUICK if args.quick else FULL, "quick" if args.quick else "full", console)
+        run(QUICK if args.quick else FULL, "quick" if args.quick else "full", console, profile_dir)
     )
     console.print(report.table())
     report.write_json(args.out)
     console.print(f"finished in {report.seconds:.0f}s; figures written to {args.out}")
+    if profile_dir is not None:
+        console.print(
+            f"worker profile (collapsed stacks) in {profile_dir}: open it in speedscope "
+            "(https://www.speedscope.app) or flamegraph.pl"
+        )
 
 
 if __name__ == "__main__":

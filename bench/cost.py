@@ -1,5 +1,7 @@
-"""Cost: MongoDB round trips per deletion, counted in-process with a command listener.
+"""Cost per deletion: MongoDB round trips by command, Kubernetes API requests by verb,
+Temporal workflow tasks and activities.
 
+MongoDB round trips are counted in-process with a command listener.
 A listener registered with `pymongo.monitoring.register` is carried by every client
 created afterwards, so it is registered before the in-process worker (and the tick
 baseline) create theirs; the bench's own client exists already and is never counted.
@@ -9,6 +11,11 @@ Polling is part of the count: for gatewayflow the change feed's getMore, two a s
 idle and, on SecantusDB, one more for every write to the server (its awaitData getMore
 returns an empty batch on any write); for the baseline, the two claims a second of its
 tick loops.
+
+Kubernetes requests come from the emulator's request counts (`/_admin/requests`) over the
+same window, and are also given per object the deletion removed (from its oplog). Temporal
+workflow tasks, activities (local ones too) and child workflows are read from the
+deletion's histories: `gateway/<id>` from its `delete` signal on, then each child.
 
 Worker CPU seconds and peak RSS per 100 deletions come from the throughput bursts
 (`throughput.Burst`), where the worker is a process of its own.
@@ -22,11 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pymongo import monitoring
+from temporalio.api.enums.v1 import EventType
 
 from bench.context import Bench, in_process_worker
 from bench.latency import provision_for_baseline
+from bench.throughput import deletion_histories
 from bench.tick_baseline import TickBaseline
 from gatewayflow.settings import Settings
+from tests.emulator_admin import EmulatorAdmin
 
 SETTLE = 0.5
 
@@ -60,6 +70,44 @@ class CommandCounter(monitoring.CommandListener):
 
 
 @dataclass(frozen=True)
+class Window:
+    """What one deletion cost, counted from its raw write until it settled."""
+
+    mongo: Counter[str]
+    kube: Counter[str]
+    removed_objects: int
+
+
+@dataclass(frozen=True)
+class KubeRequests:
+    per_deletion: float
+    by_verb: dict[str, float]
+    """Per deletion, by API verb."""
+    per_removed_object: float
+    """Requests per Kubernetes object the deletion removed."""
+
+    @classmethod
+    def of(cls, windows: list[Window]) -> "KubeRequests":
+        total: Counter[str] = sum((w.kube for w in windows), Counter())
+        n, removed = len(windows), sum(w.removed_objects for w in windows)
+        return cls(
+            per_deletion=sum(total.values()) / n,
+            by_verb={verb: count / n for verb, count in total.most_common()},
+            per_removed_object=sum(total.values()) / max(removed, 1),
+        )
+
+
+@dataclass(frozen=True)
+class TemporalWork:
+    """Per deletion, over the histories of every workflow of the deletion."""
+
+    workflow_tasks: float
+    activities: float
+    local_activities: float
+    child_workflows: float
+
+
+@dataclass(frozen=True)
 class RoundTrips:
     deletions: int
     per_deletion: float
@@ -86,15 +134,46 @@ class RoundTrips:
 class RoundTripResult:
     gatewayflow: RoundTrips
     tick_baseline: RoundTrips
+    kube_gatewayflow: KubeRequests
+    kube_tick_baseline: KubeRequests
+    temporal: TemporalWork
 
 
 async def _counted(
     bench: Bench, counter: CommandCounter, settings: Settings, gateway_id: str
-) -> Counter[str]:
+) -> Window:
+    admin = EmulatorAdmin.of(bench.settings)
+    since = await asyncio.to_thread(admin.last_seq)
+    before = await asyncio.to_thread(admin.requests_by_verb)
     with counter.window() as counts:
         await bench.delete_and_time(settings, gateway_id)
         await asyncio.sleep(SETTLE)
-    return counts
+    after = await asyncio.to_thread(admin.requests_by_verb)
+    oplog = await asyncio.to_thread(admin.oplog, gateway_id, since)
+    return Window(
+        mongo=counts,
+        kube=Counter({verb: n - before.get(verb, 0) for verb, n in after.items()}),
+        removed_objects=sum(1 for item in oplog if item["verb"] == "removed"),
+    )
+
+
+_TEMPORAL_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow_tasks",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activities",
+    EventType.EVENT_TYPE_MARKER_RECORDED: "local_activities",
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: "child_workflows",
+}
+
+
+async def temporal_work(bench: Bench, ids: list[str]) -> TemporalWork:
+    counts: Counter[str] = Counter()
+    for gateway_id in ids:
+        for events in await deletion_histories(bench.client, gateway_id):
+            counts.update(
+                _TEMPORAL_EVENTS[e.event_type] for e in events if e.event_type in _TEMPORAL_EVENTS
+            )
+    n = len(ids)
+    return TemporalWork(**{name: counts[name] / n for name in _TEMPORAL_EVENTS.values()})
 
 
 async def measure_round_trips(bench: Bench, count: int) -> RoundTripResult:
@@ -119,4 +198,10 @@ async def measure_round_trips(bench: Bench, count: int) -> RoundTripResult:
     finally:
         stop.set()
         await loop
-    return RoundTripResult(RoundTrips.of(gf), RoundTrips.of(tick))
+    return RoundTripResult(
+        gatewayflow=RoundTrips.of([w.mongo for w in gf]),
+        tick_baseline=RoundTrips.of([w.mongo for w in tick]),
+        kube_gatewayflow=KubeRequests.of(gf),
+        kube_tick_baseline=KubeRequests.of(tick),
+        temporal=await temporal_work(bench, ids),
+    )

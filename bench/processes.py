@@ -97,3 +97,53 @@ class Usage:
 
     def since(self, earlier: "Usage") -> dict[str, float]:
         return {name: self.cpu[name] - earlier.cpu.get(name, 0.0) for name in self.cpu}
+
+
+class Profiler:
+    """py-spy sampling a running process (`py-spy record --pid`) until `stop`.
+
+    The profile is written as collapsed stacks (one line per stack: frames joined by `;`,
+    then the sample count), which speedscope or flamegraph.pl turn into a flame graph;
+    `top` sums them by innermost frame for the report.
+    """
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).with_name("py-spy")
+        self._popen = subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGINT makes py-spy write the profile and exit."""
+        self._popen.send_signal(signal.SIGINT)
+        _, err = self._popen.communicate(timeout=timeout)
+        if not self.out.exists():
+            raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')}")
+
+    def top(self, count: int = 8) -> list[tuple[str, float]]:
+        """The innermost frames with the largest share of the samples."""
+        samples: dict[str, int] = {}
+        total = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, number = line.rpartition(" ")
+            if not stack or not number.isdigit():
+                continue
+            leaf = stack.rsplit(";", 1)[-1]
+            samples[leaf] = samples.get(leaf, 0) + int(number)
+            total += int(number)
+        ranked = sorted(samples.items(), key=lambda item: -item[1])[:count]
+        return [(frame, share / max(total, 1)) for frame, share in ranked]

@@ -83,7 +83,7 @@ class Report:
                 f"{gf:.2f} s",
                 f"{tick:.2f} s tick baseline",
                 f"{ratio:.1f}x lower",
-                ">= 10x",
+                ">= 20x" if name == "p50" else ">= 15x",
             )
         tp = self.throughput
         for run in tp.runs:
@@ -95,7 +95,7 @@ class Report:
                 f"({tp.activities_per_deletion} activities, "
                 f"{tp.child_workflows_per_deletion} children)",
                 f"{run.ratio:.2f} of bound",
-                "",
+                ">= 0.5",
             )
         sc = self.scale
         few, many = sc.runs
@@ -104,7 +104,7 @@ class Report:
             f"{few.latency.p50:.2f} s / {many.latency.p50:.2f} s",
             f"p95 {few.latency.p95:.2f} s / {many.latency.p95:.2f} s",
             f"{sc.ratio_p50:.2f}",
-            "< 1.2",
+            "<= 1.1",
         )
         ours = [p for p in sc.plans if p.system == "gatewayflow"]
         theirs = [p for p in sc.plans if p.system != "gatewayflow"]
@@ -133,13 +133,43 @@ class Report:
             "",
             "",
         )
+        for run in tp.runs:
+            if run.profile is not None:
+                top = ", ".join(f"{frame} {share:.0%}" for frame, share in run.profile_top[:3])
+                table.add_row(f"worker profile ({run.n} at once)", run.profile, top, "", "")
         rt = self.round_trips
         table.add_row(
             "MongoDB round trips per deletion",
             f"{rt.gatewayflow.per_deletion:.0f} ({rt.gatewayflow.without_getmore:.0f} "
-            "without change-feed getMore)",
-            f"{rt.tick_baseline.per_deletion:.0f} tick baseline",
+            f"without change-feed getMore): {_counts(rt.gatewayflow.by_command)}",
+            f"{rt.tick_baseline.per_deletion:.0f} tick baseline: "
+            f"{_counts(rt.tick_baseline.by_command)}",
+            "",
+            "<= 30",
+        )
+        kube, kube_tick = rt.kube_gatewayflow, rt.kube_tick_baseline
+        table.add_row(
+            "Kubernetes API requests per deletion",
+            f"{kube.per_deletion:.0f}: {_counts(kube.by_verb)}",
+            f"{kube_tick.per_deletion:.0f} tick baseline: {_counts(kube_tick.by_verb)}",
+            f"{kube.per_removed_object:.1f} per object removed "
+            f"(baseline {kube_tick.per_removed_object:.1f})",
+            "<= 2 per object",
+        )
+        work = rt.temporal
+        table.add_row(
+            "Temporal work per deletion",
+            f"{work.workflow_tasks:.0f} workflow tasks, {work.activities:.0f} activities, "
+            f"{work.local_activities:.0f} local activities, "
+            f"{work.child_workflows:.0f} child workflows",
+            "",
             "",
             "",
         )
         return table
+
+
+def _counts(by_name: dict[str, float], shown: int = 5) -> str:
+    """The largest counts per deletion, e.g. "getMore 36, update 26"."""
+    ranked = sorted(by_name.items(), key=lambda item: -item[1])[:shown]
+    return ", ".join(f"{name} {count:.0f}" for name, count in ranked)

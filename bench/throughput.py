@@ -7,13 +7,17 @@ Engine bound: N NoopChain workflows, each with the same number of activities and
 workflows as the histories of one real deletion show, on a task queue of their own served
 by a no-op worker process with the same limits. Both figures come from the same Temporal
 server in the same run; CPU seconds of every process are read from /proc around each burst.
+
+With a profile directory, py-spy samples the worker during the burst of PROFILE_AT
+deletions (or the largest burst, when there is none of that size).
 """
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -21,11 +25,12 @@ from temporalio.client import Client
 
 from bench.context import Bench
 from bench.noop import ChainInput, Level, NoopChain
-from bench.processes import ChildProcess, Usage, peak_rss_mb, reset_peak_rss
+from bench.processes import ChildProcess, Profiler, Usage, peak_rss_mb, reset_peak_rss
 from gatewayflow.domain import naming
 from gatewayflow.settings import Settings
 
 RETRY_SAMPLE = 10
+PROFILE_AT = 100
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,10 @@ class ThroughputRun:
     """gatewayflow deletions per second / bound chains per second."""
     activity_retries_per_deletion: float
     """Sampled from the burst's histories: activity attempts that timed out or failed."""
+    profile: str | None = None
+    """Where py-spy's profile of the worker during this burst was written."""
+    profile_top: list[tuple[str, float]] = field(default_factory=list)
+    """The innermost frames with the largest share of the worker's samples."""
 
 
 @dataclass(frozen=True)
@@ -128,11 +137,19 @@ async def retries_per_deletion(client: Client, ids: list[str]) -> float:
 
 
 async def _burst(
-    n: int, pids: dict[str, int], worker_pid: int, work: Callable[[], Awaitable[float]]
+    n: int,
+    pids: dict[str, int],
+    worker_pid: int,
+    work: Callable[[], Awaitable[float]],
+    profiler: Profiler | None = None,
 ) -> Burst:
     reset_peak_rss(worker_pid)
     before = Usage.of(pids)
-    seconds = await work()
+    try:
+        seconds = await work()
+    finally:
+        if profiler is not None:
+            await asyncio.to_thread(profiler.stop)
     spent = Usage.of(pids).since(before)
     return Burst(
         n=n,
@@ -163,8 +180,10 @@ async def measure(
     worker: ChildProcess,
     sizes: tuple[int, ...],
     shape_of: str,
+    profile_dir: Path | None = None,
 ) -> ThroughputResult:
     """`worker` serves `gatewayflow`; `shape_of` is a gateway it has deleted already."""
+    profiled = PROFILE_AT if PROFILE_AT in sizes else max(sizes)
     shape = await deletion_shape(bench.client, shape_of)
     bound_settings = bench.scoped("bound")
     noop_worker = ChildProcess(
@@ -180,11 +199,15 @@ async def measure(
         for n in sizes:
             ids = [f"tp{n}-{i:03d}" for i in range(n)]
             await bench.provision(gatewayflow, ids)
+            profiler = None
+            if profile_dir is not None and n == profiled:
+                profiler = Profiler(worker.pid, profile_dir / f"worker-{n}-at-once.txt")
             real = await _burst(
                 n,
                 {"worker": worker.pid, **bench.stack_pids()},
                 worker.pid,
                 partial(bench.delete_all_and_time, gatewayflow, ids),
+                profiler,
             )
             bound = await _burst(
                 n,
@@ -193,7 +216,17 @@ async def measure(
                 partial(_run_chains, bench.client, bound_settings.task_queue, n, shape),
             )
             retries = await retries_per_deletion(bench.client, ids)
-            runs.append(ThroughputRun(n, real, bound, real.per_second / bound.per_second, retries))
+            runs.append(
+                ThroughputRun(
+                    n,
+                    real,
+                    bound,
+                    real.per_second / bound.per_second,
+                    retries,
+                    profile=None if profiler is None else str(profiler.out),
+                    profile_top=[] if profiler is None else profiler.top(),
+                )
+            )
     finally:
         await asyncio.to_thread(noop_worker.stop)
     return ThroughputResult(

@@ -1,25 +1,84 @@
-"""What the CLI (or an API) does to gateways: write the intent, signal, follow progress.
+"""The service layer of the CLI (or an API): intents, status, plan, audit and replay.
 
 MongoDB is the source of truth: a request is checked against the transition rules,
 written with a conditional update, and only then signalled to `gateway/<id>`.
+
+Each service function takes the settings and returns a result. Expected failures (bad
+input, a refused request, a server that does not answer) come out as `GatewayflowError`
+whose message is the one sentence a user needs; read-only functions write nothing, not
+even indexes.
 """
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
-from gatewayflow.dispatcher import SIGNAL_FOR_STATE, signal_gateway
+from gatewayflow import links
+from gatewayflow.client import connect
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.naming import validate_gateway_id
+from gatewayflow.domain.errors import GatewayflowError, Unreachable
+from gatewayflow.domain.messages import GatewayInput, Orphan, ReapResult
+from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused, check_request, target_phase
 from gatewayflow.settings import Settings
-from gatewayflow.store.errors import StateChangeRefused
+from gatewayflow.store.client import ping
+from gatewayflow.store.errors import StateChangeRefused, StoreError, StoreUnreachable
 from gatewayflow.store.gateways import GatewayRepository
+from gatewayflow.store.indexes import ensure_indexes
+from workflows import search
+from workflows.gateway import GatewayWorkflow
+
+if TYPE_CHECKING:  # imported where used: a command that fails early loads neither
+    from gatewayflow.inventory import Item, PlanStep
+    from gatewayflow.replay import ReplayResult
 
 TERMINAL_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)
+_REQUEST_ATTEMPTS = 5
+REACH_TIMEOUT = 2.0
+"""Seconds a command waits for a server before saying it cannot reach it."""
+
+SIGNAL_FOR_STATE: dict[GatewayState, str] = {
+    GatewayState.RUNNING: "start",
+    GatewayState.STOPPED: "stop",
+    GatewayState.RESTARTING: "restart",
+    GatewayState.DELETED: "delete",
+}
+
+OnChange = Callable[[ApiGateway | None], None]
+
+
+# -- the intents, on open connections (the dispatcher, the demo and tests use these) ----
+
+
+async def signal_gateway(
+    client: Client, settings: Settings, gateway_id: str, signal: str = "reconcile"
+) -> str:
+    """Signal `gateway/<id>`, starting it first if it is not running; returns its run id."""
+    handle = await client.start_workflow(
+        GatewayWorkflow.run,
+        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
+        id=naming.gateway_workflow_id(gateway_id),
+        task_queue=settings.task_queue,
+        start_signal=signal,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search.for_gateway(gateway_id),
+        static_summary=f"gateway {gateway_id}",
+    )
+    return handle.result_run_id or ""
 
 
 async def create(
@@ -28,10 +87,17 @@ async def create(
     gateways: GatewayRepository,
     gateway: ApiGateway,
 ) -> ApiGateway:
+    await _create(client, settings, gateways, gateway)
+    return gateway
+
+
+async def _create(
+    client: Client, settings: Settings, gateways: GatewayRepository, gateway: ApiGateway
+) -> str:
+    """Insert, then signal; returns the run id of the gateway's workflow."""
     validate_gateway_id(gateway.gateway_id)
     await asyncio.to_thread(gateways.insert, gateway)
-    await signal_gateway(client, settings, gateway.gateway_id, "reconcile")
-    return gateway
+    return await signal_gateway(client, settings, gateway.gateway_id, "reconcile")
 
 
 async def request(
@@ -42,18 +108,43 @@ async def request(
     what: Request,
 ) -> ApiGateway:
     """Refused requests raise RequestRefused and change nothing."""
+    gateway, _run_id = await _request(client, settings, gateways, gateway_id, what)
+    return gateway
+
+
+async def _request(
+    client: Client,
+    settings: Settings,
+    gateways: GatewayRepository,
+    gateway_id: str,
+    what: Request,
+) -> tuple[ApiGateway, str]:
+    """Check, write, then signal; returns the gateway and the run id of its workflow.
+
+    The write is a compare-and-set on the state the request was checked against: when
+    someone else changed the state in between (a delete, say), the request is checked
+    again against the new state, so it never undoes an intent it did not see.
+    """
     validate_gateway_id(gateway_id)
-    current = await asyncio.to_thread(gateways.require, gateway_id)
-    state = check_request(what, current.state, current.phase)
     refuse = () if what is Request.DELETE else TERMINAL_PHASES
-    try:
-        updated = await asyncio.to_thread(
-            gateways.set_state, gateway_id, state, refuse_if_phase_in=refuse
-        )
-    except StateChangeRefused as exc:
-        raise RequestRefused(str(exc)) from exc
-    await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
-    return updated
+    for _attempt in range(_REQUEST_ATTEMPTS):
+        current = await asyncio.to_thread(gateways.require, gateway_id)
+        state = check_request(what, current.state, current.phase)
+        try:
+            updated = await asyncio.to_thread(
+                gateways.set_state,
+                gateway_id,
+                state,
+                expected=current.state,
+                refuse_if_phase_in=refuse,
+            )
+        except StateChangeRefused as exc:
+            if exc.current_state == current.state.value:
+                raise RequestRefused(str(exc)) from exc  # the phase refused it
+            continue  # the state changed under us: check the request again
+        run_id = await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
+        return updated, run_id
+    raise RequestRefused(f"cannot {what.value} {gateway_id}: its state keeps changing; try again")
 
 
 def converged(gateway: ApiGateway | None, want: GatewayState) -> bool:
@@ -66,7 +157,7 @@ async def follow(
     gateways: GatewayRepository,
     gateway_id: str,
     want: GatewayState,
-    on_change: Callable[[ApiGateway | None], None],
+    on_change: OnChange,
     *,
     timeout: float = 1800.0,
     poll: float = 0.2,
@@ -107,3 +198,288 @@ async def follow(
         if time.monotonic() > deadline:
             raise TimeoutError(f"gateway {gateway_id} did not reach {want.value} in {timeout:.0f}s")
         await asyncio.sleep(poll)
+
+
+# -- the service layer: settings in, results out -----------------------------------------
+
+
+@dataclass
+class Tracked:
+    """A gateway as a command found or left it, with the UI links of its workflows."""
+
+    gateway: ApiGateway
+    want: GatewayState
+    links: dict[str, str]
+    """Workflow id -> Temporal UI link (the run's page, or a query when no run is known)."""
+    _gateways: GatewayRepository = field(repr=False)
+
+    async def follow(self, on_change: OnChange) -> ApiGateway | None:
+        """Follow live progress until the intent is reached; GatewayflowError if it is not."""
+        gateway_id, want = self.gateway.gateway_id, self.want
+        try:
+            gw = await follow(self._gateways, gateway_id, want, on_change)
+        except TimeoutError as exc:
+            raise GatewayflowError(str(exc)) from exc
+        if not converged(gw, want):
+            assert gw is not None  # a gone document is converged for any wanted state
+            raise GatewayflowError(
+                f"{gateway_id} settled at {gw.state.value}/{gw.phase.value}: "
+                f"{gw.progress.last_error or 'no error recorded'}"
+            )
+        return gw
+
+
+async def create_gateway(
+    settings: Settings,
+    gateway_id: str,
+    *,
+    region: str = "local",
+    custom_domain: str | None = None,
+    functions: int = 2,
+    triggers: int = 1,
+) -> Tracked:
+    """Insert a new gateway (state Running) and signal its workflow."""
+    with _expected():
+        validate_gateway_id(gateway_id)
+        gateway = ApiGateway(
+            gateway_id=gateway_id,
+            region=region,
+            custom_domain=custom_domain,
+            functions=functions,
+            triggers=triggers,
+        )
+        gateways = _gateways(settings, indexes=True)
+        client = await _temporal(settings)
+        run_id = await _create(client, settings, gateways, gateway)
+    return _tracked(settings, gateways, gateway, GatewayState.RUNNING, run_id)
+
+
+async def request_gateway(settings: Settings, gateway_id: str, what: Request) -> Tracked:
+    """Write a stop, start, restart or delete intent and signal the gateway's workflow."""
+    with _expected():
+        validate_gateway_id(gateway_id)
+        gateways = _gateways(settings, indexes=True)
+        client = await _temporal(settings)
+        gateway, run_id = await _request(client, settings, gateways, gateway_id, what)
+    want = GatewayState.RUNNING if what is Request.RESTART else gateway.state
+    return _tracked(settings, gateways, gateway, want, run_id)
+
+
+def list_gateways(settings: Settings) -> list[ApiGateway]:
+    """Every gateway, read-only."""
+    with _expected():
+        return _gateways(settings).list()
+
+
+async def gateway_status(settings: Settings, gateway_id: str) -> Tracked:
+    """One gateway and the links of its three workflows, read-only."""
+    with _expected():
+        validate_gateway_id(gateway_id)
+        gateways = _gateways(settings)
+        gateway = gateways.require(gateway_id)
+    want = gateway.state if gateway.state is not GatewayState.RESTARTING else GatewayState.RUNNING
+    return Tracked(gateway, want, await workflow_links(settings, gateway_id), gateways)
+
+
+async def workflow_links(settings: Settings, gateway_id: str) -> dict[str, str]:
+    """The UI link of each workflow of a gateway: its latest run, or a query when none is
+    known (not started yet, or Temporal does not answer: the status still shows)."""
+    ids = (
+        naming.gateway_workflow_id(gateway_id),
+        naming.deletion_workflow_id(gateway_id),
+        naming.domain_workflow_id(gateway_id),
+    )
+    try:
+        client = await _temporal(settings)
+        runs = await asyncio.gather(*(_latest_run(client, wid) for wid in ids))
+    except Unreachable:
+        runs = [None] * len(ids)
+    return {
+        wid: links.workflow_link(settings, wid, run) for wid, run in zip(ids, runs, strict=True)
+    }
+
+
+def deletion_plan(settings: Settings, gateway_id: str) -> list["PlanStep"]:
+    """Every document and object a deletion would remove, step by step; changes nothing."""
+    from gatewayflow import inventory
+
+    with _expected():
+        validate_gateway_id(gateway_id)
+        deps = _reader(settings)
+        gateway = deps.gateways.require(gateway_id)
+        with _cluster_errors(settings, deps, gateway.region):
+            return inventory.plan(deps, gateway_id)
+
+
+def audit(settings: Settings, regions: Sequence[str] = ()) -> dict[str, list["Item"]]:
+    """Resources of gateways whose ApiGateway document is gone (leaks), read-only: in the
+    given regions, or every configured region when none is given."""
+    from gatewayflow import inventory
+
+    with _expected():
+        deps = _reader(settings)
+        with ExitStack() as checks:
+            if settings.kubeconfig is None or not settings.kubeconfig.exists():
+                checks.enter_context(_cluster_errors(settings, deps, "any"))
+            wanted = list(regions) or inventory.audit_regions(deps)
+            for region in wanted:
+                checks.enter_context(_cluster_errors(settings, deps, region))
+            return inventory.orphans(deps, wanted)
+
+
+def deletion_queues(settings: Settings) -> list[dict[str, Any]]:
+    """Per region: the deletions holding a permit and those queued for one, read-only."""
+    with _expected():
+        return _reader(settings).permits.regions()
+
+
+def find_orphans(settings: Settings, gateway_ids: Sequence[str] = ()) -> list[Orphan]:
+    """What the reaper would hand over (every region, the runtime MongoDB), with when
+    each was first seen and whether its grace period is over; read-only."""
+    from gatewayflow import reaper
+
+    with _expected():
+        found = reaper.dry_run(_reader(settings))
+    return [o for o in found if not gateway_ids or o.gateway_id in gateway_ids]
+
+
+async def reap_orphans(
+    settings: Settings,
+    grace_seconds: float,
+    gateway_ids: Sequence[str] = (),
+    on_start: Callable[[str], None] = lambda link: None,
+) -> ReapResult:
+    """Run the OrphanReaper now, on the worker (only on `gateway_ids` when given), and
+    wait for its result; `on_start` gets the link to its run in the Temporal UI first."""
+    from gatewayflow import reaper
+
+    with _expected():
+        for gid in gateway_ids:
+            validate_gateway_id(gid)
+        client = await _temporal(settings)
+        wid = reaper.manual_workflow_id(settings)
+        on_start(links.workflow_link(settings, wid))
+        return await reaper.apply(client, settings, grace_seconds, wid, list(gateway_ids))
+
+
+async def replay_histories(
+    settings: Settings,
+    files: Sequence[Path] = (),
+    *,
+    workflow_id: str | None = None,
+    query: str | None = None,
+) -> list["ReplayResult"]:
+    """Replay history files and/or the runs the server has for an id or a query."""
+    from gatewayflow import replay
+
+    if not files and workflow_id is None and query is None:
+        raise GatewayflowError("give history files, --workflow-id or --query")
+    with _expected():
+        try:
+            histories = [replay.load_history(path) for path in files]
+        except replay.HistoryFormatError as exc:
+            raise GatewayflowError(str(exc)) from exc
+        if workflow_id is not None or query is not None:
+            client = await _temporal(settings)
+            try:
+                found = await replay.fetch_histories(client, workflow_id=workflow_id, query=query)
+            except RPCError as exc:
+                raise GatewayflowError(f"cannot list workflows: {exc.message}") from exc
+            if not found:
+                raise GatewayflowError(f"no workflow found for {workflow_id or query}")
+            histories.extend(found)
+        return await replay.replay_histories(histories)
+
+
+# -- connections --------------------------------------------------------------------------
+
+
+@contextmanager
+def _expected() -> Iterator[None]:
+    """Turn the errors a user can act on, from every layer below, into a GatewayflowError."""
+    try:
+        yield
+    except GatewayflowError:
+        raise
+    except (InvalidGatewayId, RequestRefused, StoreError) as exc:
+        raise GatewayflowError(str(exc)) from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise GatewayflowError(f"invalid input: {problems}") from exc
+
+
+def _reader(settings: Settings) -> Deps:
+    """Connections for a read-only command: MongoDB checked, no index created."""
+    deps = Deps(settings, indexes=False)
+    _check_mongo(settings, deps)
+    return deps
+
+
+def _gateways(settings: Settings, *, indexes: bool = False) -> GatewayRepository:
+    """The ApiGateway collection, checked; `indexes` for commands that write."""
+    deps = _reader(settings)
+    if indexes:
+        ensure_indexes(deps.db)
+    return deps.gateways
+
+
+def _check_mongo(settings: Settings, deps: Deps) -> None:
+    try:
+        ping(deps.db, timeout=REACH_TIMEOUT)
+    except StoreUnreachable as exc:
+        raise Unreachable(
+            "MongoDB", settings.mongodb_uri or "", settings.remedy("MONGODB_URI")
+        ) from exc
+
+
+@contextmanager
+def _cluster_errors(settings: Settings, deps: Deps, region: str) -> Iterator[None]:
+    """Check that the region's API server answers, then report its errors as ours."""
+    from gatewayflow.cluster.errors import ClusterError
+
+    part = f"the Kubernetes API of region {region}"
+    kubeconfig = settings.kubeconfig
+    if kubeconfig is None or not kubeconfig.exists():
+        raise Unreachable(part, f"{kubeconfig} (no such kubeconfig)", settings.remedy("KUBECONFIG"))
+    try:
+        cluster = deps.cluster(region)
+        try:
+            cluster.ping()
+        except ClusterError as exc:
+            if exc.status is None:  # no answer at all, rather than a refusal
+                raise Unreachable(part, cluster.host, settings.remedy("KUBECONFIG")) from exc
+            raise
+        yield
+    except ClusterError as exc:
+        raise GatewayflowError(str(exc)) from exc
+
+
+async def _temporal(settings: Settings) -> Client:
+    address = settings.temporal_address or ""
+    try:
+        return await asyncio.wait_for(connect(settings), timeout=REACH_TIMEOUT + 1)
+    except (RuntimeError, TimeoutError) as exc:
+        raise Unreachable("Temporal", address, settings.remedy("TEMPORAL_ADDRESS")) from exc
+
+
+async def _latest_run(client: Client, workflow_id: str) -> str | None:
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=timedelta(seconds=REACH_TIMEOUT)
+        )
+    except RPCError:
+        return None  # not started yet, or not visible: the link becomes a query
+    return described.run_id
+
+
+def _tracked(
+    settings: Settings,
+    gateways: GatewayRepository,
+    gateway: ApiGateway,
+    want: GatewayState,
+    run_id: str | None,
+) -> Tracked:
+    wid = naming.gateway_workflow_id(gateway.gateway_id)
+    return Tracked(gateway, want, {wid: links.workflow_link(settings, wid, run_id)}, gateways)

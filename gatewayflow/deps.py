@@ -1,12 +1,11 @@
 """What activities need, built once per worker: store repositories and cluster regions."""
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pymongo import MongoClient
 from pymongo.database import Database as MongoDatabase
 
-from gatewayflow.cluster.client import Cluster
-from gatewayflow.cluster.regions import Regions
 from gatewayflow.settings import Settings
 from gatewayflow.store.children import ChildRepository
 from gatewayflow.store.client import connect
@@ -17,17 +16,25 @@ from gatewayflow.store.indexes import ensure_indexes
 from gatewayflow.store.permits import PermitRepository
 from gatewayflow.store.sightings import SightingRepository
 
+if TYPE_CHECKING:  # the Kubernetes client is imported on first use: a CLI command that
+    # fails on MongoDB, or needs no cluster, starts faster without it
+    from gatewayflow.cluster.client import Cluster
+    from gatewayflow.cluster.regions import Regions
+
 
 class Deps:
     """Lazily connected; shared by every activity thread of a worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, indexes: bool = True) -> None:
+        """`indexes`: create every index on first connect (read-only commands pass False)."""
         self.settings = settings
+        self._indexes = indexes
 
     @cached_property
     def db(self) -> MongoDatabase:  # type: ignore[type-arg]
         db = connect(self.settings.mongodb_uri or "", self.settings.db_name)
-        ensure_indexes(db)
+        if self._indexes:
+            ensure_indexes(db)
         return db
 
     @cached_property
@@ -54,19 +61,15 @@ class Deps:
     def sightings(self) -> SightingRepository:
         return SightingRepository(self.db)
 
-    def known_regions(self) -> list[str]:
-        """Regions with a context configured, or holding a gateway; "local" at least."""
-        found = set(self.settings.regions) | {"local"}
-        found.update(str(r) for r in self.db["ApiGateway"].distinct("region") if r)
-        return sorted(found)
-
     @cached_property
     def runtime(self) -> RuntimeDatabases:
         uri = self.settings.runtime_mongodb_uri or self.settings.mongodb_uri or ""
         return RuntimeDatabases(MongoClient(uri, serverSelectionTimeoutMS=5000))
 
     @cached_property
-    def regions(self) -> Regions:
+    def regions(self) -> "Regions":
+        from gatewayflow.cluster.regions import Regions
+
         assert self.settings.kubeconfig is not None, "settings must be resolved"
         return Regions(
             self.settings.kubeconfig,
@@ -74,5 +77,5 @@ class Deps:
             pool_size=self.settings.max_concurrent_activities,
         )
 
-    def cluster(self, region: str) -> Cluster:
+    def cluster(self, region: str) -> "Cluster":
         return self.regions.cluster(region)

@@ -3,6 +3,7 @@
 A change stream (resume token persisted) reacts at once; a periodic sweep signals (and
 starts, if need be) the workflow of every gateway whose phase does not match its state,
 so nothing is left stuck even if an event is lost or change streams are unavailable.
+A gateway that cannot be signalled is logged, counted and skipped: it never blocks others.
 Signal-with-start is idempotent per workflow id, so duplicate dispatchers are harmless.
 """
 
@@ -12,60 +13,64 @@ import logging
 import threading
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from gatewayflow.domain import naming
-from gatewayflow.domain.messages import GatewayInput
-from gatewayflow.domain.states import GatewayState
+from gatewayflow.control import SIGNAL_FOR_STATE, signal_gateway
+from gatewayflow.metrics import DISPATCH_FAILURES
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import connect
 from gatewayflow.store.dispatcher import ChangeFeed
 from gatewayflow.store.errors import ChangeStreamsUnavailable
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
-from workflows import search
-from workflows.gateway import GatewayWorkflow
 
 log = logging.getLogger("gatewayflow.dispatcher")
 
-SIGNAL_FOR_STATE: dict[GatewayState, str] = {
-    GatewayState.RUNNING: "start",
-    GatewayState.STOPPED: "stop",
-    GatewayState.RESTARTING: "restart",
-    GatewayState.DELETED: "delete",
-}
 
+async def deliver(
+    client: Client, settings: Settings, gateway_id: str, signal: str, source: str
+) -> bool:
+    """Signal one gateway; a failure is logged, counted and skipped, never raised.
 
-async def signal_gateway(
-    client: Client, settings: Settings, gateway_id: str, signal: str = "reconcile"
-) -> None:
-    """Signal `gateway/<id>`, starting it first if it is not running."""
-    await client.start_workflow(
-        GatewayWorkflow.run,
-        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
-        id=naming.gateway_workflow_id(gateway_id),
-        task_queue=settings.task_queue,
-        start_signal=signal,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search.for_gateway(gateway_id),
-        static_summary=f"gateway {gateway_id}",
-    )
+    One gateway Temporal refuses (an id longer than its limit, say) must not hold up any
+    other: the feed moves on to the next event, the sweep to the next gateway, and the
+    next sweep tries this one again.
+    """
+    try:
+        await signal_gateway(client, settings, gateway_id, signal)
+    except Exception as exc:
+        DISPATCH_FAILURES.labels(source=source).inc()
+        log.warning(
+            "%s: cannot signal gateway %s (%s: %s); skipped, the next sweep tries again",
+            source,
+            _shown(gateway_id),
+            type(exc).__name__,
+            exc,
+        )
+        return False
+    return True
 
 
 async def sweep_once(client: Client, settings: Settings, gateways: GatewayRepository) -> int:
-    """Signal-with-start every unconverged gateway; returns how many.
+    """Signal-with-start every unconverged gateway with its intent's own signal; returns
+    how many were signalled.
 
-    Idle workflows that missed an event get the hint too, and a gateway whose workflow
-    is not running gets one started. The hint is `reconcile`: it wakes an idle workflow
-    but neither preempts an operation nor cuts short the backoff after a failure.
+    Idle workflows that missed an event get the signal too, a gateway whose workflow is
+    not running gets one started, and a delete preempts an operation in flight whether
+    or not a change stream saw it. Deleted gateways come first.
     """
     unconverged = await asyncio.to_thread(gateways.unconverged)
-    for gateway_id, _state, _phase in unconverged:
-        await signal_gateway(client, settings, gateway_id, "reconcile")
+    signalled = 0
+    for gateway_id, state, _phase in unconverged:
+        if await deliver(client, settings, gateway_id, SIGNAL_FOR_STATE[state], "sweep"):
+            signalled += 1
     if unconverged:
-        log.info("sweep signalled %d unconverged gateway(s)", len(unconverged))
-    return len(unconverged)
+        log.info("sweep signalled %d of %d unconverged gateway(s)", signalled, len(unconverged))
+    return signalled
+
+
+def _shown(gateway_id: str, limit: int = 80) -> str:
+    """An id for a log line: a broken document's id can be any length."""
+    return repr(gateway_id if len(gateway_id) <= limit else gateway_id[:limit] + "...")
 
 
 async def _sweep_forever(
@@ -84,15 +89,16 @@ async def _follow_changes(
     client: Client, settings: Settings, feed: ChangeFeed, stop: asyncio.Event
 ) -> None:
     """The feed runs in a thread; each event is signalled before the next is asked for,
-    so the persisted resume token never gets ahead of what was handled."""
+    so the persisted resume token never gets ahead of what was handled. An event that
+    cannot be delivered is skipped (and left to the sweep), so it never blocks the feed."""
     loop = asyncio.get_running_loop()
     halt = threading.Event()
 
     def pump() -> None:
         for event in feed.events(halt):
-            signal = SIGNAL_FOR_STATE.get(event.state, "reconcile")
+            signal = SIGNAL_FOR_STATE[event.state]
             handled = asyncio.run_coroutine_threadsafe(
-                signal_gateway(client, settings, event.gateway_id, signal), loop
+                deliver(client, settings, event.gateway_id, signal, "change-stream"), loop
             )
             handled.result()
 

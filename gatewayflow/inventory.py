@@ -1,20 +1,24 @@
 """What a gateway owns right now, step by step: the deletion plan and the leak check.
 
 Read-only. `plan` follows the order of GatewayDeletion; `leftovers` looks everywhere
-(every collection, every owned kind in every namespace, the runtime database) so that
-"nothing is left behind" is checked, not assumed.
+(every collection, every owned kind in the gateway's namespace, the runtime database) so
+that "nothing is left behind" is checked, not assumed; `orphans` does so for every gateway
+that is gone, in every region. Kubernetes is read by label selector and as metadata only.
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from activities.deletion import stage_route_refs
 from activities.domain import all_refs
 from activities.instance import instance_refs
-from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import COLLECTIONS
+from gatewayflow.domain.messages import Orphan
 from workflows import operations as ops
 from workflows.operations import Step
 
@@ -25,6 +29,7 @@ class Item:
     kind: str
     namespace: str | None
     name: str
+    region: str | None = None  # of a Kubernetes object
 
     def __str__(self) -> str:
         place = f"{self.namespace}/" if self.namespace else ""
@@ -63,7 +68,7 @@ def _live(deps: Deps, region: str, refs: list[ObjectRef]) -> list[Item]:
 def plan(deps: Deps, gateway_id: str) -> list[PlanStep]:
     """Every document and object the deletion would remove, in its order; changes nothing."""
     gw = deps.gateways.require(gateway_id)
-    region, gid, ns = gw.region, gateway_id, naming.namespace(gateway_id)
+    region, gid, ns = gw.placed_region, gateway_id, naming.namespace(gateway_id)
     cluster = deps.cluster(region)
     db = deps.settings.db_name
     cron_jobs = [ObjectRef.of(obj) for obj in cluster.list_owned(gid, Kind.CRON_JOB, ns)]
@@ -107,38 +112,111 @@ def plan(deps: Deps, gateway_id: str) -> list[PlanStep]:
 
 
 def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
-    """Everything of this gateway that still exists anywhere; empty after a deletion."""
+    """Everything of this gateway that still exists anywhere; empty after a deletion.
+
+    Kubernetes is read by the ownership label only, as metadata: the gateway's Namespace
+    and the owned objects of every kind inside it (where all of them are created).
+    """
     found = [
         Item("mongo", collection, deps.settings.db_name, f"{count} document(s)")
         for collection, count in deps.children.counts(gateway_id).items()
         if count and collection in COLLECTIONS
     ]
+    if not _valid(gateway_id):  # names nothing outside MongoDB: never looked up there
+        return found
     cluster = deps.cluster(region)
-    for kind in Kind:
-        for obj in cluster.list_owned(gateway_id, kind):
-            ref = ObjectRef.of(obj)
-            found.append(Item("kubernetes", kind.value, ref.namespace, ref.name))
+    namespaces = cluster.owned_refs(gateway_id, Kind.NAMESPACE)
+    found += [Item("kubernetes", "Namespace", None, ref.name, region) for ref in namespaces]
+    if namespaces:  # the worker may only look inside a gateway's own namespace
+        for kind in NAMESPACED_KINDS:
+            for ref in cluster.owned_refs(gateway_id, kind, naming.namespace(gateway_id)):
+                found.append(Item("kubernetes", kind.value, ref.namespace, ref.name, region))
     if deps.runtime.exists(gateway_id):
         found.append(Item("runtime-db", "database", None, naming.runtime_database(gateway_id)))
     return found
 
 
-def orphans(deps: Deps, region: str = "local") -> dict[str, list[Item]]:
-    """Resources of gateways that have no ApiGateway document any more: leaks."""
+def audit_regions(deps: Deps) -> list[str]:
+    """Every configured region: GATEWAYFLOW_REGIONS, else every context of the kubeconfig."""
+    return sorted(deps.settings.regions) or deps.regions.known_contexts()
+
+
+def orphans(deps: Deps, regions: list[str] | None = None) -> dict[str, list[Item]]:
+    """Resources of gateways that have no ApiGateway document any more: leaks.
+
+    Looks in every region (by the ownership label of the namespaces), in every collection
+    and on the runtime MongoDB (`gw_*` databases and their users, by their owner marker).
+    """
+    regions = audit_regions(deps) if regions is None else regions
     ids: set[str] = set()
     for collection in COLLECTIONS:
         if collection != "ApiGateway":
             ids.update(str(v) for v in deps.db[collection].distinct("gatewayId"))
-    cluster = deps.cluster(region)
-    for kind in Kind:
-        for obj in cluster.list_all(kind):
-            owner = (obj.get("metadata", {}).get("labels") or {}).get(naming.OWNER_LABEL)
-            if owner:
-                ids.add(owner)
+    for region in regions:
+        ids.update(deps.cluster(region).gateway_namespaces().values())
+    databases: dict[str, list[Item]] = {}
+    for name in deps.runtime.names():
+        owner = deps.runtime.owner(name) or name.removeprefix("gw_").replace("_", "-")
+        users = ", ".join(deps.runtime.users(name)) or "no users"
+        databases.setdefault(owner, []).append(
+            Item("runtime-db", "database+users", None, f"{name} ({users})")
+        )
+    ids.update(databases)
     found: dict[str, list[Item]] = {}
     for gateway_id in sorted(ids):
-        if deps.db["ApiGateway"].find_one({"gatewayId": gateway_id}, {"_id": 1}) is None:
-            items = leftovers(deps, gateway_id, region)
-            if items:
-                found[gateway_id] = items
+        if deps.db["ApiGateway"].find_one({"gatewayId": gateway_id}, {"_id": 1}) is not None:
+            continue
+        items = [
+            item
+            for item in leftovers_everywhere(deps, gateway_id, regions)
+            if item.where != "runtime-db"
+        ]
+        items += databases.get(gateway_id, [])
+        if items:
+            found[gateway_id] = items
     return found
+
+
+def described_orphans(
+    found: dict[str, list[Item]],
+    first_seen: dict[str, datetime],
+    grace: timedelta,
+    now: datetime,
+) -> list[Orphan]:
+    """`orphans` as the reaper shows and hands them over: when first seen, whether due.
+
+    An orphan's deletion runs in the region of its Kubernetes objects (the first, when it
+    left some in several: the next reaper run finds what remains elsewhere).
+    """
+    fallback = "local"
+    described = []
+    for gid, items in found.items():
+        seen = first_seen.get(gid)
+        described.append(
+            Orphan(
+                gateway_id=gid,
+                region=next((item.region for item in items if item.region), fallback),
+                items=[f"{item.where}: {item}" for item in items],
+                kinds=dict(Counter(item.kind for item in items)),
+                first_seen=seen.isoformat(timespec="seconds") if seen else "",
+                due=seen is not None and now - seen >= grace,
+            )
+        )
+    return described
+
+
+def leftovers_everywhere(deps: Deps, gateway_id: str, regions: list[str]) -> list[Item]:
+    """`leftovers` in every region, the Mongo and runtime-database items once."""
+    found: list[Item] = []
+    for n, region in enumerate(regions):
+        items = leftovers(deps, gateway_id, region)
+        found += [item for item in items if n == 0 or item.where == "kubernetes"]
+    return found
+
+
+def _valid(gateway_id: str) -> bool:
+    try:
+        naming.validate_gateway_id(gateway_id)
+    except naming.InvalidGatewayId:
+        return False
+    return True

@@ -83,6 +83,12 @@ REAPED = Counter(
     ["kind"],
     registry=None,
 )
+DISPATCH_FAILURES = Counter(
+    "gatewayflow_dispatch_failures",
+    "Gateways the dispatcher could not signal (skipped; the next sweep tries again).",
+    ["source"],
+    registry=None,
+)
 OWN_METRICS: tuple[Collector, ...] = (
     DRIFT_REPAIRS,
     REAPED,
@@ -91,6 +97,7 @@ OWN_METRICS: tuple[Collector, ...] = (
     DELETIONS_STARTED,
     DELETIONS_COMPLETED,
     DELETIONS_FAILED,
+    DISPATCH_FAILURES,
 )
 
 _DELETION_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)

@@ -7,7 +7,6 @@ deletion steps, the same result.
 """
 
 import uuid
-from collections import Counter
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -15,7 +14,7 @@ from temporalio.client import Client
 from gatewayflow.deps import Deps
 from gatewayflow.domain.documents import utcnow
 from gatewayflow.domain.messages import Orphan, ReapInput, ReapResult
-from gatewayflow.inventory import orphans
+from gatewayflow.inventory import described_orphans, orphans
 from gatewayflow.settings import Settings
 from workflows.reaper import OrphanReaper
 
@@ -23,23 +22,8 @@ from workflows.reaper import OrphanReaper
 def dry_run(deps: Deps) -> list[Orphan]:
     """Every orphan of every region, as the reaper sees it; read-only."""
     grace = timedelta(seconds=deps.settings.reap_grace_seconds)
-    now = utcnow()
-    found: list[Orphan] = []
-    for region in deps.known_regions():
-        first = deps.sightings.first_seen(region)
-        for gid, items in orphans(deps, region).items():
-            seen = first.get(gid)
-            found.append(
-                Orphan(
-                    gateway_id=gid,
-                    region=region,
-                    items=[f"{item.where}: {item}" for item in items],
-                    kinds=dict(Counter(item.kind for item in items)),
-                    first_seen=seen.isoformat(timespec="seconds") if seen else "",
-                    due=seen is not None and now - seen >= grace,
-                )
-            )
-    return found
+    found = orphans(deps)
+    return described_orphans(found, deps.sightings.first_seen(), grace, utcnow())
 
 
 def manual_workflow_id(settings: Settings) -> str:

@@ -2,17 +2,54 @@
 
 Unset addresses fall back to the embedded stack recorded in GATEWAYFLOW_HOME/stack.json,
 so every `gatewayflow` command finds a stack started by `gatewayflow up`.
+
+The Temporal connection (address, namespace, TLS, API key) is read as the `temporal` CLI
+reads it, through `temporalio.envconfig`: a profile of temporal.toml
+(`TEMPORAL_CONFIG_FILE`, `TEMPORAL_PROFILE`) overridden by the standard `TEMPORAL_*`
+variables. A TLS client certificate without its key (or the reverse) stops start-up.
 """
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.envconfig import ClientConfigProfile
 
 from gatewayflow.domain.errors import PermanentError
 
 STACK_FILE = "stack.json"
+
+# The standard variables `temporalio.envconfig` reads (as the `temporal` CLI does), beside
+# TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE, which the model below also reads.
+TEMPORAL_ENV_VARS = frozenset(
+    {
+        "TEMPORAL_CONFIG_FILE",
+        "TEMPORAL_PROFILE",
+        "TEMPORAL_API_KEY",
+        "TEMPORAL_TLS",
+        "TEMPORAL_TLS_CLIENT_CERT_PATH",
+        "TEMPORAL_TLS_CLIENT_CERT_DATA",
+        "TEMPORAL_TLS_CLIENT_KEY_PATH",
+        "TEMPORAL_TLS_CLIENT_KEY_DATA",
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+        "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+        "TEMPORAL_TLS_SERVER_NAME",
+        "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
+        "TEMPORAL_GRPC_META",
+    }
+)
+
+
+# The setting of each server's address, and the variable that sets it.
+ENV_OF = {
+    "temporal_address": "TEMPORAL_ADDRESS",
+    "mongodb_uri": "MONGODB_URI",
+    "kubeconfig": "KUBECONFIG",
+}
 
 
 def _env(*names: str) -> AliasChoices:
@@ -25,10 +62,6 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".gatewayflow"), validation_alias=_env("GATEWAYFLOW_HOME"))
     temporal_address: str | None = Field(default=None, validation_alias=_env("TEMPORAL_ADDRESS"))
     temporal_namespace: str = Field(default="default", validation_alias=_env("TEMPORAL_NAMESPACE"))
-    temporal_tls: bool = Field(default=False, validation_alias=_env("TEMPORAL_TLS"))
-    temporal_tls_cert: Path | None = Field(default=None, validation_alias=_env("TEMPORAL_TLS_CERT"))
-    temporal_tls_key: Path | None = Field(default=None, validation_alias=_env("TEMPORAL_TLS_KEY"))
-    temporal_api_key: str | None = Field(default=None, validation_alias=_env("TEMPORAL_API_KEY"))
     temporal_ui_url: str | None = Field(default=None, validation_alias=_env("TEMPORAL_UI_URL"))
     mongodb_uri: str | None = Field(default=None, validation_alias=_env("MONGODB_URI"))
     runtime_mongodb_uri: str | None = Field(
@@ -40,6 +73,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         validation_alias=_env("GATEWAYFLOW_REGIONS"),
         description="region -> kubeconfig context; empty means context named like the region",
+    )
+    service_account: str = Field(
+        default="gatewayflow-system/gatewayflow-worker",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        validation_alias=_env("GATEWAYFLOW_SERVICE_ACCOUNT"),
+        description="<namespace>/<name> of the worker's ServiceAccount, bound in each "
+        "gateway namespace (deploy/worker.yaml)",
     )
     task_queue: str = Field(default="gatewayflow", validation_alias=_env("GATEWAYFLOW_TASK_QUEUE"))
     max_concurrent_activities: int = Field(
@@ -94,6 +134,9 @@ class Settings(BaseSettings):
     mongo_port: int = Field(default=27017, validation_alias=_env("GATEWAYFLOW_MONGO_PORT"))
     kube_port: int = Field(default=8001, validation_alias=_env("GATEWAYFLOW_KUBE_PORT"))
 
+    # The variables whose value `resolved()` filled in from the embedded stack's defaults.
+    _embedded: frozenset[str] = PrivateAttr(default=frozenset())
+
     @property
     def stack_file(self) -> Path:
         return self.home / STACK_FILE
@@ -105,14 +148,18 @@ class Settings(BaseSettings):
             return {}
         return {k: v for k, v in data.items() if isinstance(v, str)}
 
-    def resolved(self) -> "Settings":
-        """Fill unset addresses from the running embedded stack, then from the default ports."""
+    def resolved(self, env: Mapping[str, str] | None = None) -> "Settings":
+        """Fill unset addresses from the Temporal profile, then from the running embedded
+        stack, then from the default ports."""
         stack = self.recorded_stack()
         update: dict[str, object] = {}
+        profile = temporal_profile(env)
         if self.temporal_address is None:
-            update["temporal_address"] = stack.get(
+            update["temporal_address"] = profile.address or stack.get(
                 "temporal_address", f"127.0.0.1:{self.temporal_port}"
             )
+        if "temporal_namespace" not in self.model_fields_set and profile.namespace:
+            update["temporal_namespace"] = profile.namespace
         if self.temporal_ui_url is None:
             update["temporal_ui_url"] = stack.get(
                 "temporal_ui_url", f"http://127.0.0.1:{self.ui_port}"
@@ -123,25 +170,84 @@ class Settings(BaseSettings):
             )
         if self.kubeconfig is None:
             update["kubeconfig"] = Path(stack.get("kubeconfig", str(self.home / "kubeconfig")))
-        return self.model_copy(update=update)
+        resolved = self.model_copy(update=update)
+        from_profile = {"temporal_address"} if profile.address else set()
+        resolved._embedded = self._embedded | {
+            ENV_OF[name] for name in update if name in ENV_OF and name not in from_profile
+        }
+        return resolved
+
+    def remedy(self, variable: str) -> str:
+        """What to do when the server named by `variable` (e.g. MONGODB_URI) does not answer."""
+        if variable in self._embedded:
+            return f"start the embedded stack with `gatewayflow up`, or set {variable}"
+        return f"check {variable} (it points there)"
 
     def context_for(self, region: str) -> str:
         return self.regions.get(region, region)
-
-    def workflow_url(self, workflow_id: str) -> str:
-        base = (self.temporal_ui_url or f"http://127.0.0.1:{self.ui_port}").rstrip("/")
-        return f"{base}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
 
 
 class SettingsError(PermanentError, RuntimeError):
     """A setting that cannot be used, named in the message."""
 
 
-def load_settings() -> Settings:
+_RENAMED = {
+    "TEMPORAL_TLS_CERT": "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_KEY": "TEMPORAL_TLS_CLIENT_KEY_PATH",
+}
+
+
+def temporal_profile(env: Mapping[str, str] | None = None) -> ClientConfigProfile:
+    """The Temporal client profile: temporal.toml and the `TEMPORAL_*` variables of `env`
+    (the process environment by default), checked so that a half-set TLS fails here."""
+    env = os.environ if env is None else env
+    for legacy, standard in _RENAMED.items():
+        if env.get(legacy):
+            raise SettingsError(
+                f"invalid setting: {legacy} is no longer read; set {standard} instead "
+                "(the variables of the temporal CLI)"
+            )
     try:
-        return Settings().resolved()
+        profile = ClientConfigProfile.load(override_env_vars=dict(env))
+    except Exception as exc:  # the bridge's ConfigError, a missing certificate file, ...
+        raise SettingsError(f"invalid Temporal client configuration: {exc}") from exc
+    tls = profile.tls
+    if tls is not None and (tls.client_cert is None) != (tls.client_private_key is None):
+        missing = (
+            "TEMPORAL_TLS_CLIENT_KEY_PATH (or client_key in the profile)"
+            if tls.client_private_key is None
+            else "TEMPORAL_TLS_CLIENT_CERT_PATH (or client_cert in the profile)"
+        )
+        raise SettingsError(
+            f"invalid setting: a TLS client certificate needs its key and the reverse; "
+            f"{missing} is not set"
+        )
+    return profile
+
+
+def redact_uri(uri: str | None) -> str:
+    """A URI as it may be printed: any password replaced by `***`."""
+    if not uri:
+        return uri or ""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def environment_settings() -> Settings:
+    """The settings exactly as the environment gives them, not yet filled from a stack."""
+    try:
+        return Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise SettingsError(f"invalid setting: {problems}") from exc
+
+
+def load_settings() -> Settings:
+    """The settings, unset addresses filled from the embedded stack (see `resolved`)."""
+    return environment_settings().resolved()

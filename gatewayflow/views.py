@@ -1,16 +1,19 @@
 """How the CLI shows gateways: rich renderables built from documents, never from secrets."""
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from gatewayflow.domain import naming
+from gatewayflow import links
 from gatewayflow.domain.documents import ApiGateway, Progress
 from gatewayflow.domain.messages import Orphan, ReapResult
-from gatewayflow.inventory import Item, PlanStep
-from gatewayflow.settings import Settings
+from gatewayflow.settings import Settings, redact_uri
+
+if TYPE_CHECKING:  # not at run time: the inventory brings in the Kubernetes client
+    from gatewayflow.inventory import Item, PlanStep
 
 PHASE_STYLE = {
     "Started": "green",
@@ -47,27 +50,33 @@ def progress_line(gw: ApiGateway | None, gateway_id: str) -> Text:
         text.append(f"  (waiting on {p.waiting_on})", style="dim")
     if p.last_error:
         text.append(f"\n    last error: {p.last_error}", style="red")
+    if p.next_attempt_at:
+        text.append(f"\n    {next_attempt(p.next_attempt_at)}", style="dim")
     return text
 
 
-def workflow_links(settings: Settings, gateway_id: str) -> Table:
+def next_attempt(when: datetime) -> str:
+    """After a failure: when the workflow tries again, and how to make it try now."""
+    return f"next attempt at {when:%Y-%m-%d %H:%M:%S} UTC, or at once on a new request"
+
+
+def links_table(workflow_links: dict[str, str]) -> Table:
+    """Workflow id -> its Temporal UI link, one row each."""
     table = Table("workflow", "Temporal UI", show_header=True, box=None)
-    for wid in (
-        naming.gateway_workflow_id(gateway_id),
-        naming.deletion_workflow_id(gateway_id),
-        naming.domain_workflow_id(gateway_id),
-    ):
-        table.add_row(wid, settings.workflow_url(wid))
+    for wid, link in workflow_links.items():
+        table.add_row(wid, Text(link, overflow="fold"))
     return table
 
 
-def where_to_look(settings: Settings, gateway_id: str) -> Text:
+def where_to_look(settings: Settings, gateway_id: str, link: str | None = None) -> Text:
+    """The gateway's workflow in the UI (every workflow of it when no link is given) and
+    its MongoDB document."""
     return Text.assemble(
         "Temporal UI: ",
-        (settings.workflow_url(naming.gateway_workflow_id(gateway_id)), "link"),
+        (link or links.gateway_link(settings, gateway_id), "link"),
         "\nMongo document: ",
         (f"db.ApiGateway.find({{gatewayId: '{gateway_id}'}})", "bold"),
-        f"  (database {settings.db_name} at {settings.mongodb_uri})",
+        f"  (database {settings.db_name} at {redact_uri(settings.mongodb_uri)})",
     )
 
 
@@ -82,12 +91,12 @@ def status_table(gateways: list[ApiGateway]) -> Table:
             p.operation or "",
             step_text(p),
             Text(p.last_error or "", style="red"),
-            gw.region,
+            gw.placed_region,
         )
     return table
 
 
-def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
+def status_detail(gw: ApiGateway, workflow_links: dict[str, str]) -> RenderableType:
     p = gw.progress
     table = Table(show_header=False, box=None)
     table.add_row("gateway", gw.gateway_id)
@@ -99,13 +108,18 @@ def status_detail(settings: Settings, gw: ApiGateway) -> RenderableType:
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
     table.add_row("drift check", drift_text(gw))
-    table.add_row("region", gw.region)
+    if p.next_attempt_at:
+        table.add_row("retry", next_attempt(p.next_attempt_at))
+    region = gw.placed_region
+    if gw.region != region:
+        region += f" (change to {gw.region} refused: fixed at creation)"
+    table.add_row("region", region)
     table.add_row("custom domain", gw.custom_domain or "-")
     table.add_row("updated", gw.updated_at.isoformat(timespec="seconds"))
-    return Group(table, workflow_links(settings, gw.gateway_id))
+    return Group(table, links_table(workflow_links))
 
 
-def plan_table(gateway_id: str, steps: list[PlanStep]) -> Table:
+def plan_table(gateway_id: str, steps: list["PlanStep"]) -> Table:
     table = Table(
         "step", "what", "kind", "namespace / db", "name", title=f"Deletion plan of {gateway_id}"
     )
@@ -118,11 +132,12 @@ def plan_table(gateway_id: str, steps: list[PlanStep]) -> Table:
     return table
 
 
-def leftovers_table(found: dict[str, list[Item]]) -> Table:
+def leftovers_table(found: dict[str, list["Item"]]) -> Table:
     table = Table("gateway", "where", "kind", "namespace / db", "name", title="Left behind")
     for gateway_id, items in found.items():
         for item in items:
-            table.add_row(gateway_id, item.where, item.kind, item.namespace or "", item.name)
+            where = f"{item.where} ({item.region})" if item.region else item.where
+            table.add_row(gateway_id, where, item.kind, item.namespace or "", item.name)
     return table
 
 

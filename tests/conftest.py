@@ -20,6 +20,11 @@ from pymongo.database import Database
 
 from gatewayflow.settings import Settings
 from gatewayflow_dev import stack as devstack
+from tests.emulator_admin import EmulatorAdmin
+
+# The emulator's delays for the session, those of the benchmarks (bench/__main__.py): a
+# test that needs a slower cluster says so with `EmulatorAdmin.timing(...)`.
+SESSION_TIMING = {"deleteDelay": 0.05, "readyDelay": 0.05}
 
 
 def free_ports(count: int) -> list[int]:
@@ -89,6 +94,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Resolved settings of the embedded stack shared by the whole session."""
     settings = embedded_settings(tmp_path_factory.mktemp("gatewayflow-home"))
     started = devstack.start(settings)
+    EmulatorAdmin.of(started.settings).set_config(**SESSION_TIMING)
     yield started.settings
     devstack.stop(settings)
 

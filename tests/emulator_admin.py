@@ -88,14 +88,20 @@ class EmulatorAdmin:
     # -- operation log -----------------------------------------------------------------------
     def oplog(self, gateway_id: str, since: int = 0) -> list[OpItem]:
         """Entries of the gateway's namespace (and the Namespace itself) after seq `since`."""
-        ns = naming.namespace(gateway_id)
+        return of_gateway(gateway_id, self.oplog_since(since))
+
+    def oplog_since(self, since: int = 0) -> list[OpItem]:
+        """Every entry after seq `since` (read once, then split with `of_gateway`)."""
         items: list[OpItem] = self._call("GET", "oplog")["items"]
-        return [
-            item
-            for item in items
-            if item["seq"] > since
-            and (item["namespace"] == ns or (item["kind"] == "Namespace" and item["name"] == ns))
-        ]
+        return [item for item in items if item["seq"] > since]
+
+    def requests_by_verb(self, region: str = "local") -> dict[str, int]:
+        """API requests the emulator has received in `region`, by verb, since it started."""
+        items = self._call("GET", f"requests?region={region}")["items"]
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item["verb"]] = counts.get(item["verb"], 0) + int(item["count"])
+        return counts
 
     def entries(self, since: int = 0) -> list[OpItem]:
         """Every entry after seq `since`, of every gateway."""
@@ -105,6 +111,16 @@ class EmulatorAdmin:
     def last_seq(self) -> int:
         items = self._call("GET", "oplog")["items"]
         return int(items[-1]["seq"]) if items else 0
+
+
+def of_gateway(gateway_id: str, items: list[OpItem]) -> list[OpItem]:
+    """The entries of the gateway's namespace, and of the Namespace itself."""
+    ns = naming.namespace(gateway_id)
+    return [
+        item
+        for item in items
+        if item["namespace"] == ns or (item["kind"] == "Namespace" and item["name"] == ns)
+    ]
 
 
 def deletion_step_of(gateway_id: str, item: OpItem) -> int:
@@ -120,6 +136,7 @@ def deletion_step_of(gateway_id: str, item: OpItem) -> int:
         "Service": 5,
         "Secret": 6,
         "ConfigMap": 7,
+        "RoleBinding": 7,  # goes with the namespace
         "Namespace": 7,
     }
     if kind == "ApisixRoute":

@@ -1,24 +1,39 @@
-"""A worker in this process on its own task queue and database, and helpers to drive it."""
+"""A worker in this process on its own task queue and database, and helpers to drive it.
+
+The isolation rule: every harness has a database (GATEWAYFLOW_DB) and task queue of its
+own, and at its end every workflow on its task queue is ended, the namespaces and
+runtime databases of its gateways are deleted and its database is dropped. So no test
+sees another's gateways, and the order in which tests run does not matter.
+"""
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from temporalio.client import Client
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from gatewayflow import control
 from gatewayflow.client import connect
 from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, target_phase
-from gatewayflow.inventory import Item, leftovers
 from gatewayflow.schedules import remove_schedules
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.worker import run_worker
+from tests.oracles import traces
 
 
 def unique_id(prefix: str = "gw") -> str:
@@ -63,25 +78,94 @@ class Harness:
                     return gw
                 await asyncio.sleep(0.1)
 
-    async def leftovers(self, gateway_id: str) -> list[Item]:
-        return await asyncio.to_thread(leftovers, self.deps, gateway_id)
+    async def traces(self, gateway_id: str) -> list[str]:
+        """What is left of the gateway anywhere, by the independent oracle."""
+        return await asyncio.to_thread(traces, self.settings, self.deps.db.client, gateway_id)
 
     def converged_phase(self, state: GatewayState) -> GatewayPhase:
         return target_phase(state)
 
 
+async def pollers(client: Client, task_queue: str) -> set[str]:
+    """Identities polling both the workflow and the activity task queue."""
+    polling: list[set[str]] = []
+    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+        request = DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
+        )
+        response = await client.workflow_service.describe_task_queue(request)
+        polling.append({poller.identity for poller in response.pollers})
+    return polling[0] & polling[1]
+
+
+async def wait_for_pollers(
+    client: Client, task_queue: str, identity_prefix: str = "", timeout: float = 60.0
+) -> None:
+    """Until a worker (whose identity starts with `identity_prefix`) polls both queues."""
+    async with asyncio.timeout(timeout):
+        while not any(p.startswith(identity_prefix) for p in await pollers(client, task_queue)):
+            await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[asyncio.Task[None]]:
+async def running_worker(settings: Settings, client: Client) -> AsyncIterator[asyncio.Task[None]]:
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(settings, stop=stop))
     try:
-        await asyncio.sleep(0.5)
+        waiting = asyncio.create_task(wait_for_pollers(client, settings.task_queue))
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
+            waiting.cancel()
             task.result()
+        await waiting
         yield task
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=60)
+
+
+async def end_workflows(client: Client, task_queue: str) -> None:
+    """Terminate every running workflow of the task queue (children run on it too)."""
+    query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+    async for wf in client.list_workflows(query):
+        with contextlib.suppress(RPCError):  # it may have ended meanwhile
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test ended")
+
+
+def remove_gateways(settings: Settings, deps: Deps) -> None:
+    """Delete the namespaces (labelled with the gateway) and runtime databases of every
+    gateway the harness's database knows of, then drop that database."""
+    ids: set[str] = set()
+    for collection in deps.db.list_collection_names():
+        ids.update(str(v) for v in deps.db[collection].distinct("gatewayId"))
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(settings.kubeconfig), context="local"
+    )
+    with api:
+        core = k8s.CoreV1Api(api)
+        deleted = []
+        for gid in ids:
+            with contextlib.suppress(ValueError):
+                naming.validate_gateway_id(gid)
+                with contextlib.suppress(ApiException):
+                    namespace = core.read_namespace(naming.namespace(gid))
+                    labels = (namespace.metadata and namespace.metadata.labels) or {}
+                    if labels.get(naming.OWNER_LABEL) == gid:
+                        core.delete_namespace(naming.namespace(gid))
+                        deleted.append(naming.namespace(gid))
+                deps.runtime.drop(gid)
+        # Gone before the next test starts, so no test sees another's namespaces.
+        deadline = time.monotonic() + 60
+        for name in deleted:
+            while time.monotonic() < deadline:
+                try:
+                    core.read_namespace(name)
+                except ApiException as err:
+                    if err.status == 404:
+                        break
+                    raise
+                time.sleep(0.05)
+    deps.db.client.drop_database(settings.db_name)
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +173,8 @@ async def harness(
     stack: Settings, *, worker: bool = True, **overrides: object
 ) -> AsyncIterator[Harness]:
     """Unique database and task queue per harness, so tests never see each other's data;
-    `overrides` are further settings (e.g. `metrics_port`)."""
+    `overrides` are further settings (e.g. `metrics_port`). Everything it made is removed
+    at the end (see the module's docstring)."""
     suffix = uuid.uuid4().hex[:8]
     settings = stack.model_copy(
         update={
@@ -107,9 +192,22 @@ async def harness(
     h = Harness(settings=settings, client=client, deps=deps)
     try:
         if worker:
-            async with running_worker(settings):
+            async with running_worker(settings, client):
                 yield h
         else:
             yield h
     finally:
         await remove_schedules(client, settings)
+        await end_workflows(client, settings.task_queue)
+        await asyncio.to_thread(remove_gateways, settings, deps)
+
+
+async def closed_runs(client: Client, workflow_id: str, timeout: float = 30.0) -> int:
+    """How many runs of `workflow_id` visibility lists, once it lists at least one and
+    none of them is running (visibility follows the histories a moment later)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            runs = [wf async for wf in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+            if runs and all(wf.status is not WorkflowExecutionStatus.RUNNING for wf in runs):
+                return len(runs)
+            await asyncio.sleep(0.2)

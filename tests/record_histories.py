@@ -1,6 +1,6 @@
 """Record the workflow histories of tests/histories/ from real runs of the current code.
 
-    .venv/bin/python -m tests.record_histories [--out tests/histories]
+    .venv/bin/python -m tests.record_histories [--out tests/histories] [--only NAME]
 
 Brings up its own embedded stack (Temporal dev server, SecantusDB, the Kubernetes API
 emulator) in a temporary home on free ports, runs every scenario against an in-process
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
@@ -38,6 +40,7 @@ from tests.gateway_harness import Harness, harness, unique_id
 from workflows import search
 from workflows.drift import DriftCheck
 from workflows.gateway import GatewayWorkflow
+from workflows.operations import APPLY_INSTANCE
 from workflows.reaper import OrphanReaper
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -232,6 +235,56 @@ async def preempted_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
     }
 
 
+async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
+    """A delete while the start applies its Deployment (slowed to 3 s): a short step that
+    a cancellation cannot interrupt. The start stops once it returns, and deletes."""
+    gid = unique_id("rec-del-start")
+    slow_apply = [{"verb": "create", "kind": "Deployment", "latency": 3.0}]
+    with admin.timing(readyDelay=-1), admin.faults_injected(slow_apply):
+        await h.create(gid, functions=0, triggers=0)
+
+        async def applying() -> bool:
+            gw = await asyncio.to_thread(h.gateways.require, gid)
+            return gw.phase is GatewayPhase.STARTING and gw.progress.step == APPLY_INSTANCE.name
+
+        await _poll(f"{gid} did not apply its Deployment", applying)
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+    return {
+        "delete-during-start--GatewayWorkflow.json": await closed(
+            h, naming.gateway_workflow_id(gid)
+        ),
+    }
+
+
+async def failure_backoff(h: Harness) -> Recorded:
+    """A deletion that fails (a ConfigMap in the namespace is not the gateway's): the
+    entity backs off (patch marker `failure-backoff`, then a timer) until the delete is
+    requested again once the ConfigMap is gone."""
+    gid = await created(h, "rec-backoff")
+    ns = naming.namespace(gid)
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(h.settings.kubeconfig), context="local"
+    )
+    with api:
+        core = k8s.CoreV1Api(api)
+        foreign = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="not-the-gateways"))
+        core.create_namespaced_config_map(ns, foreign)
+        await h.request(gid, Request.DELETE)
+        handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+
+        async def backing_off() -> bool:
+            progress = await handle.query(GatewayWorkflow.progress)
+            detail = progress.detail if progress is not None else ""
+            return "retrying in" in detail or "next attempt" in detail
+
+        await _poll(f"gateway/{gid} did not back off", backing_off)
+        core.delete_namespaced_config_map("not-the-gateways", ns)
+    await h.request(gid, Request.DELETE)
+    await h.wait_for(gid, GatewayState.DELETED)
+    return {"failure-backoff--GatewayWorkflow.json": await closed(h, handle.id)}
+
+
 async def drift_repair(h: Harness) -> Recorded:
     """A Deployment deleted by hand; one DriftCheck run signals `repair`; the gateway's
     workflow runs its start again."""
@@ -307,19 +360,28 @@ async def _holds(h: Harness, gid: str) -> bool:
     return any(gid in region["holders"] for region in regions)
 
 
-ADDED = ("drift-repair", "reap", "delete-queued")
-"""Scenarios recorded after the first set; `--only` records some without the rest."""
+# Scenarios that can be recorded alone (`--only NAME`, repeatable), leaving every other
+# file as it is: in one shared harness, or (delete-queued: a region limit of 1) in its own.
+ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
+    "failure-backoff": failure_backoff,
+    "drift-repair": drift_repair,
+    "reap": reap,
+}
+OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
+    "delete-queued": delete_queued,
+}
 
 
-async def record_added(settings: Settings, only: set[str]) -> Recorded:
+async def record_only(settings: Settings, names: list[str]) -> Recorded:
+    settings = settings.model_copy(update={"dispatcher": False})
     recorded: Recorded = {}
-    async with harness(settings.model_copy(update={"dispatcher": False})) as h:
-        if "drift-repair" in only:
-            recorded |= await drift_repair(h)
-        if "reap" in only:
-            recorded |= await reap(h)
-    if "delete-queued" in only:
-        recorded |= await delete_queued(settings.model_copy(update={"dispatcher": False}))
+    async with harness(settings) as h:
+        for name in names:
+            if name in ALONE:
+                recorded |= await ALONE[name](h)
+    for name in names:
+        if name in OWN_HARNESS:
+            recorded |= await OWN_HARNESS[name](settings)
     return recorded
 
 
@@ -330,6 +392,7 @@ async def record_all(settings: Settings) -> Recorded:
     # The dispatcher stays off: the scenarios signal through `control` as the CLI does,
     # and nothing can start `gateway/<id>` before continue_as_new starts it itself.
     async with harness(settings.model_copy(update={"dispatcher": False})) as h:
+        backing_off = asyncio.create_task(failure_backoff(h))
         first, stopped, restarted, deleted, continued, faulty = await asyncio.gather(
             create_start(h),
             stop_start(h),
@@ -338,10 +401,11 @@ async def record_all(settings: Settings) -> Recorded:
             continue_as_new(h),
             created(h, "rec-faults"),
         )
-        recorded = first | stopped | restarted | deleted | continued
+        recorded = first | stopped | restarted | deleted | continued | await backing_off
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
-    return recorded | await record_added(settings, set(ADDED))
+        recorded |= await delete_during_start(h, admin)
+    return recorded | await record_only(settings, ["drift-repair", "reap", "delete-queued"])
 
 
 # -- the legacy tctl style -----------------------------------------------------------------
@@ -415,8 +479,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=ADDED,
-        help="record only this added scenario (repeatable); the other files stay as they are",
+        choices=sorted([*ALONE, *OWN_HARNESS]),
+        help="record only this scenario (repeatable); the other files stay as they are",
     )
     args = parser.parse_args()
     # The injected faults fail activities on purpose: their tracebacks are not news.
@@ -426,16 +490,16 @@ def main() -> None:
         settings = embedded_settings(Path(home))
         started = devstack.start(settings)
         try:
-            recorded = asyncio.run(
-                record_added(started.settings, set(args.only))
-                if args.only
-                else record_all(started.settings)
-            )
+            if args.only:
+                recorded = asyncio.run(record_only(started.settings, args.only))
+            else:
+                recorded = asyncio.run(record_all(started.settings))
         finally:
             devstack.stop(settings)
-    for path in write(recorded, args.out):
+    written = write(recorded, args.out)
+    for path in written:
         print(f"{path}  {path.stat().st_size // 1024} KiB")
-    print(f"{len(recorded)} histories in {time.monotonic() - began:.0f}s")
+    print(f"{len(written)} histories in {time.monotonic() - began:.0f}s")
 
 
 if __name__ == "__main__":

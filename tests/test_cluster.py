@@ -4,6 +4,7 @@ One emulator process serves the module (regions `local` and `eu`); every test wo
 its own gateway's namespace so tests do not see each other's objects.
 """
 
+import itertools
 import json
 import signal
 import time
@@ -18,7 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from gatewayflow.cluster import manifests
-from gatewayflow.cluster.client import Cluster, deployment_not_ready
+from gatewayflow.cluster.client import HEARTBEAT_SECONDS, Cluster, deployment_not_ready
 from gatewayflow.cluster.errors import (
     NotOwnedError,
     NotReadyError,
@@ -166,7 +167,7 @@ def test_delete_owned_never_deletes_a_foreign_object(
 
     with pytest.raises(NotOwnedError):
         local.delete_owned(gw, theirs)
-    assert local.foreign_objects(gw, ns) == [theirs]
+    assert [str(obj) for obj in local.foreign_objects(gw, ns)] == [str(theirs)]
     deleted = [
         ref
         for ref in map(ObjectRef.of, local.list_owned(gw, Kind.CONFIG_MAP, ns))
@@ -412,6 +413,7 @@ def full_inventory(gateway_id: str) -> list[dict[str, Any]]:
     hosts = {env: naming.host(gateway_id, env, "local") for env in naming.ENVIRONMENTS}
     return [
         manifests.namespace(gateway_id),
+        manifests.role_binding(gateway_id, "gatewayflow-system/gatewayflow-worker"),
         manifests.config_map(gateway_id, "local"),
         manifests.db_secret(gateway_id, naming.runtime_user(gateway_id), "s3cret"),
         manifests.deployment(gateway_id, InstanceSpec()),
@@ -474,6 +476,7 @@ def test_full_inventory_survives_a_30_percent_error_rate(
         Kind.SERVICE,
         Kind.SECRET,
         Kind.CONFIG_MAP,
+        Kind.ROLE_BINDING,
     ]
     for ref in sorted(contents, key=lambda ref: order.index(ref.kind)):
         retried(partial(local.delete_owned, gateway_id, ref))
@@ -491,3 +494,136 @@ def test_full_inventory_survives_a_30_percent_error_rate(
     assert local.get(namespace_ref) is None
     for kind in NAMESPACED_KINDS:
         assert local.list_owned(gateway_id, kind) == [], kind
+
+
+# --- waits follow a watch -------------------------------------------------------------
+
+
+def requests_by_verb(emulator: Emulator, region: str = "local") -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in emulator.request("GET", f"/_admin/requests?region={region}")["items"]:
+        counts[item["verb"]] = counts.get(item["verb"], 0) + item["count"]
+    return counts
+
+
+def spent(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {verb: n - before.get(verb, 0) for verb, n in after.items() if n > before.get(verb, 0)}
+
+
+def test_waits_follow_a_watch_instead_of_polling(
+    emulator: Emulator, local: Cluster, gw: str
+) -> None:
+    ns = naming.namespace(gw)
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    local.delete_owned(gw, ref)
+    before = requests_by_verb(emulator)
+    local.wait_until_gone(ref, timeout=10, poll=0.01)
+    gone = spent(before, requests_by_verb(emulator))
+    assert gone.get("watch", 0) >= 1 and gone.get("list") == 1, gone
+    assert "get" not in gone, f"a wait by watch reads no object one by one: {gone}"
+
+    local.ensure(gw, manifests.deployment(gw, InstanceSpec()))
+    before = requests_by_verb(emulator)
+    local.wait_until_ready(ns, naming.deployment(gw), timeout=10, poll=0.01)
+    ready = spent(before, requests_by_verb(emulator))
+    assert ready.get("watch", 0) >= 1 and ready.get("list") == 1 and "get" not in ready, ready
+
+
+def test_a_wait_lists_again_when_its_watch_expires(
+    emulator: Emulator, local: Cluster, raw: k8s.ApiClient, gw: str
+) -> None:
+    """The watch starts from the listed resourceVersion; if more than the server's
+    history (1,000 events) happened since, it answers 410 Gone and the wait lists again."""
+    ns = naming.namespace(gw)
+    ref = ObjectRef.of(local.ensure(gw, held_config_map(gw, "held")))
+    local.delete_owned(gw, ref)
+    foreign_config_map(raw, ns, "busy")
+    core = k8s.CoreV1Api(raw)
+    before = requests_by_verb(emulator)
+
+    def meanwhile(description: str) -> None:
+        if len(calls) == 0:  # after the first list, before the first watch
+            for n in range(1001):
+                core.patch_namespaced_config_map("busy", ns, {"data": {"n": str(n)}})
+            release(raw, ns, "held")
+        calls.append(description)
+
+    calls: list[str] = []
+    local.wait_until_gone(ref, timeout=30, on_wait=meanwhile)
+    assert local.get(ref) is None
+    used = spent(before, requests_by_verb(emulator))
+    assert used.get("list") == 2, f"listed once, then again after the 410: {used}"
+
+
+def test_a_wait_polls_where_it_cannot_watch(emulator: Emulator, local: Cluster, gw: str) -> None:
+    ns = naming.namespace(gw)
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    local.ensure(gw, manifests.deployment(gw, InstanceSpec()))
+    emulator.faults([{"verb": "watch", "status": 403}])  # e.g. a role without `watch`
+    local.delete_owned(gw, ref)
+    before = requests_by_verb(emulator)
+    local.wait_until_gone(ref, timeout=10, poll=0.05)
+    local.wait_until_ready(ns, naming.deployment(gw), timeout=10, poll=0.05)
+    used = spent(before, requests_by_verb(emulator))
+    assert local.get(ref) is None
+    assert used.get("watch", 0) >= 2 and used.get("get", 0) >= 2, used
+
+
+def test_a_long_wait_keeps_calling_on_wait(local: Cluster, gw: str) -> None:
+    """Activities heartbeat in `on_wait`: a quiet watch must not leave them silent."""
+    ref = ObjectRef.of(local.ensure(gw, held_config_map(gw, "held")))
+    local.delete_owned(gw, ref)
+    calls: list[float] = []
+    with pytest.raises(StillPresentError):
+        local.wait_until_gone(ref, timeout=5, on_wait=lambda _: calls.append(time.monotonic()))
+    gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
+    assert len(calls) >= 3 and max(gaps) < 2 * HEARTBEAT_SECONDS, calls
+
+
+def test_delete_owned_and_wait_deletes_together_and_waits_once(
+    emulator: Emulator, local: Cluster, raw: k8s.ApiClient, gw: str
+) -> None:
+    ns = naming.namespace(gw)
+    refs = [
+        ObjectRef.of(local.ensure(gw, manifest))
+        for manifest in (
+            manifests.service(gw),
+            manifests.config_map(gw, "local"),
+            manifests.stage_route(gw, "dev", "dev.example.com"),
+            manifests.stage_route(gw, "prod", "prod.example.com"),
+        )
+    ]
+    missing = ObjectRef(Kind.SECRET, ns, "never-created")
+    deleted = local.delete_owned_and_wait(gw, [*refs, missing], timeout=10)
+    assert deleted == refs
+    assert all(local.get(ref) is None for ref in refs)
+
+    foreign_config_map(raw, ns, "theirs")
+    mine = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    theirs = ObjectRef(Kind.CONFIG_MAP, ns, "theirs")
+    with pytest.raises(NotOwnedError):
+        local.delete_owned_and_wait(gw, [mine, theirs], timeout=10)
+    assert local.get(mine) is not None and local.get(theirs) is not None, "nothing deleted"
+
+
+def test_delete_owned_all_reads_nothing_one_by_one(
+    emulator: Emulator, local: Cluster, gw: str
+) -> None:
+    ns = naming.namespace(gw)
+    for env in naming.ENVIRONMENTS:
+        local.ensure(gw, manifests.stage_route(gw, env, f"{env}.example.com"))
+    before = requests_by_verb(emulator)
+    deleted = local.delete_owned_all(gw, Kind.APISIX_ROUTE, ns)
+    used = spent(before, requests_by_verb(emulator))
+    assert len(deleted) == len(naming.ENVIRONMENTS)
+    assert used == {"list": 1, "delete": len(deleted)}, used
+    local.wait_until_gone(deleted, timeout=10)
+
+    # A delete that fails (here a 503; also a uid that no longer matches, as the object
+    # was replaced since the list) is done again from a fresh read.
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    emulator.faults([{"verb": "delete", "status": 503, "count": 1}])
+    before = requests_by_verb(emulator)
+    assert local.delete_owned_all(gw, Kind.SERVICE, ns) == [ref]
+    assert spent(before, requests_by_verb(emulator)) == {"list": 1, "get": 1, "delete": 2}
+    local.wait_until_gone(ref, timeout=10)

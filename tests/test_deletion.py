@@ -8,7 +8,8 @@ left anywhere afterwards.
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -24,14 +25,18 @@ from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, Progress
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
+from gatewayflow.inventory import plan
 from gatewayflow.settings import Settings
 from gatewayflow.store.errors import UnknownGateway
 from tests.emulator_admin import (
     EmulatorAdmin,
     delete_counts,
     deletion_order_violations,
+    deletion_step_of,
 )
 from tests.gateway_harness import Harness, harness, unique_id
+from tests.oracles import kube_owned, mongo_snapshot
+from tests.timeline import MONGO_STEP, mongo_events, oplog_events, order_violations
 from workflows.operations import DELETE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -40,13 +45,32 @@ STEPS = [step.name for step in DELETE.steps]
 
 
 async def assert_nothing_left(h: Harness, gid: str) -> None:
-    assert await h.leftovers(gid) == []
-    assert set(h.deps.children.counts(gid).values()) == {0}
-    assert not h.deps.runtime.user_exists(gid)
+    assert await h.traces(gid) == []
 
 
 async def owned_objects(h: Harness, gid: str) -> set[tuple[str, str]]:
-    return {(i.kind, i.name) for i in await h.leftovers(gid) if i.where == "kubernetes"}
+    owned = await asyncio.to_thread(kube_owned, h.settings, gid)
+    return {(kind, name) for kind, _namespace, name in owned}
+
+
+@contextlib.asynccontextmanager
+async def mongo_changes(h: Harness, gid: str) -> AsyncIterator[list[Mapping[str, Any]]]:
+    """Change events of the harness's and the gateway's runtime database from entry until
+    the ApiGateway document is deleted, read from a stream opened on the whole server."""
+    databases = [h.settings.db_name, naming.runtime_database(gid)]
+    stream = h.deps.db.client.watch([{"$match": {"ns.db": {"$in": databases}}}])
+    changes: list[Mapping[str, Any]] = []
+
+    def read_until_removed() -> None:
+        for change in stream:
+            changes.append(change)
+            ns = change.get("ns") or {}
+            if change["operationType"] == "delete" and ns.get("coll") == "ApiGateway":
+                return
+
+    with stream:
+        yield changes
+        await asyncio.wait_for(asyncio.to_thread(read_until_removed), timeout=60)
 
 
 async def started(h: Harness, prefix: str, **fields: object) -> str:
@@ -173,43 +197,67 @@ async def test_delete_records_the_eight_steps_in_order(stack: Settings) -> None:
 
 async def test_cluster_sees_the_deletion_in_order(stack: Settings) -> None:
     """Routes are gone before the pods stop, the pods before the database goes, and the
-    namespace is deleted last."""
+    namespace is deleted last: in the cluster's op log and MongoDB's change events, on one
+    clock. `plan` named beforehand, step by step, what the deletion removed, and changed
+    nothing."""
     admin = EmulatorAdmin.of(stack)
     async with harness(stack) as h:
         gid = await started(h, "order", custom_domain="api.example.com", triggers=2)
         before = await owned_objects(h, gid)
         since = admin.last_seq()
-        deployment = ObjectRef(Kind.DEPLOYMENT, naming.namespace(gid), naming.deployment(gid))
-        cluster = h.deps.cluster("local")
-        violations: list[str] = []
+        mongo_before = await asyncio.to_thread(mongo_snapshot, h.deps.db)
+        steps = await asyncio.to_thread(plan, h.deps, gid)
+        assert admin.oplog(gid, since=since) == [], "plan changed the cluster"
+        assert await asyncio.to_thread(mongo_snapshot, h.deps.db) == mongo_before, "plan wrote"
 
-        async def database_outlives_pods() -> None:
-            # The database is checked first: if it is gone while the Deployment (which
-            # never comes back) is still there, it was dropped under running pods.
-            while await asyncio.to_thread(h.gateways.get, gid) is not None:
-                db_exists = await asyncio.to_thread(h.deps.runtime.exists, gid)
-                pods = await asyncio.to_thread(cluster.get, deployment)
-                if not db_exists and pods is not None:
-                    violations.append("runtime database dropped while the Deployment exists")
-                await asyncio.sleep(0.05)
-
-        watcher = asyncio.create_task(database_outlives_pods())
-        await h.request(gid, Request.DELETE)
-        await h.wait_for(gid, GatewayState.DELETED)
-        await watcher
-        assert violations == []
+        async with mongo_changes(h, gid) as changes:
+            await h.request(gid, Request.DELETE)
+            await h.wait_for(gid, GatewayState.DELETED)
 
         oplog = admin.oplog(gid, since=since)
         assert deletion_order_violations(gid, oplog) == []
+        runtime_db = naming.runtime_database(gid)
+        mongo = mongo_events(changes, h.settings.db_name, runtime_db)
+        assert order_violations([*oplog_events(gid, oplog), *mongo]) == []
         routes = {(i["name"], i["verb"]) for i in oplog if i["kind"] == "ApisixRoute"}
         assert {name for name, verb in routes if verb == "removed"} == {
             name for kind, name in before if kind == "ApisixRoute"
         }
         assert len({name for kind, name in before if kind == "ApisixRoute"}) == 6
-        # Everything that existed was deleted once and finally removed.
-        assert set(delete_counts(oplog)) == before
+        # Everything that existed was deleted once and finally removed; the worker's
+        # RoleBinding (its rights in the namespace) goes with the namespace.
+        assert set(delete_counts(oplog)) == before - {("RoleBinding", "gatewayflow-gateway")}
         assert set(delete_counts(oplog).values()) == {1}
         assert {(i["kind"], i["name"]) for i in oplog if i["verb"] == "removed"} == before
+
+        # The plan, step by step, is what the deletion then removed.
+        planned = {
+            (item.kind, item.name): step.number
+            for step in steps
+            for item in step.items
+            if item.where == "kubernetes"
+        }
+        deletes = [item for item in oplog if item["verb"] == "delete"]
+        assert (
+            set(planned)
+            == {(i["kind"], i["name"]) for i in deletes}
+            == before - {("RoleBinding", "gatewayflow-gateway")}
+        )
+        assert {(i["kind"], i["name"]): deletion_step_of(gid, i) for i in deletes} == planned
+        planned_docs = Counter(
+            item.kind for step in steps for item in step.items if item.where == "mongo"
+        )
+        deleted_docs = Counter(e.what.split()[1] for e in mongo if e.what.startswith("delete "))
+        assert deleted_docs == planned_docs
+        assert {
+            item.kind: step.number for step in steps for item in step.items if item.where == "mongo"
+        } == {kind: MONGO_STEP[kind] for kind in planned_docs}
+        assert [e.step for e in mongo if e.what.startswith("drop database")] == [
+            step.number
+            for step in steps
+            for item in step.items
+            if item.where == "runtime-db" and item.name == runtime_db
+        ]
         await assert_nothing_left(h, gid)
 
 
@@ -262,8 +310,8 @@ async def test_delete_preempts_a_start_and_a_create(stack: Settings) -> None:
             gw = await phase_and_progress(
                 h, creating, GatewayPhase.CREATING, lambda p: "database" in p.completed
             )
-            half_made = await h.leftovers(creating)
-            assert any(item.kind == "Namespace" for item in half_made)
+            half_made = await h.traces(creating)
+            assert f"Namespace {naming.namespace(creating)}" in half_made
             await h.request(creating, Request.DELETE)
             await phase_and_progress(
                 h, starting, GatewayPhase.STARTING, lambda p: p.waiting_on is not None
@@ -274,14 +322,19 @@ async def test_delete_preempts_a_start_and_a_create(stack: Settings) -> None:
                 h.wait_for(creating, GatewayState.DELETED),
             )
         assert gw.phase is GatewayPhase.CREATING
-        # The wait for readiness was cancelled, not left to run into its timeout.
+        # The wait for readiness was ended by the delete (a cancelled pause or look, or the
+        # delete noticed after a look), not left to run into its timeout, which writes
+        # Stopped through `set_state`.
         history = await h.client.get_workflow_handle(
             naming.gateway_workflow_id(starting)
         ).fetch_history()
-        assert any(
-            event.HasField("activity_task_cancel_requested_event_attributes")
+        scheduled = [
+            event.activity_task_scheduled_event_attributes.activity_type.name
             for event in history.events
-        )
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+        assert "check_instance_ready" in scheduled
+        assert "set_state" not in scheduled
         for gid in (starting, creating):
             await assert_nothing_left(h, gid)
 

@@ -63,4 +63,4 @@ async def test_region_limit_holds_through_a_worker_sigkill(stack: Settings, tmp_
         [region] = await asyncio.to_thread(h.deps.permits.regions)
         assert region["holders"] == [] and region["queue"] == []
         for gid in ids:
-            assert await h.leftovers(gid) == []
+            assert await h.traces(gid) == []

@@ -23,12 +23,12 @@ from pydantic import AliasChoices
 from temporalio.common import SearchAttributeKey
 
 from gatewayflow.cluster import manifests
-from gatewayflow.cluster.client import Cluster, Manifest
+from gatewayflow.cluster.client import IN_CLUSTER, Cluster, Manifest
 from gatewayflow.cluster.errors import NotReadyError
 from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import CronTrigger, InstanceSpec
-from gatewayflow.settings import Settings
+from gatewayflow.settings import TEMPORAL_ENV_VARS, Settings
 from tests.kube_fixtures import Emulator
 from workflows import search
 
@@ -37,7 +37,7 @@ COMPOSE = REPO / "docker-compose.yml"
 WORKER = REPO / "deploy" / "worker.yaml"
 DEV_CRDS = REPO / "deploy" / "dev-crds.yaml"
 KUBERNETES = "1.33"  # the k3s of docker-compose.yml
-BUILT_IN_GROUPS = {"", "apps", "batch"}
+BUILT_IN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io"}
 
 Triple = tuple[str, str, str]  # (apiGroup, resource, verb), as RBAC rules grant them
 
@@ -47,7 +47,10 @@ def _alias(choices: Any) -> str:
     return str(choices.choices[0])
 
 
-SETTINGS_VARS = {_alias(field.validation_alias) for field in Settings.model_fields.values()}
+# The model's variables and the standard TEMPORAL_* ones it reads through envconfig.
+SETTINGS_VARS = {
+    _alias(field.validation_alias) for field in Settings.model_fields.values()
+} | TEMPORAL_ENV_VARS
 
 
 def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -124,8 +127,8 @@ def test_temporal_registers_the_search_attributes_the_workflows_use() -> None:
     }
     assert used and registered == used
     defaults = Settings.model_construct()
-    assert f"{defaults.temporal_port}:7233" in temporal["ports"]
-    assert f"{defaults.ui_port}:8233" in temporal["ports"]
+    assert f"127.0.0.1:{defaults.temporal_port}:7233" in temporal["ports"]
+    assert f"127.0.0.1:{defaults.ui_port}:8233" in temporal["ports"]
 
 
 @pytest.mark.parametrize("name", sorted(worker_services()))
@@ -146,7 +149,7 @@ def test_compose_worker_settings_are_settings(name: str, monkeypatch: pytest.Mon
     assert f"replicaSet={replica_set[replica_set.index('--replSet') + 1]}" in mongo.query
     # The metrics port is the one published and probed.
     assert settings.metrics_port is not None
-    assert f"{settings.metrics_port}:{settings.metrics_port}" in service["ports"]
+    assert f"127.0.0.1:{settings.metrics_port}:{settings.metrics_port}" in service["ports"]
     assert f":{settings.metrics_port}/healthz" in " ".join(service["healthcheck"]["test"])
     for dependency in ("temporal", mongo.hostname):
         assert service["depends_on"][dependency]["condition"] == "service_healthy"
@@ -174,7 +177,13 @@ def test_worker_manifests_fit_together(monkeypatch: pytest.MonkeyPatch) -> None:
     ns = namespace["metadata"]["name"]
     for docs in kinds.values():
         for doc in docs:
-            if doc["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
+            if doc["kind"] not in (
+                "Namespace",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "ValidatingAdmissionPolicy",
+                "ValidatingAdmissionPolicyBinding",
+            ):
                 assert doc["metadata"]["namespace"] == ns, doc["metadata"]
     (deployment,) = kinds["Deployment"]
     spec = deployment["spec"]
@@ -187,16 +196,22 @@ def test_worker_manifests_fit_together(monkeypatch: pytest.MonkeyPatch) -> None:
 
     (account,) = kinds["ServiceAccount"]
     assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"]
-    (role,) = kinds["ClusterRole"]
-    (binding,) = kinds["ClusterRoleBinding"]
+    roles = {role["metadata"]["name"]: role for role in kinds["ClusterRole"]}
+    assert set(roles) == {"gatewayflow-worker", manifests.GATEWAY_ROLE}
+    (binding,) = kinds["ClusterRoleBinding"]  # the gateway role is bound per namespace only
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
-        "name": role["metadata"]["name"],
+        "name": "gatewayflow-worker",
     }
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": ns}
-    ]
+    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": ns}
+    assert binding["subjects"] == [subject]
+    (policy,) = kinds["ValidatingAdmissionPolicy"]
+    (policy_binding,) = kinds["ValidatingAdmissionPolicyBinding"]
+    assert policy_binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert policy_binding["spec"]["validationActions"] == ["Deny"]
+    username = f"system:serviceaccount:{ns}:{account['metadata']['name']}"
+    assert f"'{username}'" in policy["spec"]["matchConditions"][0]["expression"]
 
     (container,) = pod["spec"]["containers"]
     config_maps = {doc["metadata"]["name"]: doc["data"] for doc in kinds["ConfigMap"]}
@@ -218,16 +233,14 @@ def test_worker_manifests_fit_together(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("requests", "limits"):
         assert set(container["resources"][key]) == {"cpu", "memory"}
 
-    # KUBECONFIG is a mounted file whose contexts serve every configured region.
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    assert settings.kubeconfig is not None
-    (volume,) = [n for n, path in mounts.items() if settings.kubeconfig.parent == Path(path)]
-    kubeconfig = yaml.safe_load(
-        config_maps[volumes[volume]["configMap"]["name"]][settings.kubeconfig.name]
-    )
-    contexts = {context["name"] for context in kubeconfig["contexts"]}
-    assert settings.regions and set(settings.regions.values()) <= contexts
+    # Every region is this cluster, reached in-cluster with the pod's ServiceAccount, which
+    # is the one each gateway namespace's RoleBinding names.
+    assert settings.regions and set(settings.regions.values()) == {IN_CLUSTER}
+    assert settings.service_account == f"{ns}/{account['metadata']['name']}"
+    assert pod["spec"].get("automountServiceAccountToken", True)
+    role_binding = manifests.role_binding("shop", settings.service_account)
+    assert role_binding["subjects"] == [subject]
+    assert role_binding["roleRef"]["name"] == manifests.GATEWAY_ROLE
 
 
 def test_dev_crds_serve_every_custom_kind() -> None:
@@ -246,14 +259,21 @@ def test_dev_crds_serve_every_custom_kind() -> None:
         assert [v["name"] for v in crd["spec"]["versions"] if v["served"]] == [version]
 
 
-# --- RBAC: the ClusterRole against what the adapter really requests ---------------------
+# --- RBAC: the roles against what the adapter really requests ---------------------------
+
+# Discovery documents: readable by every authenticated user (the default ClusterRole
+# system:discovery), so no role of ours grants them.
+DISCOVERY = ("/api", "/apis", "/api/v1")
 
 
-def authorized_as(method: str, path: str, query: list[tuple[str, str]]) -> Triple:
+def authorized_as(method: str, path: str, query: list[tuple[str, str]]) -> Triple | None:
     """(apiGroup, resource, verb) the API server checks for a request, as its RequestInfo
     reads a resource path: /api/v1/... or /apis/<group>/<version>/..., then
-    [namespaces/<ns>/]<resource>[/<name>]."""
+    [namespaces/<ns>/]<resource>[/<name>]. None for a discovery document."""
     parts = path.strip("/").split("/")
+    if path in DISCOVERY or (parts[0] == "apis" and len(parts) == 3):
+        assert method == "GET", path
+        return None
     if parts[0] == "api":
         group, rest = "", parts[2:]
     else:
@@ -273,17 +293,39 @@ def authorized_as(method: str, path: str, query: list[tuple[str, str]]) -> Tripl
     return group, resource, verb
 
 
+def namespace_of(path: str) -> str | None:
+    parts = path.strip("/").split("/")
+    if "namespaces" in parts[:4]:
+        at = parts.index("namespaces")
+        if len(parts) > at + 2:
+            return parts[at + 1]
+    return None
+
+
+BIND = {"apiGroups", "resources", "verbs", "resourceNames"}
+
+
 def granted(role: dict[str, Any]) -> set[Triple]:
+    """What a role grants; a wildcard is allowed only to list (the foreign-object check),
+    names only for `bind` (which role a RoleBinding may name)."""
     triples = set()
     for rule in role["rules"]:
+        if set(rule) == BIND:
+            assert rule["verbs"] == ["bind"], rule
+            continue
         assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no names, no URLs
         for values in rule.values():
-            assert "*" not in values, rule
+            assert "*" not in values or rule["verbs"] == ["list"], rule
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
                     triples.add((group, resource, verb))
     return triples
+
+
+def covers(grants: set[Triple], triple: Triple) -> bool:
+    group, resource, verb = triple
+    return any(g in (group, "*") and r in (resource, "*") and v == verb for g, r, v in grants)
 
 
 def public_operations() -> set[str]:
@@ -294,6 +336,7 @@ def manifest_of(kind: Kind, gid: str) -> Manifest:
     """A valid object of each kind, as the activities build them."""
     builders: dict[Kind, Callable[[], Manifest]] = {
         Kind.NAMESPACE: lambda: manifests.namespace(gid),
+        Kind.ROLE_BINDING: lambda: manifests.role_binding(gid, "gatewayflow-system/worker"),
         Kind.CONFIG_MAP: lambda: manifests.config_map(gid, "local"),
         Kind.SECRET: lambda: manifests.db_secret(gid, "user", "password"),
         Kind.SERVICE: lambda: manifests.service(gid),
@@ -311,53 +354,80 @@ def manifest_of(kind: Kind, gid: str) -> Manifest:
 
 
 def drive(cluster: Cluster, gid: str) -> None:
-    """Every public operation of the adapter on every kind, as a gateway's life would."""
+    """Every public operation of the adapter on every kind, as a gateway's life would:
+    the RoleBinding made right after the Namespace, everything else inside it."""
     ns = naming.namespace(gid)
     namespace = manifest_of(Kind.NAMESPACE, gid)
     objects = [manifest_of(kind, gid) for kind in NAMESPACED_KINDS]
+    assert NAMESPACED_KINDS[0] is Kind.ROLE_BINDING
+    cluster.ping()  # discovery only: what the CLI asks before it reports an unreachable API
     for obj in [namespace, *objects]:
         cluster.ensure(gid, obj)
         cluster.ensure(gid, obj)  # exists: 409, then read and checked
         cluster.apply(gid, obj)
         cluster.get(ObjectRef.of(obj))
-    for kind in Kind:
-        cluster.list_owned(gid, kind)
-        cluster.list_all(kind)
-        cluster.list_labelled(kind)
+    cluster.list_owned(gid, Kind.NAMESPACE)
+    cluster.list_all(Kind.NAMESPACE)
+    cluster.owned_refs(gid, Kind.NAMESPACE)
+    cluster.gateway_namespaces()
+    cluster.list_labelled(Kind.NAMESPACE)
     for kind in NAMESPACED_KINDS:
         cluster.list_owned(gid, kind, ns)
         cluster.list_all(kind, ns)
+        cluster.owned_refs(gid, kind, ns)
+        cluster.list_labelled(kind, ns)
     with contextlib.suppress(NotReadyError):
         cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
     assert cluster.foreign_objects(gid, ns) == []
-    for kind in NAMESPACED_KINDS:
-        for obj in cluster.list_owned(gid, kind, ns):
-            cluster.delete_owned(gid, ObjectRef.of(obj))
-    cluster.wait_until_gone([ObjectRef.of(obj) for obj in objects], timeout=30)
+    # Each wait starts while its deletion still runs (the emulator's delete delay), so it
+    # watches every kind; the RoleBinding goes last: it grants the rest.
+    for kind in reversed(NAMESPACED_KINDS):
+        cluster.wait_until_gone(cluster.delete_owned_all(gid, kind, ns), timeout=30)
     cluster.delete_owned(gid, ObjectRef.of(namespace))
     cluster.wait_until_gone(ObjectRef.of(namespace), timeout=30)
+    again = cluster.ensure(gid, namespace)
+    cluster.delete_owned_and_wait(gid, [ObjectRef.of(again)], timeout=30)
     cluster.close()
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     emu = Emulator(
-        tmp_path_factory.mktemp("kube"), "--delete-delay", "0.05", "--ready-delay", "0.05"
+        tmp_path_factory.mktemp("kube"), "--delete-delay", "0.5", "--ready-delay", "0.05"
     ).start()
     yield emu
     emu.stop()
 
 
-def test_cluster_role_grants_exactly_what_the_adapter_requests(emulator: Emulator) -> None:
+def test_roles_grant_exactly_what_the_adapter_requests(emulator: Emulator) -> None:
+    """Cluster-wide: what is requested outside a gateway namespace, or inside it before the
+    worker's RoleBinding there exists. Per namespace: everything else."""
     cluster = Cluster(emulator.kubeconfig, "local")
-    requests: list[Triple] = []
+    cluster_wide: set[Triple] = set()
+    in_namespace: set[Triple] = set()
+    bound: set[str] = set()  # namespaces where the worker's RoleBinding exists
     send = cluster._request
 
     def recorded(method: str, path: str, **kwargs: Any) -> Manifest:
-        requests.append(authorized_as(method, path, kwargs.get("query") or []))
-        return send(method, path, **kwargs)
+        triple = authorized_as(method, path, kwargs.get("query") or [])
+        ns = namespace_of(path)
+        if triple is not None:
+            (in_namespace if ns in bound else cluster_wide).add(triple)
+        answer = send(method, path, **kwargs)
+        if triple == ("rbac.authorization.k8s.io", "rolebindings", "create") and ns:
+            bound.add(ns)
+        return answer
 
     cluster._request = recorded  # type: ignore[method-assign]
+    open_watch = cluster._open_watch
+
+    def recorded_watch(path: str, query: list[tuple[str, str]], **kwargs: Any) -> Any:
+        triple = authorized_as("GET", path, [("watch", "true"), *query])
+        if triple is not None:
+            (in_namespace if namespace_of(path) in bound else cluster_wide).add(triple)
+        return open_watch(path, query, **kwargs)
+
+    cluster._open_watch = recorded_watch  # type: ignore[method-assign]
     called: set[str] = set()
 
     def recording(name: str, operation: Callable[..., Any]) -> Callable[..., Any]:
@@ -372,10 +442,16 @@ def test_cluster_role_grants_exactly_what_the_adapter_requests(emulator: Emulato
     drive(cluster, f"rbac-{uuid.uuid4().hex[:8]}")
     assert called == public_operations(), "drive() must exercise every public operation"
 
-    (role,) = by_kind(load_all(WORKER))["ClusterRole"]
-    needed = set(requests)
-    assert granted(role) - needed == set(), "granted but never requested (least privilege)"
-    assert needed - granted(role) == set(), "requested but not granted"
-    # Derived from the code, the set is the kinds of kinds.py times the adapter's verbs.
+    roles = {role["metadata"]["name"]: role for role in by_kind(load_all(WORKER))["ClusterRole"]}
+    worker, gateway = granted(roles["gatewayflow-worker"]), granted(roles[manifests.GATEWAY_ROLE])
+    assert worker == cluster_wide, "the cluster-wide role is exactly what is needed there"
+    assert {t for t in cluster_wide if t[1] not in ("namespaces", "rolebindings")} == set()
+    # Per namespace: each request granted, and every grant but the wildcard list needed.
+    assert {t for t in in_namespace if not covers(gateway, t)} == set(), "requested, not granted"
+    exact = {t for t in gateway if "*" not in t}
+    assert exact - in_namespace == set(), "granted but never requested (least privilege)"
     groups = {kind: kind.api_version.rpartition("/")[0] for kind in Kind}
-    assert {(groups[kind], kind.plural) for kind in Kind} == {(g, r) for g, r, _ in needed}
+    owned = {(groups[kind], kind.plural) for kind in Kind if kind.namespaced}
+    assert owned == {(g, r) for g, r, _ in exact}
+    (bind,) = [rule for rule in roles["gatewayflow-worker"]["rules"] if "resourceNames" in rule]
+    assert bind["resourceNames"] == [manifests.GATEWAY_ROLE]

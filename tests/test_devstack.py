@@ -31,6 +31,7 @@ from gatewayflow.settings import Settings
 from gatewayflow_dev import stack
 from gatewayflow_dev.temporal import temporal_address, temporal_binary
 from tests.conftest import embedded_settings, stack_env
+from tests.ui_links import opened, opens, printed_links
 
 GATEWAYFLOW = str(Path(sys.executable).parent / "gatewayflow")
 
@@ -61,76 +62,22 @@ def processes_using(home: Path) -> list[str]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie that its parent has yet to reap is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def mongo_client(settings: Settings) -> MongoClient[dict[str, Any]]:
     return MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=10_000)
 
 
-def test_second_start_reuses_the_running_processes(own: Settings) -> None:
-    first = stack.start(own)
-    before = pids(own)
-    second = stack.start(own)
-
-    assert second.started == ()
-    assert pids(own) == before
-    assert all(pid is not None for pid in before.values())
-    recorded = json.loads(own.stack_file.read_text())
-    assert recorded == {
-        "temporal_address": first.settings.temporal_address,
-        "temporal_ui_url": first.settings.temporal_ui_url,
-        "mongodb_uri": first.settings.mongodb_uri,
-        "kubeconfig": str(own.home.resolve() / "kubeconfig"),
-    }
-    assert Path(recorded["kubeconfig"]).is_file()
-
-
-def test_stop_leaves_no_process(own: Settings) -> None:
-    stack.start(own)
-    running = pids(own)
-
-    assert sorted(stack.stop(own)) == ["kube", "mongo", "temporal"]
-
-    assert processes_using(own.home) == []
-    assert all(not Path(f"/proc/{pid}").exists() for pid in running.values())
-    assert all(status.pid is None and not status.healthy for status in stack.status(own))
-    assert not own.stack_file.exists()
-    assert stack.stop(own) == []
-
-
-def test_stale_pid_files_are_recovered(own: Settings) -> None:
-    stack.stop(own)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    run = own.home / "run"
-    (run / "temporal.pid").write_text(f"{os.getpid()}\n")  # alive, but not ours
-    (run / "mongo.pid").write_text(f"{dead.pid}\n")  # gone
-    (run / "kube.pid").write_text("not a pid\n")
-
-    started = stack.start(own)
-
-    assert sorted(started.started) == ["kube", "mongo", "temporal"]
-    assert os.getpid() not in pids(own).values()
-    assert all(status.healthy for status in stack.status(own))
-
-
-def test_acknowledged_write_survives_sigkill_of_mongo(own: Settings) -> None:
-    settings = stack.start(own).settings
-    mongo_pid = pids(own)["mongo"]
-    assert mongo_pid is not None
-    with mongo_client(settings) as client:
-        gateways = client.gf_durability.ApiGateway
-        gateways.insert_one({"_id": "gw-1", "state": "Running"})
-        gateways.update_one({"_id": "gw-1"}, {"$set": {"state": "Deleted"}})
-        os.kill(mongo_pid, signal.SIGKILL)
-
-    assert stack.start(own).started == ("mongo",)
-    with mongo_client(settings) as client:
-        assert client.gf_durability.ApiGateway.find_one({"_id": "gw-1"}) == {
-            "_id": "gw-1",
-            "state": "Deleted",
-        }
-
-
-def test_up_detach_serves_ui_and_registers_search_attributes(own: Settings) -> None:
+def test_up_detach_serves_then_start_reuses_and_down_stops(own: Settings) -> None:
+    """`up --detach` starts every part and serves the UI; a second start reuses the running
+    processes; `down` leaves no process behind."""
     stack.stop(own)
     env = stack_env(own)  # unresolved: no addresses, so `up` starts every part
     up = subprocess.run(
@@ -141,7 +88,8 @@ def test_up_detach_serves_ui_and_registers_search_attributes(own: Settings) -> N
     assert resolved.temporal_ui_url is not None
     for address in (resolved.temporal_address, resolved.temporal_ui_url, resolved.mongodb_uri):
         assert str(address) in up.stdout
-    assert f"KUBECONFIG={resolved.kubeconfig} kubectl get ns" in up.stdout
+    kubectl = Path(sys.executable).parent / "kubectl"  # the venv's, from the dev extra
+    assert f"KUBECONFIG={resolved.kubeconfig} {kubectl} get ns" in up.stdout
 
     with urllib.request.urlopen(resolved.temporal_ui_url, timeout=10) as page:
         assert page.status == 200
@@ -157,11 +105,29 @@ def test_up_detach_serves_ui_and_registers_search_attributes(own: Settings) -> N
     for name in ("GatewayId", "GatewayState", "GatewayPhase"):
         assert [name, "Keyword"] in rows
 
+    before = pids(own)
+    again = stack.start(own)
+    assert again.started == ()
+    assert pids(own) == before
+    assert all(pid is not None for pid in before.values())
+    recorded = json.loads(own.stack_file.read_text())
+    assert recorded == {
+        "temporal_address": again.settings.temporal_address,
+        "temporal_ui_url": again.settings.temporal_ui_url,
+        "mongodb_uri": again.settings.mongodb_uri,
+        "kubeconfig": str(own.home.resolve() / "kubeconfig"),
+    }
+    assert Path(recorded["kubeconfig"]).is_file()
+
     down = subprocess.run(
         [GATEWAYFLOW, "down"], env=env, capture_output=True, text=True, timeout=60
     )
     assert down.returncode == 0, down.stdout + down.stderr
     assert processes_using(own.home) == []
+    assert not any(alive(pid) for pid in before.values() if pid is not None)
+    assert all(status.pid is None and not status.healthy for status in stack.status(own))
+    assert not own.stack_file.exists()
+    assert stack.stop(own) == []
 
 
 def test_up_names_a_taken_port(tmp_path: Path) -> None:
@@ -216,29 +182,44 @@ async def _workflow_pollers(settings: Settings) -> list[str]:
 
 
 async def test_sigkill_of_the_whole_stack_keeps_the_data(own: Settings) -> None:
+    """Every part killed with SIGKILL (an acknowledged write in the last moment before),
+    its pid files left stale or garbled: the next start recovers and nothing is lost."""
     settings = (await asyncio.to_thread(stack.start, own)).settings
     temporal = await Client.connect(str(settings.temporal_address))
     handle = await temporal.start_workflow(
         "NoWorkerRunsThis", id="durable-workflow", task_queue="nobody-listens"
     )
-    with mongo_client(settings) as client:
-        client.gf_durability.kept.insert_one({"_id": "kept"})
     kube = k8s_config.new_client_from_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
     with kube:
         namespace = k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="kept-ns"))
         k8s.CoreV1Api(kube).create_namespace(namespace)
+    running = pids(own)
+    with mongo_client(settings) as client:
+        client.gf_durability.kept.insert_one({"_id": "kept"})
+        gateways = client.gf_durability.ApiGateway
+        gateways.insert_one({"_id": "gw-1", "state": "Running"})
+        gateways.update_one({"_id": "gw-1"}, {"$set": {"state": "Deleted"}})
+        for pid in running.values():
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+    run = own.home / "run"
+    (run / "temporal.pid").write_text(f"{os.getpid()}\n")  # alive, but not ours
+    (run / "kube.pid").write_text("not a pid\n")  # mongo.pid names a dead process
 
-    for pid in pids(own).values():
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
     restarted = await asyncio.to_thread(stack.start, own)
 
     assert sorted(restarted.started) == ["kube", "mongo", "temporal"]
+    assert os.getpid() not in pids(own).values()
+    assert all(status.healthy for status in await asyncio.to_thread(stack.status, own))
     temporal = await Client.connect(str(settings.temporal_address))
     description = await temporal.get_workflow_handle(handle.id).describe()
     assert description.status == WorkflowExecutionStatus.RUNNING
     with mongo_client(settings) as client:
         assert client.gf_durability.kept.find_one({"_id": "kept"}) == {"_id": "kept"}
+        assert client.gf_durability.ApiGateway.find_one({"_id": "gw-1"}) == {
+            "_id": "gw-1",
+            "state": "Deleted",
+        }
     kube = k8s_config.new_client_from_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
     with kube:
         listed = k8s.CoreV1Api(kube).list_namespace().items
@@ -255,5 +236,10 @@ def test_session_stack_serves_subprocesses(stack: Settings, mongo: Any) -> None:
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "started" not in demo.stdout  # every part was given by address, none started
+    every_workflow, deletion = [link for link in printed_links(demo.stdout) if "/workflows" in link]
+    shown = {wid for wid, _run in opened(stack, every_workflow)}
+    shop = next(wid for wid in shown if wid.startswith("gateway/shop-")).removeprefix("gateway/")
+    assert {f"gateway/{shop}", f"gateway-deletion/{shop}", f"runtime-domain/{shop}"} <= shown
+    assert opens(stack, deletion, f"gateway-deletion/{shop}"), deletion
     assert mongo.notes.find_one({"_id": "from-test"}) == {"_id": "from-test"}
     assert "GATEWAYFLOW_HOME" not in os.environ

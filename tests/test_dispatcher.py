@@ -1,6 +1,12 @@
-"""The dispatcher: change stream and sweep turn raw MongoDB writes into workflows."""
+"""The dispatcher: change stream and sweep turn raw MongoDB writes into workflows.
+
+Which of the two delivered a change shows in the gateway workflow's history: the change
+stream signals the state's own signal (`start`, `stop`, `restart`, `delete`), the sweep
+only `reconcile`.
+"""
 
 import asyncio
+import logging
 
 import pytest
 
@@ -8,19 +14,21 @@ from gatewayflow.dispatcher import run_dispatcher
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
-from tests.gateway_harness import harness, unique_id
+from tests.gateway_harness import Harness, closed_runs, harness, unique_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+NO_SWEEP = 3600.0  # the sweep runs once as the dispatcher starts, then not within a test
 
-async def executions(h_client: object, workflow_id: str) -> int:
-    from temporalio.client import Client
 
-    assert isinstance(h_client, Client)
-    count = 0
-    async for _ in h_client.list_workflows(f"WorkflowId = '{workflow_id}'"):
-        count += 1
-    return count
+async def signals(h: Harness, gid: str) -> list[str]:
+    """The signals `gateway/<gid>` received, in order, from its history."""
+    history = await h.client.get_workflow_handle(naming.gateway_workflow_id(gid)).fetch_history()
+    return [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        for event in history.events
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
 
 
 async def test_sweep_alone_converges_without_change_streams(stack: Settings) -> None:
@@ -33,15 +41,24 @@ async def test_sweep_alone_converges_without_change_streams(stack: Settings) -> 
         await h.wait_for(gid, GatewayState.RUNNING, timeout=60)
         h.deps.db["ApiGateway"].update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
         await h.wait_for(gid, GatewayState.DELETED, timeout=60)
-        assert await h.leftovers(gid) == []
+        # The sweep sends each intent's own signal (a delete preempts), not a bare hint.
+        assert set(await signals(h, gid)) == {"start", "delete"}
+        assert await h.traces(gid) == []
 
 
-async def test_several_dispatchers_are_harmless(stack: Settings) -> None:
-    async with harness(stack) as h:
+async def test_several_dispatchers_are_harmless(
+    stack: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three change streams (the worker's and two more) each signal every change; one
+    gateway workflow and one deletion run."""
+    caplog.set_level(logging.INFO, logger="gatewayflow.store.dispatcher")
+    async with harness(stack, sweep_interval_seconds=NO_SWEEP) as h:
         stop = asyncio.Event()
         extra = [asyncio.create_task(run_dispatcher(h.client, h.settings, stop)) for _ in range(2)]
         try:
-            await asyncio.sleep(1)  # let the extra change streams open
+            async with asyncio.timeout(30):  # each feed logs once it is open
+                while sum("change feed on" in m for m in caplog.messages) < 3:
+                    await asyncio.sleep(0.05)
             gid = unique_id("dup")
             raw = h.deps.db["ApiGateway"]
             raw.insert_one({"gatewayId": gid, "state": "Running", "phase": "Creating"})
@@ -51,7 +68,8 @@ async def test_several_dispatchers_are_harmless(stack: Settings) -> None:
         finally:
             stop.set()
             await asyncio.gather(*extra)
-        # Three dispatchers signalled it; one gateway workflow and one deletion ran.
-        assert await executions(h.client, naming.gateway_workflow_id(gid)) == 1
-        assert await executions(h.client, naming.deletion_workflow_id(gid)) == 1
-        assert await h.leftovers(gid) == []
+        received = await signals(h, gid)
+        assert received.count("start") >= 3 and received.count("delete") >= 3, received
+        assert await closed_runs(h.client, naming.gateway_workflow_id(gid)) == 1
+        assert await closed_runs(h.client, naming.deletion_workflow_id(gid)) == 1
+        assert await h.traces(gid) == []

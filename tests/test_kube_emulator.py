@@ -8,6 +8,7 @@
 import http.client
 import json
 import signal
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 from kubernetes.dynamic import DynamicClient
 
@@ -330,6 +332,42 @@ def test_watch_streams_changes(core: client.CoreV1Api) -> None:
     assert events[4:] == [("DELETED", "before")]
 
 
+def test_watch_sends_bookmarks_and_ends_at_its_timeout(core: client.CoreV1Api) -> None:
+    ns = namespace(core, "bookmarked")
+    core.create_namespaced_config_map(ns, config_map("c"))
+    listed = core.list_namespaced_config_map(ns)
+    core.create_namespaced_config_map(ns, config_map("d"))
+    started = time.monotonic()
+    events = [
+        (event["type"], event["raw_object"])
+        for event in watch.Watch().stream(
+            core.list_namespaced_config_map,
+            ns,
+            resource_version=listed.metadata.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=2,
+        )
+    ]
+    assert 2 <= time.monotonic() - started < 4
+    assert events[0][0] == "ADDED" and events[0][1]["metadata"]["name"] == "d"
+    bookmarks = [obj for kind, obj in events if kind == "BOOKMARK"]
+    assert bookmarks, "a quiet watch with allowWatchBookmarks sends bookmarks"
+    latest = core.list_namespace().metadata.resource_version
+    assert bookmarks[-1]["kind"] == "ConfigMap"
+    assert int(bookmarks[-1]["metadata"]["resourceVersion"]) <= int(latest)
+    assert int(bookmarks[-1]["metadata"]["resourceVersion"]) >= int(
+        events[0][1]["metadata"]["resourceVersion"]
+    )
+    # Without allowWatchBookmarks, no bookmark.
+    quiet = watch.Watch().stream(
+        core.list_namespaced_config_map,
+        ns,
+        resource_version=latest,
+        timeout_seconds=1,
+    )
+    assert [event["type"] for event in quiet] == []
+
+
 def test_deletecollection_by_label(core: client.CoreV1Api) -> None:
     ns = namespace(core, "collection")
     for name, gateway in (("a1", "a"), ("a2", "a"), ("b1", "b")):
@@ -521,8 +559,8 @@ def test_state_survives_restarts(tmp_path: Path) -> None:
         assert kept.metadata.labels == {LABEL: "g"}
         newer = core.create_namespaced_config_map("kept", config_map("d"))
         assert int(newer.metadata.resource_version) > int(version)
-        saved = json.loads((tmp_path / "kube" / "local.json").read_text())
-        assert len(saved["objects"]) == 3
+        names = [c.metadata.name for c in core.list_namespaced_config_map("kept").items]
+        assert names == ["c", "d"]
 
         with pytest.raises(client.ApiException) as caught:  # history older than the restart
             list(
@@ -531,6 +569,60 @@ def test_state_survives_restarts(tmp_path: Path) -> None:
                 )
             )
         assert caught.value.status == 410
+        assert emulator.stop(signal.SIGTERM) == 0
+
+        emulator.start()  # a clean stop keeps everything too
+        core = client.CoreV1Api(emulator.api())
+        names = [c.metadata.name for c in core.list_namespaced_config_map("kept").items]
+        assert names == ["c", "d"]
+        assert emulator.stop(signal.SIGTERM) == 0
+    finally:
+        if not emulator.process_exited():
+            emulator.stop(signal.SIGKILL)
+
+
+def test_sigkill_in_the_middle_of_writes_keeps_every_answered_write(tmp_path: Path) -> None:
+    """Writes go to an append-only log, folded into a snapshot every ~1,000 lines: a
+    kill at any moment (here while a writer keeps going, after at least one compaction)
+    loses no write the emulator has answered, and a torn last line does not stop it."""
+    emulator = Emulator(tmp_path, "--regions", "local").start()
+    try:
+        core = client.CoreV1Api(emulator.api(retries=False))
+        core.create_namespace({"metadata": {"name": "busy"}})
+        core.create_namespaced_config_map("busy", config_map("counter"))
+        created: list[str] = []
+        counted = 0
+        stop = threading.Event()
+
+        def write() -> None:
+            nonlocal counted
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    core.create_namespaced_config_map("busy", config_map(f"c{n}"))
+                    created.append(f"c{n}")
+                    core.patch_namespaced_config_map("counter", "busy", {"data": {"n": str(n)}})
+                    counted = n
+                except (client.ApiException, OSError, urllib3.exceptions.HTTPError):
+                    return  # the emulator is gone
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        wait_until(lambda: len(created) >= 700, timeout=60)
+        snapshot = json.loads((tmp_path / "kube" / "local.json").read_text())
+        assert snapshot["resourceVersion"] > 2, "a compaction ran while the writer wrote"
+        assert emulator.stop(signal.SIGKILL) == -signal.SIGKILL
+        stop.set()
+        writer.join(timeout=10)
+        acknowledged, last_count = list(created), counted
+
+        emulator.start()
+        core = client.CoreV1Api(emulator.api())
+        kept = {c.metadata.name for c in core.list_namespaced_config_map("busy").items}
+        assert set(acknowledged) <= kept
+        assert int(core.read_namespaced_config_map("counter", "busy").data["n"]) >= last_count
+        core.create_namespaced_config_map("busy", config_map("after"))  # it still writes
         assert emulator.stop(signal.SIGTERM) == 0
     finally:
         if not emulator.process_exited():

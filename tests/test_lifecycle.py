@@ -1,9 +1,14 @@
 """Gateway lifecycle end to end: real Temporal, real MongoDB-wire server, the emulator."""
 
 import asyncio
+import base64
 import json
+import logging
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from temporalio.client import WorkflowHistory
 
 from activities.provision import trigger_docs
 from gatewayflow.cluster.kinds import Kind, ObjectRef
@@ -13,6 +18,7 @@ from gatewayflow.domain.states import DomainPhase, GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused
 from gatewayflow.settings import Settings
 from tests.gateway_harness import Harness, harness, unique_id
+from tests.oracles import history_texts
 from workflows import operations as ops
 from workflows.operations import Operation
 
@@ -26,6 +32,7 @@ def expected_objects(
     ns = naming.namespace(gid)
     objects = {
         ("Namespace", None, ns),
+        ("RoleBinding", ns, "gatewayflow-gateway"),
         ("ConfigMap", ns, f"{gid}-config"),
         ("Deployment", ns, gid),
         ("Service", ns, gid),
@@ -90,18 +97,77 @@ async def test_create_provisions_exactly_the_inventory(stack: Settings) -> None:
         assert h.deps.runtime.exists(gid)
         domain = h.deps.domains.get(gid)
         assert domain is not None and domain.phase is DomainPhase.CREATED
-        # The password lives in the Secret only: never in a workflow payload.
-        secret = h.deps.cluster("local").get(
-            ObjectRef(Kind.SECRET, naming.namespace(gid), naming.db_secret(gid))
-        )
-        assert secret is not None
-        from activities.provision import _secret_password
 
-        password = _secret_password(secret)
-        for wid in (naming.gateway_workflow_id(gid), naming.domain_workflow_id(gid)):
-            history = await h.client.get_workflow_handle(wid).fetch_history()
-            assert password not in json.dumps(history.to_json_dict())
-        assert password not in json.dumps(gw.model_dump(mode="json"))
+
+async def test_the_password_stays_in_the_secret(
+    stack: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through a whole life (create, stop, start, delete) the runtime database password
+    is in no workflow payload of any history (decoded, not base64), no document and no
+    log line of the worker."""
+    caplog.set_level(logging.INFO)
+    async with harness(stack) as h:
+        gid = unique_id("secret")
+        await h.create(gid, custom_domain="api.example.com")
+        await h.wait_for(gid, GatewayState.RUNNING)
+        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(stack.kubeconfig), context="local"
+        )
+        with api:
+            secret = k8s.CoreV1Api(api).read_namespaced_secret(
+                naming.db_secret(gid), naming.namespace(gid)
+            )
+        password = base64.b64decode((secret.data or {})["password"]).decode()
+        assert len(password) >= 16
+        documents = [doc for c in COLLECTIONS for doc in h.deps.db[c].find({"gatewayId": gid})]
+        assert {doc["gatewayId"] for doc in h.deps.db["Database"].find()} == {gid}
+        assert password not in json.dumps(documents, default=str)
+
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        await h.request(gid, Request.START)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+
+        histories = await every_history(h, gid)
+        # The entity, the deletion, and every run of the runtime domain: at least one for
+        # each of create, stop, start and delete.
+        ids = [workflow_id for workflow_id, _ in histories]
+        assert set(ids) == {
+            naming.gateway_workflow_id(gid),
+            naming.deletion_workflow_id(gid),
+            naming.domain_workflow_id(gid),
+        }
+        assert ids.count(naming.domain_workflow_id(gid)) >= 4
+        for workflow_id, history in histories:
+            texts = await history_texts(h.client, history)
+            if workflow_id == naming.gateway_workflow_id(gid):
+                # Decoded: the runtime database's name is only in activity results.
+                assert any(naming.runtime_database(gid) in text for text in texts)
+            leaking = [text for text in texts if password in text]
+            assert leaking == [], f"the password is in {workflow_id}: {leaking[0][:2000]}"
+    assert caplog.records and password not in caplog.text
+
+
+async def every_history(h: Harness, gid: str) -> list[tuple[str, WorkflowHistory]]:
+    """The gateway's entity workflow, its deletion, and every run of its runtime domain
+    (the runs its parents started, by run id)."""
+    parents = [
+        await h.client.get_workflow_handle(wid).fetch_history()
+        for wid in (naming.gateway_workflow_id(gid), naming.deletion_workflow_id(gid))
+    ]
+    children = [
+        event.child_workflow_execution_started_event_attributes.workflow_execution
+        for history in parents
+        for event in history.events
+        if event.HasField("child_workflow_execution_started_event_attributes")
+    ]
+    found = [(history.workflow_id, history) for history in parents]
+    for child in children:
+        handle = h.client.get_workflow_handle(child.workflow_id, run_id=child.run_id)
+        found.append((child.workflow_id, await handle.fetch_history()))
+    return found
 
 
 async def test_stop_start_restart_round_trip(stack: Settings) -> None:
@@ -147,20 +213,43 @@ async def test_stop_start_restart_round_trip(stack: Settings) -> None:
         ran(gw, ops.RESTART)
 
 
-async def test_raw_mongo_writes_converge(stack: Settings) -> None:
-    """No CLI involved: the dispatcher's change stream sees the write."""
-    async with harness(stack) as h:
+async def test_raw_mongo_writes_converge_by_the_change_stream(stack: Settings) -> None:
+    """No CLI and no sweep (it runs once at the start, then hourly): the change stream
+    alone turns each raw write into its signal, and the history shows those signals."""
+    async with harness(stack, sweep_interval_seconds=3600.0) as h:
+        await feed_open(h)
         gid = unique_id("raw")
         raw = h.deps.db["ApiGateway"]
         raw.insert_one({"gatewayId": gid, "state": "Running", "phase": "Creating"})
-        await h.wait_for(gid, GatewayState.RUNNING)
+        await h.wait_for(gid, GatewayState.RUNNING, timeout=30)
         raw.update_one({"gatewayId": gid}, {"$set": {"state": "Stopped"}})
-        await h.wait_for(gid, GatewayState.STOPPED)
+        await h.wait_for(gid, GatewayState.STOPPED, timeout=30)
         raw.update_one({"gatewayId": gid}, {"$set": {"state": "Running"}})
-        await h.wait_for(gid, GatewayState.RUNNING)
+        await h.wait_for(gid, GatewayState.RUNNING, timeout=30)
         raw.update_one({"gatewayId": gid}, {"$set": {"state": "Restarting"}})
         await h.wait_phase(gid, GatewayPhase.STARTING)
-        await h.wait_for(gid, GatewayState.RUNNING)
+        await h.wait_for(gid, GatewayState.RUNNING, timeout=30)
+        # One signal per write of `state` (the workflow's own settling Restarting ->
+        # Running included), none of them the sweep's `reconcile`.
+        got = await signals(h, gid)
+        assert got[:4] == ["start", "stop", "start", "restart"] and "reconcile" not in got
+
+
+async def feed_open(h: Harness, timeout: float = 30.0) -> None:
+    """Until the dispatcher's change stream is open: it saves its resume token then."""
+    async with asyncio.timeout(timeout):
+        while await asyncio.to_thread(h.deps.db["DispatcherState"].find_one) is None:
+            await asyncio.sleep(0.05)
+
+
+async def signals(h: Harness, gid: str) -> list[str]:
+    """The signals `gateway/<gid>` received, in order, from its history."""
+    history = await h.client.get_workflow_handle(naming.gateway_workflow_id(gid)).fetch_history()
+    return [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        for event in history.events
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
 
 
 async def test_bad_requests_are_refused_and_change_nothing(stack: Settings) -> None:
@@ -226,7 +315,7 @@ async def _settled(h: Harness, gid: str, state: GatewayState, phase: GatewayPhas
         return f"({state.value}, {phase.value}) {gid}: {exc}"
     if want is GatewayState.DELETED:
         assert gw is None
-        left = await h.leftovers(gid)
+        left = await h.traces(gid)
         if left:
             return f"({state.value}, {phase.value}) {gid}: left behind {left}"
     return ""

@@ -27,7 +27,7 @@ GRACE = 8.0
 
 
 async def owned(h: Harness, gid: str) -> set[str]:
-    return {str(item) for item in await h.leftovers(gid)}
+    return {str(item) for item in await h.traces(gid)}
 
 
 async def reaper_results(h: Harness) -> list[ReapResult]:
@@ -106,6 +106,6 @@ async def test_orphan_is_reaped_after_the_grace_period_and_live_gateways_are_not
                     await asyncio.sleep(0.5)
             assert not any(o.gateway_id == live for o in reaped)
             [record] = [o for o in reaped if o.gateway_id == orphan]
-            assert record.kinds.get("Namespace") == 1 and record.kinds.get("database") == 1
+            assert record.kinds.get("Namespace") == 1 and record.kinds.get("database+users") == 1
             metrics = scrape(port)
             assert 'gatewayflow_reaped_objects_total{kind="Namespace"}' in metrics

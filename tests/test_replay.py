@@ -6,6 +6,7 @@ the same way after the deploy: see tests/histories/README.md.
 """
 
 import asyncio
+import base64
 import json
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from tests.gateway_harness import harness, unique_id
 from tests.record_histories import HISTORIES, LEGACY_FILE, LEGACY_SOURCE, to_tctl_style
 from workflows import operations as ops
 from workflows import search
+from workflows.gateway import INTENT_INTEGRITY
 from workflows.operations import DELETE, Step
 from workflows.registry import ALL_WORKFLOWS
 from workflows.steps import run_step
@@ -103,6 +105,29 @@ def test_recorded_histories_hold_the_scenarios() -> None:
         "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
     )
     assert events("delete--GatewayDeletion.json")[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    # The start stopped once the step the delete came during returned: no wait for
+    # readiness, the patch marker of the new path.
+    during = json.loads((HISTORIES / "delete-during-start--GatewayWorkflow.json").read_text())
+    patches = [
+        json.loads(base64.b64decode(payload["data"]))["id"]
+        for e in during["events"]
+        if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+        for payload in e["markerRecordedEventAttributes"]["details"]["patch-data"]["payloads"]
+    ]
+    assert patches == [INTENT_INTEGRITY]
+    assert "wait_instance_ready" not in json.dumps(during)
+    # A failed operation: the backoff's patch marker, its timer, cut short by a request.
+    backoff = load_history(HISTORIES / "failure-backoff--GatewayWorkflow.json")
+    markers = [
+        event.marker_recorded_event_attributes
+        for event in backoff.events
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+    assert [m.marker_name for m in markers] == ["core_patch"]
+    assert b'"failure-backoff"' in markers[0].details["patch-data"].payloads[0].data
+    kinds = events("failure-backoff--GatewayWorkflow.json")
+    assert "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED" in kinds
+    assert "EVENT_TYPE_TIMER_STARTED" in kinds and "EVENT_TYPE_TIMER_CANCELED" in kinds
 
     def signals(name: str) -> list[str]:
         return [
@@ -396,19 +421,6 @@ async def test_temporal_cli_export_loads_and_replays(lifecycle: Run, tmp_path: P
 
 
 # -- the command line ----------------------------------------------------------------------
-def _has_replay_command() -> bool:
-    from starter import app
-
-    return any(
-        (command.name or getattr(command.callback, "__name__", "")) == "replay"
-        for command in app.registered_commands
-    )
-
-
-@pytest.mark.skipif(
-    not _has_replay_command(),
-    reason="`gatewayflow replay` is not in starter.py yet: the lead adds it",
-)
 async def test_gatewayflow_replay_command(lifecycle: Run, tmp_path: Path) -> None:
     env = {**stack_env(lifecycle.settings), "COLUMNS": "250"}
     gatewayflow = str(Path(sys.executable).parent / "gatewayflow")

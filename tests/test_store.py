@@ -516,7 +516,16 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
         with pytest.raises(StateChangeRefused):
             gateways.set_state("tour", S.RUNNING, refuse_if_phase_in=[P.STARTED])
         gateways.set_state_if("tour", S.DELETED, expected=S.DELETED)
+        gateways.set_state("tour", S.DELETED, expected=S.DELETED)
         gateways.reset_progress("tour", "delete", 8)
+        gateways.begin(
+            "tour",
+            P.DELETING,
+            state=S.DELETED,
+            from_phases=[P.CREATING],
+            operation="d",
+            total_steps=8,
+        )
         gateways.record_progress("tour", step="triggers", completed="triggers", error=None)
         gateways.set_phase("tour", P.DELETING, expected=[P.STARTED], step="triggers")
 
@@ -549,7 +558,8 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
         feed.save_token({"_data": "00"})
         feed.load_token()
 
-        gateways.delete("tour")
+        gateways.set_phase("tour", P.DELETED)
+        gateways.remove_deleted("tour")
 
         explained: set[str] = set()
         assert recorder.commands
@@ -585,6 +595,11 @@ class _Consumer:
                 self.events.put(event)
         except BaseException as exc:
             self.error = exc
+
+    def cpu_seconds(self) -> float:
+        """CPU time the feed's thread has used so far."""
+        assert self._thread.ident is not None
+        return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
 
     def next(self, timeout: float = 15) -> GatewayEvent:
         return self.events.get(timeout=timeout)
@@ -712,3 +727,83 @@ def test_change_streams_unavailable_on_a_standalone_server(tmp_path: Path) -> No
         with pytest.raises(ChangeStreamsUnavailable):
             next(feed.events(threading.Event()))
         client.close()
+
+
+# --- intent integrity (issue 12) -----------------------------------------------------------
+
+
+def test_a_request_is_a_compare_and_set_on_the_state_it_was_checked_against(db: Db) -> None:
+    """Deleted is sticky: a request checked against Running never lands on a Deleted that
+    was written after the check."""
+    gateways = GatewayRepository(db)
+    gateways.insert(_gateway("gw", S.RUNNING, P.STARTED))
+    db.ApiGateway.update_one({"gatewayId": "gw"}, {"$set": {"state": "Deleted"}})
+    with pytest.raises(StateChangeRefused, match="Deleted"):
+        gateways.set_state("gw", S.STOPPED, expected=S.RUNNING)
+    assert gateways.require("gw").state is S.DELETED
+    assert gateways.set_state("gw", S.DELETED, expected=S.DELETED).state is S.DELETED
+
+
+def test_finalize_removes_only_a_document_that_finished_its_deletion(db: Db) -> None:
+    gateways = GatewayRepository(db)
+    gateways.insert(_gateway("new", S.RUNNING, P.CREATING))  # re-created meanwhile
+    gateways.insert(_gateway("half", S.DELETED, P.DELETING))
+    gateways.insert(_gateway("done", S.DELETED, P.DELETED))
+    assert not gateways.remove_deleted("new")
+    assert not gateways.remove_deleted("half")
+    assert gateways.remove_deleted("done")
+    assert gateways.get("new") is not None and gateways.get("half") is not None
+    assert gateways.get("done") is None
+
+
+def test_unconverged_lists_deleted_gateways_first(db: Db) -> None:
+    """However many other gateways are unconverged, a delete is never starved."""
+    gateways = GatewayRepository(db)
+    for n in range(5):
+        gateways.insert(_gateway(f"run-{n}", S.RUNNING, P.CREATING))
+    gateways.insert(_gateway("doomed", S.DELETED, P.STARTED))
+    assert gateways.unconverged(limit=2)[0] == ("doomed", S.DELETED, P.STARTED)
+
+
+def test_change_feed_reopens_after_the_collection_is_dropped(db: Db) -> None:
+    """A drop (restore, migration) invalidates the stream: the feed opens a new one, and
+    does not spin on the dead one meanwhile."""
+    feed = ChangeFeed(db, max_await_ms=100, retry_seconds=0.2)
+    consumer = _Consumer(feed)
+    _wait_for_token(feed)
+    GatewayRepository(db).insert(_gateway("before"))
+    assert consumer.next().gateway_id == "before"
+    db.ApiGateway.drop()
+    time.sleep(1)  # the invalidation reaches the feed
+    cpu_before = consumer.cpu_seconds()
+    time.sleep(2)
+    spent = consumer.cpu_seconds() - cpu_before
+    GatewayRepository(db).insert(_gateway("after"))
+    assert consumer.next().gateway_id == "after"
+    consumer.close()
+    assert consumer.error is None
+    assert spent < 1.0, f"the feed thread used {spent:.2f} s of CPU in 2 s while idle"
+
+
+def test_an_operation_begins_only_from_the_intent_it_was_decided_on(db: Db) -> None:
+    gateways = GatewayRepository(db)
+    gateways.insert(_gateway("gw", S.RUNNING, P.STOPPED))
+    gateways.record_progress("gw", error="the last start timed out")
+    # The user flipped the intent to Deleted after the workflow read Running.
+    db.ApiGateway.update_one({"gatewayId": "gw"}, {"$set": {"state": "Deleted"}})
+
+    def begin(phase: GatewayPhase, state: GatewayState, since: GatewayPhase) -> bool:
+        name = "start" if phase is P.STARTING else "delete"
+        return gateways.begin(
+            "gw", phase, state=state, from_phases=[since], operation=name, total_steps=8
+        )
+
+    assert not begin(P.STARTING, S.RUNNING, P.STOPPED)
+    assert gateways.require("gw").progress.operation is None  # nothing written
+    # The state matches, the phase is not one to begin from: progress only.
+    assert begin(P.DELETING, S.DELETED, P.CREATED)
+    assert gateways.require("gw").phase is P.STOPPED
+    assert begin(P.DELETING, S.DELETED, P.STOPPED)
+    gw = gateways.require("gw")
+    assert (gw.phase, gw.progress.operation, gw.progress.total_steps) == (P.DELETING, "delete", 8)
+    assert gw.progress.last_error == "the last start timed out"

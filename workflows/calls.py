@@ -1,8 +1,8 @@
 """How workflows run activities: by typed reference, with our retry policy and a UI summary."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.workflow import ActivityCancellationType
@@ -13,6 +13,18 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 
+@overload
+async def call(
+    activity: Callable[[Any, A], Awaitable[R]],
+    arg: A,
+    *,
+    summary: str,
+    waits: bool = False,
+    timeout: timedelta | None = None,
+) -> R: ...
+
+
+@overload
 async def call(
     activity: Callable[[Any, A], R],
     arg: A,
@@ -20,8 +32,19 @@ async def call(
     summary: str,
     waits: bool = False,
     timeout: timedelta | None = None,
+) -> R: ...
+
+
+async def call(
+    activity: Callable[[Any, A], Any],
+    arg: A,
+    *,
+    summary: str,
+    waits: bool = False,
+    timeout: timedelta | None = None,
 ) -> R:
-    """Run one activity method; mypy checks `arg` and the result against its signature.
+    """Run one activity method (sync or async); mypy checks `arg` and the result against
+    its signature.
 
     Waiting activities heartbeat so they can be cancelled.
     """

@@ -21,13 +21,15 @@ REPAIR_BY_PHASE = {
 
 
 async def repair(
-    finding: DriftFinding, intent: Intent, run_action: Callable[[Intent, Decision], Awaitable[bool]]
-) -> bool:
-    """Record the drift, then run the operation; False when it failed (recorded as the
-    last error; the next drift check finds what is still wrong and asks again)."""
+    finding: DriftFinding,
+    intent: Intent,
+    run_action: Callable[[Intent, Decision], Awaitable[str | None]],
+) -> str | None:
+    """Record the drift, then run the operation; the reason when it failed (the caller
+    records it; the next drift check finds what is still wrong and asks again)."""
     action = REPAIR_BY_PHASE.get(intent.phase)
     if action is None or intent.phase is not finding.phase:
-        return True  # the phase moved since the check: that operation re-made everything
+        return None  # the phase moved since the check: that operation re-made everything
     what = "; ".join(finding.problems)
     workflow.set_current_details(f"**drift**: {what}: repairing by running {action.value} again")
     await call(

@@ -1,14 +1,21 @@
 """GatewayWorkflow: the one entity workflow that owns every transition of a gateway.
 
 It replaces the original `lockedAt` lock: Temporal runs one workflow per id. Intent is
-read from MongoDB (the source of truth); signals are only hints to look again.
+read from MongoDB (the source of truth); signals are only hints to look again, except
+`delete`, which also preempts the operation in flight.
+
+All intent handling is in `run`'s loop: read the intent, then continue as new, idle,
+back off or act. An operation begins only if the state is still the one it was decided
+on, stops at its next step when a delete arrives, and every state it writes is a
+compare-and-set on that state: it never overwrites an intent it did not start from
+(docs/guarantees.md).
 """
 
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -21,10 +28,12 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway import GatewayActivities
+    from activities.instance import InstanceActivities
     from gatewayflow.cluster.errors import NotReadyError
     from gatewayflow.domain import naming
-    from gatewayflow.domain.errors import failed_with, reason
+    from gatewayflow.domain.errors import PermanentError, failed_with, reason
     from gatewayflow.domain.messages import (
+        Backoff,
         DeletionInput,
         DriftFinding,
         GatewayInput,
@@ -34,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         PhaseUpdate,
         ProgressUpdate,
         StateUpdate,
+        StepInput,
         TriggersInput,
     )
     from gatewayflow.domain.states import GatewayPhase, GatewayState
@@ -44,19 +54,36 @@ with workflow.unsafe.imports_passed_through():
     from workflows.calls import call
     from workflows.deletion import GatewayDeletion
     from workflows.operations import Operation, Step
-    from workflows.steps import run_step, run_steps
+    from workflows.steps import run_step
 
 _P = GatewayPhase
 _BACKOFF_FIRST = timedelta(minutes=1)
 _BACKOFF_MAX = timedelta(minutes=30)
+# A workflow that hears nothing for this long reads the intent again in a fresh run.
+_IDLE_LOOK_AGAIN = timedelta(hours=24)
+# Readiness is looked at after each pause, doubling up to the maximum, until the deadline.
+_READY_PAUSE_FIRST = timedelta(milliseconds=500)
+_READY_PAUSE_MAX = timedelta(seconds=15)
+# Guards every change of commands made for intent integrity (issue 12), so histories
+# recorded before it replay as they ran.
+INTENT_INTEGRITY = "intent-integrity"
+In = TypeVar("In", bound=StepInput)
+
+
+class OperationStopped(PermanentError):
+    """The operation stopped early: a delete came, or the intent it started from changed.
+    Not a failure: the loop reads the intent again and acts on it."""
 
 
 @workflow.defn(name="GatewayWorkflow")
 class GatewayWorkflow:
     def __init__(self) -> None:
         self._wake = False
-        self._requested = False  # an explicit stop/start/restart/delete, not a sweep hint
+        # Read only by the backoff of histories recorded before INTENT_INTEGRITY.
+        self._requested = False
         self._failures = 0
+        self._backoff: Backoff | None = None
+        self._idle_expired = False
         self._delete_requested = False
         self._action_task: asyncio.Task[None] | None = None
         self._action: GatewayAction | None = None
@@ -104,6 +131,8 @@ class GatewayWorkflow:
     async def run(self, input: GatewayInput) -> str:
         gid = input.gateway_id
         self._progress = GatewayProgress(gateway_id=gid)
+        self._backoff = input.backoff
+        self._failures = input.backoff.failures if input.backoff else 0
         actions = 0
         while True:
             self._wake = False
@@ -114,41 +143,105 @@ class GatewayWorkflow:
                 return f"gateway {gid} is gone"
             search.upsert(gid, state=intent.state.value, phase=intent.phase.value)
             self._note(state=intent.state, phase=intent.phase)
-            if intent.malformed:
+            decision = None if intent.malformed else decide(intent.state, intent.phase)
+            converged = decision is not None and decision.action is GatewayAction.NONE
+            if converged:
+                self._backoff = None
+            # On any path once the history is long (before INTENT_INTEGRITY: converged only).
+            if self._time_to_continue(actions, input) and (
+                converged or workflow.patched(INTENT_INTEGRITY)
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(input.model_copy(update={"backoff": self._backoff}))
+            if decision is None:
                 self._note(last_error=intent.malformed)
                 await self._idle(f"malformed document: {intent.malformed}")
                 continue
-            decision = decide(intent.state, intent.phase)
-            if decision.action is GatewayAction.NONE:
+            if converged:
                 if self._drift is not None and workflow.patched(drift.PATCH):
-                    finding, self._drift = self._drift, None
-                    await drift.repair(finding, intent, lambda i, d: self._run_action(i, d, input))
+                    await self._repair_drift(intent, input)
                     continue
-                if self._should_continue_as_new(actions, input):
-                    await workflow.wait_condition(workflow.all_handlers_finished)
-                    workflow.continue_as_new(input)
                 await self._idle(f"converged: {intent.state.value} / {intent.phase.value}")
+                continue
+            if self._backoff is not None and not self._retry_due(intent):
+                await self._wait_for_retry(self._backoff)
                 continue
             actions += 1
             self._progress.actions_this_run = actions
-            ok = await self._run_action(intent, decision, input)
-            if ok:
+            failure = await self._run_action(intent, decision, input)
+            if failure is None:
                 self._failures = 0
+                self._backoff = None
             else:
                 self._failures += 1
-                await self._back_off(decision.action)
+                await self._failed(intent, decision.action, failure)
 
-    def _should_continue_as_new(self, actions: int, input: GatewayInput) -> bool:
+    async def _repair_drift(self, intent: Intent, input: GatewayInput) -> None:
+        """Re-run the phase's operation for the drift check's finding; a failure is
+        recorded as the last error (the next drift check finds what is still wrong)."""
+        finding, self._drift = self._drift, None
+        assert finding is not None
+        failure = await drift.repair(finding, intent, lambda i, d: self._run_action(i, d, input))
+        if failure is not None:
+            action = drift.REPAIR_BY_PHASE[intent.phase]
+            await self._record_failure(intent.gateway_id, action, failure, None)
+
+    def _time_to_continue(self, actions: int, input: GatewayInput) -> bool:
+        info = workflow.info()
         return (
-            actions >= input.max_actions_per_run or workflow.info().is_continue_as_new_suggested()
+            actions >= input.max_actions_per_run
+            or info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= input.max_history_length
+            or self._idle_expired
         )
 
-    async def _back_off(self, action: GatewayAction) -> None:
-        """After a failed operation: retry on an explicit request, or after a backoff.
+    async def _failed(self, intent: Intent, action: GatewayAction, why: str) -> None:
+        """Record the failure and when the next attempt is: 1 min, doubling to 30 min."""
+        gid = intent.gateway_id
+        if not workflow.patched(INTENT_INTEGRITY):
+            await self._record_failure(gid, action, why, None)
+            await self._back_off(action)
+            return
+        delay = min(_BACKOFF_FIRST * 2 ** (self._failures - 1), _BACKOFF_MAX)
+        retry_at = workflow.now() + delay
+        self._backoff = Backoff(failures=self._failures, retry_at=retry_at, state=intent.state)
+        await self._record_failure(gid, action, why, retry_at)
 
-        Sweep hints (`reconcile`) do not cut the backoff short, so a gateway that fails
-        for a reason only an operator can fix is not retried on every sweep.
-        """
+    async def _record_failure(
+        self, gid: str, action: GatewayAction, why: str, retry_at: datetime | None
+    ) -> None:
+        self._note(last_error=why, detail=f"{action.value} failed: {why}")
+        await call(
+            GatewayActivities.record_progress,
+            ProgressUpdate(gateway_id=gid, error=why, next_attempt_at=retry_at),
+            summary=f"record failure of {action.value}",
+        )
+
+    def _retry_due(self, intent: Intent) -> bool:
+        """After a failure, try again once the backoff is over, when the intent changed,
+        or on a new request (which clears `progress.nextAttemptAt`). A sweep's signal
+        alone does not cut the backoff short."""
+        backoff = self._backoff
+        return (
+            backoff is None
+            or workflow.now() >= backoff.retry_at
+            or intent.state is not backoff.state
+            or intent.next_attempt_at is None
+        )
+
+    async def _wait_for_retry(self, backoff: Backoff) -> None:
+        when = backoff.retry_at.isoformat(timespec="seconds")
+        why = f"failed {backoff.failures} time(s); next attempt at {when} or on a new request"
+        workflow.set_current_details(why)
+        self._note(detail=why, action=None)
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._wake, timeout=backoff.retry_at - workflow.now()
+            )
+
+    async def _back_off(self, action: GatewayAction) -> None:
+        """The backoff of histories recorded before INTENT_INTEGRITY: a request signal cut
+        it short."""
         if not workflow.patched("failure-backoff"):
             await self._idle("waiting for a signal after a failed operation")
             return
@@ -160,9 +253,16 @@ class GatewayWorkflow:
             await workflow.wait_condition(lambda: self._requested, timeout=delay)
 
     async def _idle(self, why: str) -> None:
+        """Until a signal; after a day without one, the loop continues as new."""
         workflow.set_current_details(why)
         self._note(detail=why, action=None)
-        await workflow.wait_condition(lambda: self._wake)
+        if not workflow.patched(INTENT_INTEGRITY):
+            await workflow.wait_condition(lambda: self._wake)
+            return
+        try:
+            await workflow.wait_condition(lambda: self._wake, timeout=_IDLE_LOOK_AGAIN)
+        except TimeoutError:
+            self._idle_expired = True
 
     def _note(
         self,
@@ -187,13 +287,21 @@ class GatewayWorkflow:
         if last_error is not None:
             progress.last_error = last_error
 
-    async def _run_action(self, intent: Intent, decision: Decision, input: GatewayInput) -> bool:
-        """Run one action as a task a delete can cancel; False when it failed."""
+    async def _run_action(
+        self, intent: Intent, decision: Decision, input: GatewayInput
+    ) -> str | None:
+        """Run one action as a task a delete can cancel; the reason when it failed."""
         gid = intent.gateway_id
         if decision.refusal:
-            await self._set_state(
-                gid, GatewayState.DELETED, f"refused {intent.state.value}: {decision.refusal}"
+            refused = await self._set_state(
+                gid,
+                GatewayState.DELETED,
+                f"refused {intent.state.value}: {decision.refusal}",
+                expected=intent.state,
             )
+            if not refused and workflow.patched(INTENT_INTEGRITY):
+                return None  # the intent changed meanwhile: read it again
+            intent = intent.model_copy(update={"state": GatewayState.DELETED})
         runners: dict[GatewayAction, Callable[[], Coroutine[Any, Any, None]]] = {
             GatewayAction.CREATE: lambda: self._create(intent),
             GatewayAction.START: lambda: self._start(intent, input),
@@ -211,63 +319,84 @@ class GatewayWorkflow:
             if not self._delete_requested:
                 raise
             self._note(detail=f"{decision.action.value} preempted by a delete")
-            return True
+            return None
+        except OperationStopped as stopped:
+            self._note(detail=f"{decision.action.value} stopped: {stopped}")
+            return None
         except (ActivityError, ChildWorkflowError, ApplicationError) as err:
-            why = reason(err)
-            self._note(last_error=why, detail=f"{decision.action.value} failed: {why}")
-            await call(
-                GatewayActivities.record_progress,
-                ProgressUpdate(gateway_id=gid, error=why),
-                summary=f"record failure of {decision.action.value}",
-            )
-            return False
+            return reason(err)
         finally:
             self._action_task = None
             self._action = None
         if decision.settle_state is not None:
             await self._set_state(gid, decision.settle_state, None, expected=intent.state)
-        return True
+        return None
+
+    def _stop_if_deleted(self) -> None:
+        """After each step: a delete that arrived while a short step ran (a cancellation
+        cannot interrupt an activity that does not heartbeat) stops the operation here."""
+        if (
+            self._delete_requested
+            and self._action is not GatewayAction.DELETE
+            and workflow.patched(INTENT_INTEGRITY)
+        ):
+            raise OperationStopped("preempted by a delete")
+
+    async def _step(
+        self, op: Operation, step: Step[In], arg: In, *, timeout: timedelta | None = None
+    ) -> None:
+        await run_step(op, step, arg, timeout=timeout)
+        self._stop_if_deleted()
+
+    async def _base(self, op: Operation, intent: Intent) -> None:
+        """The base of a gateway, step by step (idempotent, so start repairs drift)."""
+        for step in ops.BASE:
+            await self._step(op, step, op.input(step, intent.gateway_id, intent.region))
 
     async def _read_intent(self, gid: str) -> Intent:
         return await call(GatewayActivities.read_intent, gid, summary=f"read intent of {gid}")
 
     async def _set_state(
-        self,
-        gid: str,
-        state: GatewayState,
-        why: str | None,
-        expected: GatewayState | None = None,
-    ) -> None:
-        await call(
+        self, gid: str, state: GatewayState, why: str | None, *, expected: GatewayState
+    ) -> bool:
+        """A compare-and-set on `expected`, the state the operation started from."""
+        return await call(
             GatewayActivities.set_state,
             StateUpdate(gateway_id=gid, state=state, reason=why, expected_state=expected),
             summary=f"state -> {state.value}" + (f" ({why})" if why else ""),
         )
 
     async def _begin(self, intent: Intent, operation: Operation) -> None:
-        """Enter the operation's phase, with a fresh progress record of its steps."""
+        """Enter the operation's phase, with a fresh progress record of its steps, only
+        while the state is still the intent the operation was decided on."""
         gid, phase = intent.gateway_id, operation.during
-        await call(
+        began = await call(
             GatewayActivities.begin_operation,
             PhaseUpdate(
-                gateway_id=gid, phase=phase, operation=operation.name, total_steps=operation.total
+                gateway_id=gid,
+                phase=phase,
+                operation=operation.name,
+                total_steps=operation.total,
+                expected_state=intent.state,
             ),
             summary=f"{operation.name}: phase -> {phase.value} ({operation.total} steps)",
         )
+        if not began and workflow.patched(INTENT_INTEGRITY):
+            raise OperationStopped(f"the state is no longer {intent.state.value}")
         self._note(phase=phase)
         search.upsert(gid, phase=phase.value)
 
     async def _create(self, intent: Intent) -> None:
         await self._begin(intent, ops.CREATE)
-        await run_steps(ops.CREATE, ops.BASE, intent.gateway_id, intent.region)
+        await self._base(ops.CREATE, intent)
 
     async def _start(self, intent: Intent, input: GatewayInput) -> None:
         """The base again (idempotent, so a start repairs drift), then the instance."""
         op, gid = ops.START, intent.gateway_id
         await self._begin(intent, op)
-        await run_steps(op, ops.BASE, gid, intent.region)
+        await self._base(op, intent)
         resume = ops.RESUME_TRIGGERS
-        await run_step(
+        await self._step(
             op,
             resume,
             TriggersInput(**op.input(resume, gid, intent.region).model_dump(), suspend=False),
@@ -278,7 +407,7 @@ class GatewayWorkflow:
         """A rolling update of the same Deployment, not a stop and a start."""
         op = ops.RESTART
         await self._begin(intent, op)
-        await run_steps(op, ops.BASE, intent.gateway_id, intent.region)
+        await self._base(op, intent)
         await self._bring_up(
             intent, input, op, ops.ROLL_INSTANCE, restarted_at=workflow.now().isoformat()
         )
@@ -300,8 +429,11 @@ class GatewayWorkflow:
                 timeout_seconds=input.start_timeout_seconds,
             )
 
-        await run_step(op, apply, instance(apply))
+        await self._step(op, apply, instance(apply))
         ready = ops.WAIT_READY
+        if workflow.patched(INTENT_INTEGRITY):
+            await self._wait_ready(intent, op, instance(ready), input.start_timeout_seconds)
+            return
         try:
             await run_step(
                 op,
@@ -313,18 +445,50 @@ class GatewayWorkflow:
             if not failed_with(err, NotReadyError):
                 raise
             # The original behaviour: a start that is not ready in time goes back to Stopped.
-            await self._set_state(gid, GatewayState.STOPPED, f"start timed out: {reason(err)}")
+            await self._set_state(
+                gid, GatewayState.STOPPED, f"start timed out: {reason(err)}", expected=intent.state
+            )
+
+    async def _wait_ready(
+        self, intent: Intent, op: Operation, arg: InstanceInput, timeout: float
+    ) -> None:
+        """Look at the Deployment after pauses on the workflow's clock (a timer, so a
+        delete cancels it at once and the time-skipping test server can skip it); not
+        ready by the deadline: back to Stopped, with the reason, unless the intent moved.
+        """
+        gid, ns = intent.gateway_id, naming.namespace(intent.gateway_id)
+        deadline = workflow.now() + timedelta(seconds=timeout)
+        pause = _READY_PAUSE_FIRST
+        workflow.set_current_details(op.details(ops.WAIT_READY))
+        while True:
+            check = await call(
+                InstanceActivities.check_instance_ready,
+                arg,
+                summary=f"is Deployment {ns}/{gid} available?",
+            )
+            if check.ready:
+                return
+            self._stop_if_deleted()
+            left = deadline - workflow.now()
+            if left <= timedelta(0):
+                why = f"Deployment {ns}/{gid} not ready after {timeout:g}s: {check.why}"
+                await self._set_state(
+                    gid, GatewayState.STOPPED, f"start timed out: {why}", expected=intent.state
+                )
+                return
+            await workflow.sleep(min(pause, left))
+            pause = min(pause * 2, _READY_PAUSE_MAX)
 
     async def _stop(self, intent: Intent) -> None:
         """Routes go before the CronJobs are suspended, CronJobs before the pods stop."""
         op, gid, region = ops.STOP, intent.gateway_id, intent.region
         await self._begin(intent, op)
         domain, suspend, instance = ops.DOMAIN_INACTIVE, ops.SUSPEND_TRIGGERS, ops.REMOVE_INSTANCE
-        await run_step(op, domain, op.input(domain, gid, region))
-        await run_step(
+        await self._step(op, domain, op.input(domain, gid, region))
+        await self._step(
             op, suspend, TriggersInput(**op.input(suspend, gid, region).model_dump(), suspend=True)
         )
-        await run_step(op, instance, op.input(instance, gid, region))
+        await self._step(op, instance, op.input(instance, gid, region))
 
     async def _delete(self, intent: Intent) -> None:
         gid = intent.gateway_id
@@ -343,5 +507,14 @@ class GatewayWorkflow:
         except WorkflowAlreadyStartedError:
             # A deletion from an earlier run of this workflow is still going: follow it.
             workflow.set_current_details(f"following the running gateway-deletion/{gid}")
+            if workflow.patched(INTENT_INTEGRITY):
+                # Its result, so a deletion that failed is a failure here too.
+                await call(
+                    GatewayActivities.wait_for_deletion,
+                    gid,
+                    summary=f"wait for the result of gateway-deletion/{gid}",
+                    waits=True,
+                )
+                return
             while (await self._read_intent(gid)).exists:
                 await workflow.sleep(timedelta(seconds=5))

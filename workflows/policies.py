@@ -13,7 +13,12 @@ with workflow.unsafe.imports_passed_through():
         StillPresentError,
         TransientClusterError,
     )
-    from gatewayflow.domain.errors import GatewayflowError, permanent_type_names
+    from gatewayflow.domain.errors import (
+        DeletionFailed,
+        GatewayflowError,
+        Unreachable,
+        permanent_type_names,
+    )
     from gatewayflow.domain.naming import InvalidGatewayId
     from gatewayflow.domain.transitions import RequestRefused
     from gatewayflow.settings import SettingsError
@@ -21,7 +26,9 @@ with workflow.unsafe.imports_passed_through():
         ChangeStreamsUnavailable,
         GatewayExists,
         MalformedDocument,
+        NotOwnedDatabase,
         StateChangeRefused,
+        StoreUnreachable,
         UnknownGateway,
     )
 
@@ -36,11 +43,15 @@ ACTIVITY_ERRORS: tuple[type[GatewayflowError], ...] = (
     ChangeStreamsUnavailable,
     GatewayExists,
     MalformedDocument,
+    NotOwnedDatabase,
+    StoreUnreachable,
     StateChangeRefused,
     UnknownGateway,
     InvalidGatewayId,
     RequestRefused,
     SettingsError,
+    Unreachable,
+    DeletionFailed,
 )
 
 STEP_RETRY = RetryPolicy(

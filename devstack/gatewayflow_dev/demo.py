@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
-from gatewayflow import control, reaper
+from gatewayflow import control, links, reaper
 from gatewayflow.client import connect
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
@@ -169,14 +169,10 @@ async def run_demo(settings: Settings, console: Console) -> bool:
         else:
             console.print(leftovers_table({**left, **leaks}))
         console.print(f"Temporal UI, every workflow of {shop}:")
-        console.print(
-            f"  {settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
-            f"?query=GatewayId%3D%22{shop}%22",
-            soft_wrap=True,
-        )
-        console.print(
-            f"  {settings.workflow_url(naming.deletion_workflow_id(shop))}", soft_wrap=True
-        )
+        console.print(f"  {links.gateway_link(settings, shop)}", soft_wrap=True)
+        deletion = naming.deletion_workflow_id(shop)
+        deletion_link = (await control.workflow_links(settings, shop))[deletion]
+        console.print(f"  {deletion}: {deletion_link}", soft_wrap=True)
         console.print(f"Demo finished in {time.monotonic() - began:.1f}s")
         return clean
     finally:
@@ -219,7 +215,7 @@ async def _drift_scene(console: Console, deps: Deps, gid: str) -> None:
         await _until(f"Deployment {ns}/{gid} deleted", lambda: not present())
         console.print(
             f"  gone; the drift check (every {DEMO_PACE['drift_interval_seconds']:.0f}s, "
-            "one list per kind) finds it and signals repair to "
+            "one labelled list per kind and namespace) finds it and signals repair to "
             f"{naming.gateway_workflow_id(gid)}"
         )
         await _until(f"Deployment {ns}/{gid} back", present)
@@ -238,7 +234,7 @@ async def _orphan_scene(console: Console, client: Client, deps: Deps, gid: str) 
     """The reaper run of the schedule, on this one orphan: a shared cluster may hold other
     databases' gateways, which this demo must not touch."""
     console.print(f"> db.ApiGateway.deleteOne({{gatewayId: '{gid}'}})")
-    await asyncio.to_thread(deps.gateways.delete, gid)
+    await asyncio.to_thread(deps.db["ApiGateway"].delete_one, {"gatewayId": gid})
     found = await asyncio.to_thread(reaper.dry_run, deps)
     console.print(orphans_table([o for o in found if o.gateway_id == gid]))
     grace = deps.settings.reap_grace_seconds
@@ -260,7 +256,7 @@ async def _orphan_scene(console: Console, client: Client, deps: Deps, gid: str) 
         f"[green]✓[/] reaped in {time.monotonic() - began:.1f}s through the ordinary deletion "
         "steps: namespace, objects, runtime database and documents"
     )
-    console.print(f"  the reaper run: {deps.settings.workflow_url(wid)}", soft_wrap=True)
+    console.print(f"  the reaper run: {links.workflow_link(deps.settings, wid)}", soft_wrap=True)
 
 
 def _print_inventory(console: Console, deps: Deps, gateway_id: str) -> None:

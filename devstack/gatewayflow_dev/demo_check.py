@@ -11,7 +11,7 @@ from pymongo import MongoClient
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from gatewayflow.client import connect
-from gatewayflow.settings import Settings
+from gatewayflow.settings import Settings, redact_uri
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _mongo(settings: Settings) -> str:
     )
     with mongo:
         reply = mongo.admin.command("ping")
-    return f"ping ok={reply['ok']} at {settings.mongodb_uri}"
+    return f"ping ok={reply['ok']} at {redact_uri(settings.mongodb_uri)}"
 
 
 def _kube(settings: Settings) -> str:

@@ -3,20 +3,29 @@
 Synchronous on purpose: activities run in a thread pool, and one `Cluster` (one pooled
 `ApiClient`) is shared by all of them. Only objects carrying the gateway's ownership label
 are ever patched or deleted.
+
+Waits (deletion, readiness) follow a watch, as controllers do: list to learn the current
+state and its resourceVersion, then watch from there (with bookmarks) and re-list when the
+server answers 410 Gone. A wait learns of a change as soon as the server makes it, instead
+of a poll interval later. Polling remains as the fallback where a watch cannot be opened.
 """
 
 import json
 import logging
+import math
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import urllib3
-from kubernetes import config
+from kubernetes import config, watch
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTResponse
 
 from gatewayflow.cluster.errors import (
     ClusterError,
@@ -27,7 +36,7 @@ from gatewayflow.cluster.errors import (
     TransientClusterError,
     classify,
 )
-from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from gatewayflow.cluster.kinds import NAMESPACED_KINDS, ForeignObject, Kind, ObjectRef, Resource
 from gatewayflow.domain.naming import OWNER_LABEL, owner_selector
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,12 @@ Manifest = dict[str, Any]
 OnWait = Callable[[str], None]
 
 MERGE_PATCH = "application/merge-patch+json"
+# The context name that means "this pod's own cluster and ServiceAccount".
+IN_CLUSTER = "in-cluster"
+# Lists answered as metadata only, with plain JSON as the fallback of servers without it.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+# Namespaced kinds that are records about a namespace, not content someone put there.
+_NOT_CONTENT = frozenset({"Event", "Binding", "LocalSubjectAccessReview"})
 
 
 def labels_of(obj: Manifest) -> dict[str, str]:
@@ -52,6 +67,13 @@ def is_terminating(obj: Manifest) -> bool:
 
 
 _FIRST_POLL = 0.02
+HEARTBEAT_SECONDS = 2
+"""While waiting, `on_wait` is called at least this often (each watch lasts as long), so an
+activity that heartbeats there stays cancellable."""
+GONE = 410
+
+WhyWaiting = Callable[[dict[str, Manifest]], str | None]
+"""What a wait still waits for, given the watched objects present by name; None: done."""
 
 
 class Cluster:
@@ -74,30 +96,61 @@ class Cluster:
         pool_size: int = 32,
     ):
         self.context = context
+        self._kubeconfig = kubeconfig
+        self._pool_size = pool_size
         self._attempts = attempts
         self._backoff = backoff
         self._max_inline_wait = max_inline_wait
         self._request_timeout = request_timeout
+        self._reload_lock = threading.Lock()
+        self._api: ApiClient = self._connect()
+
+    def _connect(self) -> ApiClient:
+        """A client with credentials read now: from the kubeconfig, or the pod's own
+        ServiceAccount for the context `in-cluster` (the official in-cluster loader, which
+        also re-reads the projected token as it is rotated)."""
+        configuration = Configuration()
+        configuration.connection_pool_maxsize = self._pool_size
+        # urllib3 would otherwise sleep through any Retry-After of a 429/503 by itself,
+        # unseen and unbounded; the adapter decides how long to wait.
+        configuration.retries = urllib3.Retry(total=2, respect_retry_after_header=False)
         try:
-            self._api: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(kubeconfig),
-                context=context,
-                persist_config=False,
-                client_configuration=Configuration(
-                    connection_pool_maxsize=pool_size,
-                    # urllib3 would otherwise sleep through any Retry-After of a 429/503
-                    # by itself, unseen and unbounded; the adapter decides how long to wait.
-                    retries=urllib3.Retry(total=2, respect_retry_after_header=False),
-                ),
-            )
+            if self.context == IN_CLUSTER:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=str(self._kubeconfig),
+                    context=self.context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
         except Exception as exc:
-            raise classify(exc, during=f"context {context!r} of {kubeconfig}") from exc
+            where = "the pod's ServiceAccount" if self.context == IN_CLUSTER else self._kubeconfig
+            raise classify(exc, during=f"context {self.context!r} of {where}") from exc
+        return ApiClient(configuration)
+
+    def _reload(self, stale: ApiClient) -> None:
+        """Read the credentials again after a 401 (an expired or rotated token); once per
+        stale client, however many threads met the 401."""
+        with self._reload_lock:
+            if self._api is stale:
+                log.info("%s: 401 Unauthorized; reloading credentials", self.context)
+                self._api = self._connect()
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
-        return f"Cluster(context={self.context!r}, host={self._api.configuration.host!r})"
+        return f"Cluster(context={self.context!r}, host={self.host!r})"
+
+    @property
+    def host(self) -> str:
+        """The API server's URL, from the kubeconfig."""
+        return str(self._api.configuration.host)
+
+    def ping(self) -> None:
+        """Raise a ClusterError unless the API server answers (its discovery document)."""
+        self._retrying(lambda: self._request("GET", "/api"))
 
     # -- operations ---------------------------------------------------------------------
 
@@ -128,6 +181,12 @@ class Cluster:
         """
         return self._retrying(lambda: self._delete_owned(gateway_id, ref))
 
+    def delete_owned_all(self, gateway_id: str, kind: Kind, namespace: str) -> list[ObjectRef]:
+        """Delete every object of `kind` in `namespace` that carries the gateway's label
+        (one list, then one delete per object: the listed uid is the precondition)."""
+        listed = {ObjectRef.of(obj): obj for obj in self.list_owned(gateway_id, kind, namespace)}
+        return self._delete_live_objects(gateway_id, listed)
+
     def list_owned(
         self, gateway_id: str, kind: Kind, namespace: str | None = None
     ) -> list[Manifest]:
@@ -136,25 +195,77 @@ class Cluster:
         # Checked again here: deletion must not depend on the server's label selector alone.
         return [obj for obj in items if is_owned(gateway_id, obj)]
 
-    def list_labelled(self, kind: Kind) -> list[Manifest]:
+    def list_labelled(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
         """Every object of `kind` carrying the ownership label, whoever owns it: one
-        label-selected list across all namespaces (the drift check's one call per kind)."""
-        return self._retrying(lambda: self._list(kind, None, OWNER_LABEL))
+        label-selected list (the drift check's). Namespaced kinds are listed inside a
+        gateway namespace: the worker may list them only there (deploy/worker.yaml)."""
+        return self._retrying(lambda: self._list(kind, namespace, OWNER_LABEL))
+
+    def owned_refs(
+        self, gateway_id: str, kind: Kind, namespace: str | None = None
+    ) -> list[ObjectRef]:
+        """What `list_owned` finds, read as metadata only (no Secret data): for audits."""
+        path = kind.collection_path(namespace)
+        items = self._retrying(partial(self._list_metadata, path, owner_selector(gateway_id)))
+        return [_ref_of(kind, obj) for obj in items if is_owned(gateway_id, obj)]
+
+    def gateway_namespaces(self) -> dict[str, str]:
+        """Namespace name -> owning gateway id of every Namespace carrying the ownership
+        label, found by label selector (no list of every namespace)."""
+        path = Kind.NAMESPACE.collection_path()
+        items = self._retrying(partial(self._list_metadata, path, OWNER_LABEL))
+        return {obj["metadata"]["name"]: labels_of(obj)[OWNER_LABEL] for obj in items}
 
     def list_all(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
         return self._retrying(lambda: self._list(kind, namespace, None))
 
-    def foreign_objects(self, gateway_id: str, namespace: str) -> list[ObjectRef]:
+    def foreign_objects(self, gateway_id: str, namespace: str) -> list[ForeignObject]:
         """Objects in the namespace without the gateway's label, which deleting the
-        namespace would destroy. Objects Kubernetes itself puts in every namespace are
-        not counted.
+        namespace would destroy, of every kind the server serves (API discovery, as
+        `kubectl api-resources --namespaced --verbs=list`), not only the kinds we create.
+
+        Not counted: what Kubernetes itself puts in every namespace, events, and objects
+        a controller made for an owner in the same namespace (ownerReferences: Pods of a
+        Deployment, Jobs of a CronJob), which are judged by that owner.
+        Only metadata is read: no Secret data.
         """
-        return [
-            ObjectRef.of(obj)
-            for kind in NAMESPACED_KINDS
-            for obj in self.list_all(kind, namespace)
-            if not is_owned(gateway_id, obj) and not _is_system_object(kind, obj)
+        listed = [
+            (resource.kind, obj)
+            for resource in self._retrying(self._namespaced_resources)
+            for obj in self._retrying(
+                partial(self._list_metadata, resource.collection_path(namespace))
+            )
         ]
+        here = {obj["metadata"].get("uid") for _, obj in listed}
+        return [
+            ForeignObject(kind, namespace, obj["metadata"]["name"])
+            for kind, obj in listed
+            if not is_owned(gateway_id, obj)
+            and not _is_system_object(kind, obj)
+            and not _has_owner_in(obj, here)
+        ]
+
+    def delete_owned_and_wait(
+        self,
+        gateway_id: str,
+        refs: Sequence[ObjectRef],
+        *,
+        timeout: float,
+        on_wait: OnWait | None = None,
+    ) -> list[ObjectRef]:
+        """Request the deletion of independent objects of this gateway, then wait once
+        until all of them are gone: the deletions run on the server side by side, so the
+        step waits for the slowest one instead of for each in turn.
+
+        Returns the refs that were present and deleted. A `NotOwnedError` for any of them
+        is raised before anything is deleted.
+        """
+        live = {ref: obj for ref in refs if (obj := self.get(ref)) is not None}
+        for ref, obj in live.items():
+            self._check_owned(gateway_id, ref, obj)
+        deleted = self._delete_live_objects(gateway_id, live)
+        self.wait_until_gone(list(refs), timeout=timeout, on_wait=on_wait)
+        return deleted
 
     def wait_until_gone(
         self,
@@ -164,17 +275,165 @@ class Cluster:
         poll: float = 1.0,
         on_wait: OnWait | None = None,
     ) -> None:
-        """Poll until every object is gone; `on_wait(description)` is called on each poll
-        (activities heartbeat there, so the wait is cancellable).
+        """Wait until every object is gone, following a watch of each collection;
+        `on_wait(description)` is called when the wait starts and at least every
+        HEARTBEAT_SECONDS (activities heartbeat there, so the wait is cancellable).
 
-        Polls start at 20 ms and double up to `poll`: most deletions finish in well under
-        a second, and a fixed interval would add its whole length to every step.
+        Where a collection cannot be watched (an error other than 410), its objects are
+        polled instead, from 20 ms doubling up to `poll`.
 
         Raises `StillPresentError` naming what remains (for a namespace, also the objects
         that still block it) when `timeout` seconds pass.
         """
         pending = [refs] if isinstance(refs, ObjectRef) else list(refs)
         deadline = time.monotonic() + timeout
+        collections: dict[tuple[Kind, str | None], list[ObjectRef]] = {}
+        for ref in pending:
+            collections.setdefault((ref.kind, ref.namespace), []).append(ref)
+        for (kind, namespace), members in collections.items():
+            try:
+                present = self._follow(
+                    kind, namespace, members, _waiting_for_deletion(kind), deadline, on_wait
+                )
+            except ClusterError as err:
+                log.info("%s: cannot watch %s, polling instead: %s", self.context, kind, err)
+                self._poll_until_gone(members, deadline, poll, on_wait)
+                continue
+            if present:
+                remaining = {ObjectRef(kind, namespace, name): obj for name, obj in present.items()}
+                description = "; ".join(
+                    _describe_presence(ref, obj) for ref, obj in remaining.items()
+                )
+                raise StillPresentError(
+                    list(remaining), self._with_blockers(remaining, description), timeout
+                )
+
+    def wait_until_ready(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        timeout: float,
+        poll: float = 0.5,
+        on_wait: OnWait | None = None,
+    ) -> None:
+        """Wait until a Deployment's current generation is rolled out and available, as
+        `kubectl rollout status` judges it: observedGeneration >= generation, every replica
+        updated and no old one left, available replicas >= spec.replicas, and the
+        Available condition True. Raises `NotReadyError` with what is missing.
+
+        Follows a watch of the Deployment like `wait_until_gone` (same heartbeats); polls
+        every `poll` seconds where it cannot be watched.
+        """
+        ref = ObjectRef(Kind.DEPLOYMENT, namespace, name)
+        deadline = time.monotonic() + timeout
+
+        def why_waiting(present: dict[str, Manifest]) -> str | None:
+            obj = present.get(name)
+            why = "it does not exist" if obj is None else deployment_not_ready(obj)
+            return None if why is None else f"waiting for {ref} to be ready: {why}"
+
+        try:
+            present = self._follow(
+                Kind.DEPLOYMENT, namespace, [ref], why_waiting, deadline, on_wait
+            )
+        except ClusterError as err:
+            log.info("%s: cannot watch %s, polling instead: %s", self.context, ref, err)
+            self._poll_until_ready(ref, deadline, timeout, poll, on_wait)
+            return
+        if present is not None:
+            why = why_waiting(present) or ""
+            raise NotReadyError(ref, why.split(": ", 1)[-1], timeout)
+
+    # -- waiting by watch, and by polling -------------------------------------------------
+
+    def _follow(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        refs: Sequence[ObjectRef],
+        why_waiting: WhyWaiting,
+        deadline: float,
+        on_wait: OnWait | None,
+    ) -> dict[str, Manifest] | None:
+        """Follow the named objects of one collection until `why_waiting` has nothing left
+        (returns None) or the deadline passes (returns the objects present then). A watch
+        lasts whole seconds, so a quiet one may end up to a second after the deadline.
+
+        Raises a `ClusterError` when the collection cannot be listed or watched.
+        """
+        names = {ref.name for ref in refs}
+        present, version = self._list_named(kind, namespace, names)
+        while (why := why_waiting(present)) is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return present
+            if on_wait is not None:
+                on_wait(why)
+            seconds = max(1, math.ceil(min(HEARTBEAT_SECONDS, remaining)))
+            try:
+                for event_type, obj in self._watch(kind, namespace, names, version, seconds):
+                    if time.monotonic() > deadline:
+                        break  # too late: what happens now is past the timeout
+                    version = obj["metadata"].get("resourceVersion") or version
+                    name = obj["metadata"].get("name")
+                    if event_type == "DELETED":
+                        present.pop(name, None)
+                    elif event_type in ("ADDED", "MODIFIED") and name in names:
+                        present[name] = obj
+                    if why_waiting(present) is None:
+                        break
+            except ClusterError as err:
+                if err.status != GONE:
+                    raise
+                log.info("%s: watch of %s expired (%s); listing again", self.context, kind, err)
+                present, version = self._list_named(kind, namespace, names)
+        return None
+
+    def _list_named(
+        self, kind: Kind, namespace: str | None, names: set[str]
+    ) -> tuple[dict[str, Manifest], str]:
+        """The named objects present, by name, and the collection's resourceVersion."""
+        answer = self._retrying(
+            lambda: self._request("GET", kind.collection_path(namespace), query=_name_query(names))
+        )
+        present = {
+            obj["metadata"]["name"]: obj
+            for obj in answer.get("items") or []
+            if obj["metadata"]["name"] in names
+        }
+        for obj in present.values():
+            obj.setdefault("apiVersion", kind.api_version)
+            obj.setdefault("kind", kind.value)
+        return present, str((answer.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch(
+        self, kind: Kind, namespace: str | None, names: set[str], version: str, seconds: int
+    ) -> Iterator[tuple[str, Manifest]]:
+        """Events (type, object) of one watch of `seconds` from `version`, with bookmarks;
+        a 410 Gone (the version left the server's history) is raised as a ClusterError."""
+        query = [
+            *_name_query(names),
+            ("resourceVersion", version),
+            ("timeoutSeconds", str(seconds)),
+            ("allowWatchBookmarks", "true"),
+        ]
+        path = kind.collection_path(namespace)
+        try:
+            # timeout_seconds also tells `Watch` not to retry by itself, so a 410 is raised.
+            events = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                self._open_watch, path, query, timeout_seconds=seconds
+            )
+            for event in events:
+                yield event["type"], event["raw_object"]
+        except Exception as exc:
+            raise classify(exc, during=f"[{self.context}] watch {path}") from exc
+
+    def _poll_until_gone(
+        self, refs: Sequence[ObjectRef], deadline: float, poll: float, on_wait: OnWait | None
+    ) -> None:
+        pending = list(refs)
+        timeout = max(0.0, deadline - time.monotonic())
         interval = min(_FIRST_POLL, poll)
         while True:
             present: dict[ObjectRef, Manifest | None] = {}
@@ -198,28 +457,24 @@ class Cluster:
             time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
             interval = min(interval * 2, poll)
 
-    def wait_until_ready(
+    def readiness(self, namespace: str, name: str) -> str | None:
+        """One look at a Deployment: None when it is ready, else what is missing."""
+        try:
+            obj = self._get(ObjectRef(Kind.DEPLOYMENT, namespace, name))
+        except TransientClusterError as err:
+            return f"cannot read it: {err}"
+        return "it does not exist" if obj is None else deployment_not_ready(obj)
+
+    def _poll_until_ready(
         self,
-        namespace: str,
-        name: str,
-        *,
+        ref: ObjectRef,
+        deadline: float,
         timeout: float,
-        poll: float = 0.5,
-        on_wait: OnWait | None = None,
+        poll: float,
+        on_wait: OnWait | None,
     ) -> None:
-        """Poll a Deployment until its current generation is rolled out and available,
-        as `kubectl rollout status` judges it: observedGeneration >= generation, every
-        replica updated and no old one left, available replicas >= spec.replicas, and the
-        Available condition True. Raises `NotReadyError` with what is missing.
-        """
-        ref = ObjectRef(Kind.DEPLOYMENT, namespace, name)
-        deadline = time.monotonic() + timeout
         while True:
-            try:
-                obj = self._get(ref)
-                why = "it does not exist" if obj is None else deployment_not_ready(obj)
-            except TransientClusterError as err:
-                why = f"cannot read it: {err}"
+            why = self.readiness(ref.namespace or "", ref.name)
             if why is None:
                 return
             if time.monotonic() >= deadline:
@@ -276,6 +531,26 @@ class Cluster:
         live = self._get(ref)
         if live is None:
             return False
+        return self._delete_live(gateway_id, ref, live)
+
+    def _delete_live_objects(
+        self, gateway_id: str, live: Mapping[ObjectRef, Manifest]
+    ) -> list[ObjectRef]:
+        """Delete objects just read (by a list or a get) without reading each again; one
+        whose delete fails (e.g. replaced since: its uid no longer matches) is read again
+        and deleted the usual way, with retries."""
+        deleted = []
+        for ref, obj in live.items():
+            try:
+                gone = self._delete_live(gateway_id, ref, obj)
+            except TransientClusterError:
+                gone = self.delete_owned(gateway_id, ref)
+            if gone:
+                deleted.append(ref)
+        return deleted
+
+    def _delete_live(self, gateway_id: str, ref: ObjectRef, live: Manifest) -> bool:
+        """Delete the object `live` shows, if it is this gateway's; False when gone."""
         self._check_owned(gateway_id, ref, live)
         options = {
             "apiVersion": "v1",
@@ -291,6 +566,34 @@ class Cluster:
                 return False
             raise
         return True
+
+    def _namespaced_resources(self) -> list[Resource]:
+        """Every namespaced kind the server serves and can list, in the preferred version
+        of each API group: what `kubectl api-resources --namespaced --verbs=list` shows."""
+        group_versions = ["v1"]
+        for group in self._request("GET", "/apis").get("groups") or []:
+            preferred = group.get("preferredVersion") or (group.get("versions") or [{}])[0]
+            if preferred.get("groupVersion"):
+                group_versions.append(preferred["groupVersion"])
+        resources = []
+        for group_version in group_versions:
+            path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+            for entry in self._request("GET", path).get("resources") or []:
+                if (
+                    entry.get("namespaced")
+                    and "list" in (entry.get("verbs") or [])
+                    and "/" not in entry["name"]  # a subresource such as deployments/scale
+                    and entry["kind"] not in _NOT_CONTENT
+                ):
+                    resources.append(Resource(group_version, entry["kind"], entry["name"]))
+        return resources
+
+    def _list_metadata(self, path: str, selector: str | None = None) -> list[Manifest]:
+        """Items of a collection as metadata only (PartialObjectMetadata): labels and
+        names without bodies, so a Secret's data is never read."""
+        query = [("labelSelector", selector)] if selector else []
+        answer = self._request("GET", path, query=query, accept=METADATA_LIST)
+        return list(answer.get("items") or [])
 
     def _list(self, kind: Kind, namespace: str | None, selector: str | None) -> list[Manifest]:
         query = [("labelSelector", selector)] if selector else []
@@ -318,7 +621,7 @@ class Cluster:
         if not is_owned(gateway_id, live):
             raise NotOwnedError.for_object(ref, gateway_id, labels_of(live))
 
-    def _with_blockers(self, present: dict[ObjectRef, Manifest | None], description: str) -> str:
+    def _with_blockers(self, present: Mapping[ObjectRef, Manifest | None], description: str) -> str:
         """Add what still sits in each remaining namespace, the usual reason it stays."""
         for ref in present:
             if ref.kind is not Kind.NAMESPACE:
@@ -357,6 +660,27 @@ class Cluster:
                 attempt += 1
                 time.sleep(delay)
 
+    def _open_watch(
+        self, path: str, query: list[tuple[str, str]], *, timeout_seconds: int, **_: Any
+    ) -> Any:
+        """One watch request, its urllib3 response left unread for `watch.Watch` to stream
+        (which adds `watch` and `_preload_content` arguments: `query` has them already).
+        Returns Any, so that `Watch` hands out the objects as plain dicts."""
+        request = self._api.param_serialize(
+            "GET",
+            quote(path),
+            query_params=[("watch", "true"), *query],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        timeout = (self._request_timeout, timeout_seconds + self._request_timeout)
+        response: RESTResponse = self._api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiException(http_resp=response)
+        raw: urllib3.BaseHTTPResponse = response.response
+        return raw
+
     def _request(
         self,
         method: str,
@@ -365,20 +689,42 @@ class Cluster:
         query: list[tuple[str, str]] | None = None,
         body: Manifest | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Manifest:
         """One HTTP request through the official client (auth, TLS and pooling from the
         kubeconfig); every failure comes out classified."""
+        api = self._api
+        try:
+            return self._send(api, method, path, query, body, content_type, accept)
+        except ClusterError as err:
+            if err.status != 401:
+                raise
+        # Credentials can expire (a projected ServiceAccount token lives an hour): read them
+        # again and retry once before a 401 counts as permanent.
+        self._reload(api)
+        return self._send(self._api, method, path, query, body, content_type, accept)
+
+    def _send(
+        self,
+        api: ApiClient,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Manifest | None,
+        content_type: str,
+        accept: str,
+    ) -> Manifest:
         during = f"[{self.context}] {method} {path}"
         try:
-            request = self._api.param_serialize(
+            request = api.param_serialize(
                 method,
                 quote(path),
                 query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                header_params={"Accept": accept, "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = self._api.call_api(*request, _request_timeout=self._request_timeout)
+            response = api.call_api(*request, _request_timeout=self._request_timeout)
             response.read()  # type: ignore[no-untyped-call]
             if not 200 <= response.status <= 299:
                 raise ApiException(http_resp=response)
@@ -414,6 +760,23 @@ def deployment_not_ready(obj: Manifest) -> str | None:
     return "no Available condition yet"
 
 
+def _waiting_for_deletion(kind: Kind) -> WhyWaiting:
+    def why(present: dict[str, Manifest]) -> str | None:
+        if not present:
+            return None
+        described = (_describe_presence(ObjectRef.of(obj), obj) for obj in present.values())
+        return f"waiting for deletion of {'; '.join(described)}"
+
+    return why
+
+
+def _name_query(names: set[str]) -> list[tuple[str, str]]:
+    """Select one object by name on the server; several are picked out of the list."""
+    if len(names) == 1:
+        return [("fieldSelector", f"metadata.name={next(iter(names))}")]
+    return []
+
+
 def _describe_presence(ref: ObjectRef, obj: Manifest | None) -> str:
     if obj is None:
         return f"{ref} (not readable)"
@@ -429,11 +792,28 @@ def _describe_presence(ref: ObjectRef, obj: Manifest | None) -> str:
     return f"{ref} ({'; '.join(notes)})" if notes else str(ref)
 
 
-def _is_system_object(kind: Kind, obj: Manifest) -> bool:
-    """Objects Kubernetes creates in every namespace: the root CA bundle and, on older
-    clusters, service-account token Secrets. They go with the namespace."""
-    if kind is Kind.CONFIG_MAP:
-        return bool(obj["metadata"]["name"] == "kube-root-ca.crt")
-    if kind is Kind.SECRET:
-        return bool(obj.get("type") == "kubernetes.io/service-account-token")
+def _ref_of(kind: Kind, obj: Manifest) -> ObjectRef:
+    metadata = obj["metadata"]
+    return ObjectRef(kind, metadata.get("namespace") if kind.namespaced else None, metadata["name"])
+
+
+def _has_owner_in(obj: Manifest, uids: set[str | None]) -> bool:
+    """Whether the object was made for owners that are all among `uids`."""
+    owners = obj["metadata"].get("ownerReferences") or []
+    return bool(owners) and all(owner.get("uid") in uids for owner in owners)
+
+
+def _is_system_object(kind: str, obj: Manifest) -> bool:
+    """Objects Kubernetes creates in every namespace (the root CA bundle, the `default`
+    ServiceAccount and, on older clusters, its token Secret): they go with the namespace."""
+    metadata = obj["metadata"]
+    if kind == "ConfigMap":
+        return bool(metadata["name"] == "kube-root-ca.crt")
+    if kind == "ServiceAccount":
+        return bool(metadata["name"] == "default")
+    if kind == "Secret":
+        annotations = metadata.get("annotations") or {}
+        return "kubernetes.io/service-account.name" in annotations and metadata["name"].startswith(
+            "default-token-"
+        )
     return False

@@ -12,7 +12,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from gatewayflow.cluster.kinds import ObjectRef
+from gatewayflow.cluster.kinds import ForeignObject, ObjectRef
 from gatewayflow.domain.errors import GatewayflowError, PermanentError, TransientError
 from gatewayflow.domain.naming import OWNER_LABEL, owner_selector
 
@@ -48,7 +48,7 @@ class PermanentClusterError(ClusterError, PermanentError):
 class NotOwnedError(PermanentClusterError):
     """Objects that do not carry this gateway's ownership label: never touch them."""
 
-    def __init__(self, message: str, refs: Sequence[ObjectRef]):
+    def __init__(self, message: str, refs: Sequence[ObjectRef | ForeignObject]):
         super().__init__(message)
         self.refs = list(refs)
 
@@ -64,7 +64,7 @@ class NotOwnedError(PermanentClusterError):
 
     @classmethod
     def in_namespace(
-        cls, namespace: str, gateway_id: str, foreign: Sequence[ObjectRef]
+        cls, namespace: str, gateway_id: str, foreign: Sequence[ObjectRef | ForeignObject]
     ) -> "NotOwnedError":
         """Objects we do not own would go down with the namespace: it is kept."""
         names = ", ".join(str(ref) for ref in foreign)

@@ -1,6 +1,6 @@
 """What a converged gateway's phase implies in its cluster, and how live objects differ.
 
-Pure: the drift check lists each kind once per region (by the ownership label) and hands
+Pure: the drift check lists the labelled objects of each region (activities/drift.py) and hands
 every gateway's share to `differences`. Started: the whole tree exists, the Deployment's
 spec is as applied and the CronJobs run. Stopped: no Deployment, Service or domain route,
 and the CronJobs are suspended (the base a stopped gateway keeps is made again by its

@@ -1,7 +1,8 @@
 """The Kubernetes kinds a gateway owns, and how to address one object of them.
 
 The set of kinds is fixed (docs/inventory.md), so their API paths are written down here
-instead of being discovered from the server on every start.
+instead of being discovered from the server on every start. What else a namespace may
+hold is not: `Resource` is a kind the server announces through API discovery.
 """
 
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any
 
 class Kind(StrEnum):
     NAMESPACE = "Namespace"
+    # First in its namespace: it grants the worker its rights there (deploy/worker.yaml).
+    ROLE_BINDING = "RoleBinding"
     CONFIG_MAP = "ConfigMap"
     SECRET = "Secret"
     SERVICE = "Service"
@@ -43,6 +46,7 @@ class Kind(StrEnum):
 
 _API: dict[Kind, tuple[str, str]] = {
     Kind.NAMESPACE: ("v1", "namespaces"),
+    Kind.ROLE_BINDING: ("rbac.authorization.k8s.io/v1", "rolebindings"),
     Kind.CONFIG_MAP: ("v1", "configmaps"),
     Kind.SECRET: ("v1", "secrets"),
     Kind.SERVICE: ("v1", "services"),
@@ -55,6 +59,31 @@ _API: dict[Kind, tuple[str, str]] = {
 }
 
 NAMESPACED_KINDS: tuple[Kind, ...] = tuple(kind for kind in Kind if kind.namespaced)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A namespaced kind the API server serves, as discovery describes it."""
+
+    api_version: str  # "v1" or "<group>/<version>"
+    kind: str
+    plural: str
+
+    def collection_path(self, namespace: str) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        return f"{prefix}/namespaces/{namespace}/{self.plural}"
+
+
+@dataclass(frozen=True)
+class ForeignObject:
+    """An object in a gateway's namespace that the gateway does not own, of any kind."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ HTTP_PORT = 8000
 WILDCARD_TLS_SECRET = {"namespace": "gatewayflow-system", "name": "runtime-wildcard-tls"}
 """The region's wildcard certificate for runtime hosts: platform-managed, shared by gateways."""
 CLUSTER_ISSUER = "letsencrypt"
+GATEWAY_ROLE = "gatewayflow-gateway"
+"""The ClusterRole of deploy/worker.yaml granting the worker its rights in one gateway
+namespace; bound there only, by the RoleBinding below."""
 TRIGGER_IMAGE = "curlimages/curl:8.10.1"
 
 
@@ -37,6 +40,23 @@ def _object(kind: Kind, gateway_id: str, name: str, **body: Any) -> Manifest:
 def namespace(gateway_id: str) -> Manifest:
     naming.validate_gateway_id(gateway_id)
     return _object(Kind.NAMESPACE, gateway_id, naming.namespace(gateway_id))
+
+
+def role_binding(gateway_id: str, service_account: str) -> Manifest:
+    """The worker's rights in this gateway's namespace and nowhere else: `service_account`
+    (`<namespace>/<name>`) gets the ClusterRole GATEWAY_ROLE here. Goes with the namespace."""
+    account_namespace, _, account = service_account.partition("/")
+    return _object(
+        Kind.ROLE_BINDING,
+        gateway_id,
+        GATEWAY_ROLE,
+        roleRef={
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": GATEWAY_ROLE,
+        },
+        subjects=[{"kind": "ServiceAccount", "name": account, "namespace": account_namespace}],
+    )
 
 
 def config_map(gateway_id: str, region: str) -> Manifest:

@@ -1,11 +1,16 @@
-"""Region -> cluster: a gateway's `region` picks a kubeconfig context."""
+"""Region -> cluster: a gateway's `region` picks a kubeconfig context.
 
+The context `in-cluster` is the worker's own cluster, reached with its pod's ServiceAccount
+(no kubeconfig needed); other contexts come from the kubeconfig file.
+"""
+
+import os
 import threading
 from pathlib import Path
 
 from kubernetes import config
 
-from gatewayflow.cluster.client import Cluster
+from gatewayflow.cluster.client import IN_CLUSTER, Cluster
 from gatewayflow.cluster.errors import PermanentClusterError, classify
 
 
@@ -52,6 +57,13 @@ class Regions:
                 )
         else:
             context = region
+        if context == IN_CLUSTER and context not in known:
+            if "KUBERNETES_SERVICE_HOST" not in os.environ:
+                raise PermanentClusterError(
+                    f"region {region!r} uses context {IN_CLUSTER!r}, the pod's own cluster, "
+                    "but this process does not run in a Kubernetes pod"
+                )
+            return context
         if context not in known:
             raise PermanentClusterError(
                 f"region {region!r} needs context {context!r}, which {self.kubeconfig} does "
@@ -60,6 +72,8 @@ class Regions:
         return context
 
     def known_contexts(self) -> list[str]:
+        if not self.kubeconfig.exists() and "KUBERNETES_SERVICE_HOST" in os.environ:
+            return []  # in a pod without a kubeconfig: only `in-cluster`
         try:
             contexts, _ = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
                 config_file=str(self.kubeconfig)

@@ -68,6 +68,8 @@ class Progress(BaseModel):
     total_steps: int = 0
     completed: list[str] = Field(default_factory=list)
     last_error: str | None = None
+    # After a failed operation: when the workflow tries again (unless asked sooner).
+    next_attempt_at: datetime | None = None
     waiting_on: str | None = None
     updated_at: datetime | None = None
     drift: DriftRecord = Field(default_factory=DriftRecord)
@@ -77,11 +79,19 @@ class ApiGateway(Document):
     state: GatewayState = GatewayState.RUNNING
     phase: GatewayPhase = GatewayPhase.CREATING
     region: str = "local"
+    # Where the gateway's resources live: the region at creation, fixed from then on
+    # (docs/guarantees.md). A later change of `region` is refused, never acted on.
+    resource_region: str | None = None
     custom_domain: str | None = None
     instance: InstanceSpec = Field(default_factory=InstanceSpec)
     functions: int = Field(default=2, ge=0, le=100)
     triggers: int = Field(default=1, ge=0, le=100)
     progress: Progress = Field(default_factory=Progress)
+
+    @property
+    def placed_region(self) -> str:
+        """The region every action uses: where the resources were created."""
+        return self.resource_region or self.region
 
 
 class RuntimeDomain(Document):

@@ -27,6 +27,11 @@ class PermanentError(GatewayflowError):
     """The request itself cannot succeed: retrying would only fail the same way."""
 
 
+class DeletionFailed(PermanentError):
+    """The deletion a gateway's workflow followed (started by an earlier run) failed; the
+    workflow backs off and starts a new one."""
+
+
 def to_application_error(exc: GatewayflowError) -> ApplicationError:
     """The failure Temporal records: the class name as its type, retryable or not."""
     delay = exc.retry_after if isinstance(exc, TransientError) else None
@@ -64,3 +69,13 @@ def reason(failure: BaseException) -> str:
     while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
         cause = cause.cause
     return str(cause) if cause is not None else str(failure)
+
+
+class Unreachable(TransientError):
+    """A server a command needs did not answer: says which, where, and what to run."""
+
+    def __init__(self, part: str, address: str, remedy: str) -> None:
+        super().__init__(f"cannot reach {part} at {address}: {remedy}")
+        self.part = part
+        self.address = address
+        self.remedy = remedy

@@ -1,5 +1,7 @@
 """Payloads between workflows and activities: ids and intents only, never secrets."""
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase, GatewayState
@@ -14,6 +16,8 @@ class Intent(BaseModel):
     phase: GatewayPhase = GatewayPhase.CREATING
     region: str = "local"
     malformed: str | None = None
+    # Set while a failed operation waits for its next attempt; a new request clears it.
+    next_attempt_at: datetime | None = None
 
 
 class PhaseUpdate(BaseModel):
@@ -23,6 +27,8 @@ class PhaseUpdate(BaseModel):
     phase: GatewayPhase
     operation: str
     total_steps: int
+    # Only while the state is still this one: the intent the operation was decided on.
+    expected_state: GatewayState | None = None
 
 
 class StateUpdate(BaseModel):
@@ -38,6 +44,7 @@ class ProgressUpdate(BaseModel):
     step_number: int | None = None
     waiting_on: str | None = None
     error: str | None = None
+    next_attempt_at: datetime | None = None  # after a failure: when the next attempt is
 
 
 class StepInput(BaseModel):
@@ -85,11 +92,31 @@ class DomainStep(BaseModel):
     action: str
 
 
+class Backoff(BaseModel):
+    """After a failed operation: how many failed in a row, when to try again, and the
+    state that failed (another state is a new intent, tried at once)."""
+
+    failures: int
+    retry_at: datetime
+    state: GatewayState
+
+
+class ReadyCheck(BaseModel):
+    """One look at a gateway's Deployment."""
+
+    ready: bool
+    why: str | None = None  # what is missing, when not ready
+
+
 class GatewayInput(BaseModel):
     gateway_id: str
     start_timeout_seconds: float = 900.0
     # Continue-as-new after this many handled actions (besides the server's suggestion).
     max_actions_per_run: int = 200
+    # ... or once the history holds this many events, whatever the workflow is doing.
+    max_history_length: int = 5000
+    # Carried over a continue-as-new, so a failing gateway keeps its backoff.
+    backoff: Backoff | None = None
 
 
 class GatewayProgress(BaseModel):

@@ -1,9 +1,14 @@
 """Connecting to MongoDB with timeouts that fail fast instead of hanging a worker."""
 
+import time
 from typing import Any
 
+import pymongo
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure
+
+from gatewayflow.store.errors import StoreUnreachable
 
 RawDoc = dict[str, Any]
 Db = Database[RawDoc]
@@ -32,6 +37,23 @@ def connect(uri: str, db_name: str) -> Db:
     return make_client(uri)[db_name]
 
 
-def ping(db: Db) -> None:
-    """Raise a pymongo error unless the server answers."""
-    db.command("ping")
+def ping(db: Db, timeout: float | None = None) -> None:
+    """Raise StoreUnreachable unless the server answers (within `timeout` seconds).
+
+    A server that refuses the connection is reported as soon as the client's monitor has
+    seen it refuse, rather than after the whole server selection timeout.
+    """
+    deadline = time.monotonic() + (timeout or 30.0)
+    while time.monotonic() < deadline:
+        servers = db.client.topology_description.server_descriptions().values()
+        if any(server.is_readable for server in servers):
+            break
+        errors = [server.error for server in servers]
+        if errors and all(error is not None for error in errors):
+            raise StoreUnreachable(str(errors[0]))
+        time.sleep(0.02)
+    try:
+        with pymongo.timeout(max(0.1, deadline - time.monotonic())):
+            db.command("ping")
+    except ConnectionFailure as exc:
+        raise StoreUnreachable(str(exc)) from exc

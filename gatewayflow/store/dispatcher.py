@@ -1,10 +1,12 @@
 """The MongoDB side of the dispatcher: changes of intent on ApiGateway, as a resumable feed.
 
-The feed watches inserts, replacements and updates that touch `state` (from the API, the
-CLI or an operator's raw `updateOne`). After each event is handled its resume token is
-saved in `DispatcherState`, so a restarted dispatcher continues where the last one
-stopped. A token that is no longer valid (e.g. older than the oplog) is dropped and the
-feed starts from now; the periodic sweep covers the gap. Deletions need no event.
+The feed watches inserts, replacements and updates that touch `state` or `region` (from
+the API, the CLI or an operator's raw `updateOne`), and asks the server only for what an
+event needs (not the whole document with its progress). After each event is handled its
+resume token is saved in `DispatcherState`, so a restarted dispatcher continues where the
+last one stopped. A token that is no longer valid (e.g. older than the oplog) is dropped
+and the feed starts from now; so is a stream the server invalidated (the collection was
+dropped or renamed). The periodic sweep covers the gap. Deletions need no event.
 """
 
 import logging
@@ -17,10 +19,11 @@ from pymongo.change_stream import ChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
 
 from gatewayflow.domain.documents import ApiGateway, utcnow
+from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.store.client import Db, RawDoc
 from gatewayflow.store.errors import ChangeStreamsUnavailable, MalformedDocument
-from gatewayflow.store.gateways import COLLECTION
+from gatewayflow.store.gateways import COLLECTION, refusal, refuse
 from gatewayflow.store.parsing import log_malformed, parse
 
 log = logging.getLogger("gatewayflow.store.dispatcher")
@@ -43,9 +46,21 @@ PIPELINE: list[RawDoc] = [
                     "operationType": "update",
                     "updateDescription.updatedFields.state": {"$exists": True},
                 },
+                # A raw region change: the workflow looks again and records the refusal.
+                {
+                    "operationType": "update",
+                    "updateDescription.updatedFields.region": {"$exists": True},
+                },
             ]
         }
-    }
+    },
+    # `_id` (the resume token) stays: a change stream cannot resume without it.
+    {
+        "$project": {
+            f"fullDocument.{field}": 1
+            for field in ("_id", "gatewayId", "state", "phase", "region", "resourceRegion")
+        }
+    },
 ]
 
 Token = Mapping[str, Any]
@@ -82,6 +97,19 @@ class ChangeFeed:
             {"_id": COLLECTION}, {"$set": {"token": token, "savedAt": utcnow()}}, upsert=True
         )
 
+    def forget_token(self) -> None:
+        self._state.delete_one({"_id": COLLECTION})
+
+    def _invalidated(self) -> None:
+        """The server closed the stream for good (the collection was dropped or renamed,
+        as a restore or a migration does): no token of it can resume, so start from now."""
+        log.warning(
+            "change feed on %s was invalidated (collection dropped or renamed); reopening "
+            "from now, the sweep covers anything missed",
+            COLLECTION,
+        )
+        self.forget_token()
+
     def check(self) -> None:
         """Raise ChangeStreamsUnavailable unless the server can open a change stream."""
         self._watch(None).close()
@@ -96,15 +124,18 @@ class ChangeFeed:
         while not stop.is_set():
             try:
                 with self._open() as stream:
-                    while not stop.is_set():
+                    while not stop.is_set() and stream.alive:
                         change = stream.try_next()
                         if change is None:
                             continue
-                        event = _event(change)
+                        event = self._event(change)
                         if event is not None:
                             yield event
                         if stream.resume_token is not None:
                             self.save_token(stream.resume_token)
+                if not stop.is_set():
+                    self._invalidated()
+                    stop.wait(self._retry_seconds)
             except PyMongoError as exc:
                 log.warning(
                     "change feed on %s interrupted (%s); retrying in %gs",
@@ -113,6 +144,24 @@ class ChangeFeed:
                     self._retry_seconds,
                 )
                 stop.wait(self._retry_seconds)
+
+    def _event(self, change: RawDoc) -> GatewayEvent | None:
+        """The event for a change; None when the document is gone, malformed or has an
+        invalid id (refused, the reason recorded in the document itself)."""
+        raw = change.get("fullDocument")
+        if raw is None:  # deleted since the change: nothing left to dispatch
+            return None
+        try:
+            gateway = parse(ApiGateway, raw)
+            validate_gateway_id(gateway.gateway_id)
+        except MalformedDocument as problem:
+            log_malformed(problem)
+            refuse(self._gateways, raw.get("_id"), refusal(problem))
+            return None
+        except InvalidGatewayId as problem:
+            refuse(self._gateways, raw.get("_id"), refusal(problem))
+            return None
+        return GatewayEvent(gateway.gateway_id, gateway.state, gateway.phase)
 
     def _open(self) -> ChangeStream[RawDoc]:
         token = self.load_token()
@@ -151,19 +200,6 @@ class ChangeFeed:
                     f"this MongoDB server has no change streams: {_errmsg(exc)}"
                 ) from exc
             raise
-
-
-def _event(change: RawDoc) -> GatewayEvent | None:
-    """The event for a change; None when the document is gone or malformed."""
-    raw = change.get("fullDocument")
-    if raw is None:  # deleted since the change: nothing left to dispatch
-        return None
-    try:
-        gateway = parse(ApiGateway, raw)
-    except MalformedDocument as problem:
-        log_malformed(problem)
-        return None
-    return GatewayEvent(gateway.gateway_id, gateway.state, gateway.phase)
 
 
 def _errmsg(exc: OperationFailure) -> str:

@@ -2,7 +2,7 @@
 
 from pydantic import ValidationError
 
-from gatewayflow.domain.errors import GatewayflowError, PermanentError
+from gatewayflow.domain.errors import GatewayflowError, PermanentError, TransientError
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 
 
@@ -24,15 +24,38 @@ class GatewayExists(StoreError, PermanentError):
 
 
 class StateChangeRefused(StoreError, PermanentError):
-    """A conditional state change that the gateway's current phase does not allow."""
+    """A conditional state change that the gateway's current state or phase does not allow."""
 
-    def __init__(self, gateway_id: str, state: GatewayState, phase: GatewayPhase | str) -> None:
+    def __init__(
+        self,
+        gateway_id: str,
+        state: GatewayState,
+        phase: GatewayPhase | str,
+        current_state: GatewayState | str | None = None,
+    ) -> None:
+        now = f"state {current_state}, " if current_state is not None else ""
         super().__init__(
-            f"gateway {gateway_id!r} cannot change to state {state.value}: it is in phase {phase}"
+            f"gateway {gateway_id!r} cannot change to state {state.value}: "
+            f"it is in {now}phase {phase}"
         )
         self.gateway_id = gateway_id
         self.state = state
         self.phase = phase
+        self.current_state = current_state
+
+
+class NotOwnedDatabase(StoreError, PermanentError):
+    """A runtime database whose owner marker does not name the gateway: never dropped."""
+
+    def __init__(self, name: str, gateway_id: str, owner: str | None) -> None:
+        carried = f"names gateway {owner!r}" if owner else "is missing"
+        super().__init__(
+            f"runtime database {name} is not owned by gateway {gateway_id!r}: its owner marker "
+            f"{carried}; left untouched"
+        )
+        self.name = name
+        self.gateway_id = gateway_id
+        self.owner = owner
 
 
 class MalformedDocument(StoreError, PermanentError):
@@ -61,3 +84,7 @@ class MalformedDocument(StoreError, PermanentError):
 
 class ChangeStreamsUnavailable(StoreError, PermanentError):
     """The MongoDB server cannot open change streams (e.g. a standalone mongod)."""
+
+
+class StoreUnreachable(StoreError, TransientError):
+    """The MongoDB server did not answer."""

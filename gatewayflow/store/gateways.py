@@ -1,14 +1,17 @@
 """The ApiGateway collection: intent (state), progress (phase) and the sweep's query."""
 
+import logging
 from collections.abc import Collection
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.collection import Collection as MongoCollection
+from pymongo.errors import DuplicateKeyError, WriteError
 
 from gatewayflow.domain.documents import ApiGateway, Progress, utcnow
+from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import GatewayAction, decide
 from gatewayflow.store.client import Db, RawDoc
@@ -25,6 +28,31 @@ CONVERGED = (
     (GatewayState.RUNNING, GatewayPhase.STARTED),
     (GatewayState.STOPPED, GatewayPhase.STOPPED),
 )
+# The order in which the sweep looks at intents: deletes first.
+SWEEP_ORDER: tuple[GatewayState, ...] = (
+    GatewayState.DELETED,
+    *(state for state in GatewayState if state is not GatewayState.DELETED),
+)
+
+log = logging.getLogger("gatewayflow.store")
+
+
+def refusal(problem: Exception) -> str:
+    return f"refused, nothing was done: {problem}"
+
+
+def refuse(collection: "MongoCollection[RawDoc]", doc_id: object, reason: str) -> bool:
+    """`GatewayRepository.refuse` for callers holding the collection (the change feed)."""
+    log.warning("ApiGateway _id %s: %s", doc_id, reason)
+    try:
+        result = collection.update_one(
+            {"_id": doc_id, "progress.lastError": {"$ne": reason}},
+            {"$set": {"progress.lastError": reason, "progress.updatedAt": utcnow()}},
+        )
+    except WriteError as exc:  # e.g. a `progress` that is not an object: logged above
+        log.warning("cannot record the refusal in ApiGateway _id %s: %s", doc_id, exc)
+        return False
+    return result.modified_count == 1
 
 
 class Unset(Enum):
@@ -41,6 +69,9 @@ class GatewayRepository:
         self._col = db[COLLECTION]
 
     def insert(self, gateway: ApiGateway) -> None:
+        """A new gateway; its region is where its resources will live, for good."""
+        if gateway.resource_region is None:
+            gateway = gateway.model_copy(update={"resource_region": gateway.region})
         try:
             self._col.insert_one(gateway.to_mongo())
         except DuplicateKeyError:
@@ -62,13 +93,18 @@ class GatewayRepository:
         gateway_id: str,
         state: GatewayState,
         *,
+        expected: GatewayState | None = None,
         refuse_if_phase_in: Collection[GatewayPhase] = (),
     ) -> ApiGateway:
-        """Write the intent atomically, unless the phase is one of `refuse_if_phase_in`.
+        """Write a request's intent atomically: only while the state is still `expected`
+        (the one the request was checked against) and the phase not in `refuse_if_phase_in`.
 
-        Returns the updated gateway; StateChangeRefused names the phase that refused it.
+        So a request never lands on a delete written after its check: Deleted is sticky.
+        Returns the updated gateway; StateChangeRefused names what refused it.
         """
         query: RawDoc = {"gatewayId": gateway_id}
+        if expected is not None:
+            query["state"] = GatewayState(expected).value
         if refuse_if_phase_in:
             # `$in` of the allowed phases rather than `$nin`: SecantusDB plans the first
             # through the (gatewayId, phase) index, a negation not at all.
@@ -82,16 +118,19 @@ class GatewayRepository:
                     "state": GatewayState(state).value,
                     "updatedAt": utcnow(),
                     "progress.lastError": None,
+                    "progress.nextAttemptAt": None,
                 }
             },
             return_document=ReturnDocument.AFTER,
         )
         if raw is not None:
             return parse(ApiGateway, raw)
-        current = self._col.find_one({"gatewayId": gateway_id}, {"phase": 1})
+        current = self._col.find_one({"gatewayId": gateway_id}, {"state": 1, "phase": 1})
         if current is None:
             raise UnknownGateway(gateway_id)
-        raise StateChangeRefused(gateway_id, GatewayState(state), str(current.get("phase")))
+        raise StateChangeRefused(
+            gateway_id, GatewayState(state), str(current.get("phase")), str(current.get("state"))
+        )
 
     def set_state_if(
         self,
@@ -148,8 +187,10 @@ class GatewayRepository:
         completed: str | None = None,
         error: str | Unset | None = UNSET,
         waiting_on: str | Unset | None = UNSET,
+        next_attempt_at: datetime | Unset | None = UNSET,
     ) -> bool:
-        """Update the given progress fields (None for error/waiting_on clears them).
+        """Update the given progress fields (None for error/waiting_on/next_attempt_at
+        clears them).
 
         Returns whether the gateway exists.
         """
@@ -165,11 +206,42 @@ class GatewayRepository:
             to_set["progress.lastError"] = error
         if not isinstance(waiting_on, Unset):
             to_set["progress.waitingOn"] = waiting_on
+        if not isinstance(next_attempt_at, Unset):
+            to_set["progress.nextAttemptAt"] = next_attempt_at
         to_set.update({"progress.updatedAt": now, "updatedAt": now})
         update: RawDoc = {"$set": to_set}
         if completed is not None:
             update["$addToSet"] = {"progress.completed": completed}
         return self._col.update_one({"gatewayId": gateway_id}, update).matched_count == 1
+
+    def begin(
+        self,
+        gateway_id: str,
+        phase: GatewayPhase,
+        *,
+        state: GatewayState,
+        from_phases: Collection[GatewayPhase],
+        operation: str,
+        total_steps: int,
+    ) -> bool:
+        """Start an operation's fresh progress record, only while the state is still
+        `state` (the intent the operation was decided on); whether it was.
+
+        The phase moves to `phase` in the same write when it is one of `from_phases`, and
+        stays otherwise (a deletion of a gateway already at phase Deleted). `lastError` is
+        kept: the reason the previous operation ended must stay readable meanwhile.
+        """
+        now = utcnow()
+        progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
+        fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
+        to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
+        to_set["updatedAt"] = now
+        query: RawDoc = {"gatewayId": gateway_id, "state": GatewayState(state).value}
+        phases = {"$in": [GatewayPhase(p).value for p in from_phases]}
+        moved = {"$set": {**to_set, "phase": GatewayPhase(phase).value}}
+        if self._col.update_one({**query, "phase": phases}, moved).matched_count == 1:
+            return True
+        return self._col.update_one(query, {"$set": to_set}).matched_count == 1
 
     def reset_progress(self, gateway_id: str, operation: str, total_steps: int) -> bool:
         """Start a new operation's progress; whether the gateway exists.
@@ -225,6 +297,7 @@ class GatewayRepository:
         doc = ApiGateway(
             gateway_id=gateway_id,
             region=region,
+            resource_region=region,
             state=GatewayState.DELETED,
             phase=GatewayPhase.STOPPED,
         )
@@ -235,8 +308,52 @@ class GatewayRepository:
             return False
         return True
 
-    def delete(self, gateway_id: str) -> bool:
-        return self._col.delete_one({"gatewayId": gateway_id}).deleted_count == 1
+    def remove_deleted(self, gateway_id: str) -> bool:
+        """Remove the document only while it is the one whose deletion finished (state
+        and phase Deleted); whether it was removed.
+
+        A gateway created again, or a document replaced, meanwhile is never removed by the
+        retry of an earlier deletion.
+        """
+        query = {
+            "gatewayId": gateway_id,
+            "state": GatewayState.DELETED.value,
+            "phase": GatewayPhase.DELETED.value,
+        }
+        return self._col.delete_one(query).deleted_count == 1
+
+    def pin_region(self, gateway: ApiGateway) -> str:
+        """The region where the gateway's resources live, fixed on first use (a gateway
+        inserted by a raw write has none yet). A different `region` in the document is
+        refused, the reason recorded in progress.lastError; the fixed region is returned.
+        """
+        gid = gateway.gateway_id
+        if gateway.resource_region is None:
+            self._col.update_one(
+                {"gatewayId": gid, "resourceRegion": None},
+                {"$set": {"resourceRegion": gateway.region}},
+            )
+            gateway = self.require(gid)
+        placed = gateway.placed_region
+        if gateway.region != placed:
+            reason = (
+                f"region change refused: gateway {gid!r} lives in region {placed!r}, fixed at "
+                f"creation; region {gateway.region!r} is not applied and every action still "
+                f"uses {placed!r}. Set region back to {placed!r}, or delete the gateway and "
+                "create it anew in the other region."
+            )
+            if gateway.progress.last_error != reason:
+                log.warning("%s", reason)
+                self.record_progress(gid, error=reason)
+        return placed
+
+    def refuse(self, doc_id: object, reason: str) -> bool:
+        """Record why a document is not acted on, in its own `progress.lastError`.
+
+        Addressed by `_id`, as its gatewayId is what is wrong; written once (a sweep that
+        meets it again changes nothing). Returns whether it was written now.
+        """
+        return refuse(self._col, doc_id, reason)
 
     def unconverged(self, limit: int = 1000) -> list[tuple[str, GatewayState, GatewayPhase]]:
         """(gatewayId, state, phase) of every gateway with work left to do.
@@ -245,10 +362,11 @@ class GatewayRepository:
         is not the target of the state, and also (Restarting, Started), which still owes
         its rolling update, and (Deleted, Deleted), whose document is still to be removed.
         One query per state, each an exact range of the (state, phase) index: not every
-        server we run on plans an `$or` over an index.
+        server we run on plans an `$or` over an index. Deleted comes first, so however
+        many other gateways are unconverged, a delete is never left behind the limit.
         """
         found: list[tuple[str, GatewayState, GatewayPhase]] = []
-        for state in GatewayState:
+        for state in SWEEP_ORDER:
             if len(found) >= limit:
                 break
             pending = [
@@ -264,6 +382,11 @@ class GatewayRepository:
                     log_malformed(
                         MalformedDocument(COLLECTION, raw.get("_id"), "gatewayId: missing")
                     )
+                    continue
+                try:
+                    validate_gateway_id(gateway_id)
+                except InvalidGatewayId as exc:
+                    refuse(self._col, raw.get("_id"), refusal(exc))
                     continue
                 found.append((gateway_id, state, GatewayPhase(raw["phase"])))
         return found

@@ -4,11 +4,11 @@ Each leaf collection is keyed by (gatewayId, natural key): the unique index serv
 per-gateway query through its gatewayId prefix and makes re-inserting a document after an
 activity retry a no-op instead of a duplicate.
 
-Conditional writes select `{gatewayId, phase: {$in: [...]}}` or `{gatewayId, state}`.
-mongod serves them with the unique gatewayId index alone; SecantusDB plans a multi-field
-filter only with a compound index on exactly those fields, hence (gatewayId, phase) and
-(gatewayId, state). tests/test_store.py explains every
-query the store sends and fails on a collection scan.
+Conditional writes select `{gatewayId, phase: {$in: [...]}}`, `{gatewayId, state}` or
+`{gatewayId, state, phase}`. mongod serves them with the unique gatewayId index alone;
+SecantusDB plans a multi-field filter only with a compound index on exactly those fields,
+hence (gatewayId, phase), (gatewayId, state) and (gatewayId, state, phase).
+tests/test_store.py explains every query the store sends and fails on a collection scan.
 """
 
 from pymongo import ASCENDING, IndexModel
@@ -35,6 +35,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         *_per_gateway(),
         # set_state_if: a compare-and-set of the intent.
         _index("gatewayId", "state"),
+        # begin, remove_deleted, a request's set_state: intent and phase compared at once.
+        _index("gatewayId", "state", "phase"),
         # The sweep: gateways with work left, by (state, phase).
         _index("state", "phase"),
         # The reaper's regions (distinct).

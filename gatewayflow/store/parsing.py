@@ -33,6 +33,12 @@ def log_malformed(problem: MalformedDocument) -> None:
     log.warning("skipped: %s", problem)
 
 
+def raise_malformed(problem: MalformedDocument) -> None:
+    """For a step that must not act on part of a gateway: the whole step stops, naming
+    the document, instead of skipping it (a skipped trigger would keep its CronJob)."""
+    raise problem
+
+
 def parse_all(
     model: type[D], raws: Iterable[RawDoc], on_malformed: OnMalformed = log_malformed
 ) -> list[D]:

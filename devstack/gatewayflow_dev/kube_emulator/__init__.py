@@ -14,30 +14,39 @@ Command line:
         [--regions local,eu] [--delete-delay 0.3] [--ready-delay 1.0] [--faults FILE]
 
 writes `DIR/kubeconfig` (context = region, current context = first region, server
-`http://HOST:PORT/clusters/<region>`), keeps each cluster in `DIR/kube/<region>.json`,
+`http://HOST:PORT/clusters/<region>`), keeps each cluster in `DIR/kube/<region>.log` and
+`<region>.json` (an append-only log and its compacted snapshot, see `journal`),
 answers `GET /healthz` with "ok", and saves and exits on SIGTERM or SIGINT. `--port 0`
 picks a free port; read it from the kubeconfig.
 
-Admin API, at the root only; `?region=<name>` narrows the oplog to one region:
+Admin API, at the root only; `?region=<name>` narrows the oplog and the request counts
+to one region:
 
     GET|PUT|DELETE /_admin/faults   {"seed": 7, "rules": [...]}  (see `faults`)
     GET|PUT        /_admin/config   {"deleteDelay": 0.3, "readyDelay": 1.0}; PUT may send
                                     either key; readyDelay < 0 means never ready
+    GET|PUT|DELETE /_admin/auth     {"tokens": ["<token>", ...]}: the cluster API answers
+                                    401 to a request without one of them as its bearer
+                                    token (a rotated ServiceAccount token); none: no auth
     GET|DELETE     /_admin/oplog    {"items": [{"seq", "time", "region", "verb", "kind",
                                     "namespace", "name", "labels"}, ...]}
+    GET|DELETE     /_admin/requests {"items": [{"region", "verb", "kind", "count"}, ...]}:
+                                    every API request received (get, list and watch too)
 
 Faults and config apply to every region (a fault rule may name one `region`). Oplog verbs
 are create, update, patch and delete for calls that changed something, and `removed` when
 an object finally disappears. Every admin call answers with the state after it.
 
 What kubectl needs beyond the plain REST API: server-side `meta.k8s.io/v1` Tables for
-`kubectl get` (`tables`), protobuf request bodies from its typed clients, e.g. `kubectl
-create namespace` (`protobuf`; Namespace, ConfigMap and Secret), a minimal OpenAPI v3 so
-`kubectl apply -f` leaves validation to the server (`openapi`), and the Deployment
-`scale` subresource for `kubectl scale`. Discovery is the plain (not aggregated) kind;
+`kubectl get` (`tables`) and metadata-only lists (`as=PartialObjectMetadataList`),
+protobuf request bodies from its typed clients, e.g. `kubectl create namespace`
+(`protobuf`; Namespace, ConfigMap and Secret), a minimal OpenAPI v3 so `kubectl apply -f`
+leaves validation to the server (`openapi`), and the Deployment `scale` subresource for
+`kubectl scale`. Discovery is the plain (not aggregated) kind;
 kubectl falls back to it.
 
-Modules: `kinds` (kind registry, discovery), `store` (one cluster), `server` (HTTP),
+Modules: `kinds` (kind registry, discovery), `store` (one cluster), `journal` (its
+files), `server` (HTTP),
 `faults`, `oplog`, `selectors`, `patch`, `validation`, `tables`, `protobuf`, `openapi`,
 `errors`, `kubeconfig`.
 """

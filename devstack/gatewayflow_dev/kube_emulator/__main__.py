@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         "--home",
         type=Path,
         required=True,
-        help="writes HOME/kubeconfig, keeps state in HOME/kube/<region>.json",
+        help="writes HOME/kubeconfig, keeps state in HOME/kube/<region>.log and .json",
     )
     parser.add_argument(
         "--regions",

@@ -118,6 +118,14 @@ KINDS: tuple[Kind, ...] = (
         short_names=("cert", "certs"),
         custom=True,
     ),
+    # Kinds gatewayflow does not create but that others put in a gateway's namespace; the
+    # foreign-object check finds them through discovery. (RoleBinding it does create.)
+    Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=("pvc",)),
+    Kind("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",)),
+    Kind("batch", "v1", "Job", "jobs", max_name_length=63, in_category_all=True),
+    Kind("networking.k8s.io", "v1", "Ingress", "ingresses", short_names=("ing",)),
+    Kind("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    Kind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
 )
 
 NAMESPACE = KINDS[0]

@@ -29,7 +29,7 @@ from gatewayflow_dev.kube_emulator import errors, kinds, openapi, protobuf
 from gatewayflow_dev.kube_emulator.errors import ApiError
 from gatewayflow_dev.kube_emulator.faults import FaultInjector
 from gatewayflow_dev.kube_emulator.kinds import Kind
-from gatewayflow_dev.kube_emulator.oplog import OpLog
+from gatewayflow_dev.kube_emulator.oplog import OpLog, RequestCounts
 from gatewayflow_dev.kube_emulator.selectors import field_selector, label_selector
 from gatewayflow_dev.kube_emulator.store import Cluster, Timing
 from gatewayflow_dev.kube_emulator.tables import table
@@ -54,7 +54,10 @@ class EmulatorServer(ThreadingHTTPServer):
     ) -> None:
         self.timing = timing
         self.faults = faults
+        # Bearer tokens accepted by the cluster API; empty: no authentication (the default).
+        self.tokens: frozenset[str] = frozenset()
         self.oplog = OpLog()
+        self.requests = RequestCounts()
         self.clusters = {
             region: Cluster(region, home / "kube" / f"{region}.json", timing, self.oplog)
             for region in regions
@@ -139,6 +142,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _cluster_api(self, method: str, cluster: Cluster, parts: list[str]) -> None:
         prefix = f"/clusters/{cluster.region}"
+        self._authenticate()
         if method == "GET" and (document := _discovery(parts, prefix)) is not None:
             self._send_json(200, document)
             return
@@ -151,6 +155,7 @@ class Handler(BaseHTTPRequestHandler):
             raise _not_allowed(method)
         if collection and namespace is None and kind.namespaced and verb == "create":
             raise _not_allowed(method)
+        self.server.requests.count(cluster.region, verb, kind.kind)
         rule = self.server.faults.draw(cluster.region, verb, kind)
         if rule is not None:
             time.sleep(rule.latency)
@@ -219,15 +224,41 @@ class Handler(BaseHTTPRequestHandler):
         elif route == ("PUT", "config"):
             _configure(self.server.timing, self._json_body())
             self._send_json(200, _config(self.server.timing))
+        elif route == ("GET", "auth"):
+            self._send_json(200, {"tokens": len(self.server.tokens)})
+        elif route == ("PUT", "auth"):
+            tokens = (self._json_body() or {}).get("tokens")
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise errors.bad_request('auth takes {"tokens": ["<token>", ...]}')
+            self.server.tokens = frozenset(tokens)
+            self._send_json(200, {"tokens": len(self.server.tokens)})
+        elif route == ("DELETE", "auth"):
+            self.server.tokens = frozenset()
+            self._send_json(200, {"tokens": 0})
         elif route == ("GET", "oplog"):
             self._send_json(200, {"items": self.server.oplog.entries(region)})
         elif route == ("DELETE", "oplog"):
             self.server.oplog.clear(region)
             self._send_json(200, {"items": self.server.oplog.entries(region)})
+        elif route == ("GET", "requests"):
+            self._send_json(200, {"items": self.server.requests.entries(region)})
+        elif route == ("DELETE", "requests"):
+            self.server.requests.clear(region)
+            self._send_json(200, {"items": self.server.requests.entries(region)})
         else:
             raise _no_route()
 
     # -- requests ------------------------------------------------------------------------
+
+    def _authenticate(self) -> None:
+        """With tokens set (`PUT /_admin/auth`), a request needs one of them as its bearer
+        token, as a real API server checks a ServiceAccount token: 401 otherwise."""
+        tokens = self.server.tokens
+        if not tokens:
+            return
+        given = self.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") or given.removeprefix("Bearer ") not in tokens:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     def _json_body(self) -> Any:
         """The request body as JSON data; protobuf bodies (kubectl's typed clients) are
@@ -285,6 +316,21 @@ class Handler(BaseHTTPRequestHandler):
         if self._wants_table():
             include = self.query.get("includeObject", "Metadata")
             self._send_json(200, table(kind, items, version, include))
+        elif "as=PartialObjectMetadata" in self.headers.get("Accept", ""):
+            # Metadata only (what `kubectl get --output=name` and metadata informers ask).
+            partial = [_metadata_only(obj) for obj in items]
+            if collection:
+                self._send_json(
+                    200,
+                    {
+                        "kind": "PartialObjectMetadataList",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": {"resourceVersion": version},
+                        "items": partial,
+                    },
+                )
+            else:
+                self._send_json(200, partial[0])
         elif collection:
             self._send_json(200, _list(kind, items, version))
         else:
@@ -300,13 +346,15 @@ class Handler(BaseHTTPRequestHandler):
             self.query.get("resourceVersion"),
             time.time() + timeout,
             self._client_gone,
+            bookmarks=self.query.get("allowWatchBookmarks") in ("true", "1"),
+            send_initial_events=self.query.get("sendInitialEvents") == "true",
         )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for event_type, obj in events:
-            if self._wants_table() and event_type != "ERROR":
+            if self._wants_table() and event_type not in ("ERROR", "BOOKMARK"):
                 obj = table(kind, [obj], obj["metadata"]["resourceVersion"])
             line = json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
@@ -329,6 +377,14 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"],
+    }
 
 
 def _no_route() -> ApiError:

@@ -2,9 +2,11 @@
 
 Each region is a `Cluster` with one lock (a `Condition`, which also wakes watchers).
 Every write bumps the cluster's resourceVersion counter, emits exactly one watch event
-and is saved to `<home>/kube/<region>.json` (temp file + `os.replace`) before the call
-returns, so a restarted process finds what an etcd-backed cluster would keep. The file
-survives a killed process; it is not fsynced against a machine crash.
+and is appended to the cluster's journal (`<home>/kube/<region>.log`, folded now and then
+into `<region>.json`: see `journal`) before the call returns, so a restarted process finds
+what an etcd-backed cluster would keep. Reads and writes cost the same whatever the size
+of the cluster: objects are indexed by namespace, and the ticker looks only at objects
+with a deletion or a roll-out in flight.
 
 Time-driven behaviour runs in `tick()`, called by the server's background thread:
 objects being deleted disappear `delete_delay` seconds after the delete once they have
@@ -14,19 +16,19 @@ ready `ready_delay` seconds after its latest spec change (negative: never).
 
 import base64
 import copy
-import json
-import os
+import itertools
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gatewayflow_dev.kube_emulator import errors
+from gatewayflow_dev.kube_emulator.journal import Journal, Saved
 from gatewayflow_dev.kube_emulator.kinds import NAMESPACE, Kind, kind_of
 from gatewayflow_dev.kube_emulator.oplog import OpLog
 from gatewayflow_dev.kube_emulator.patch import apply_patch
@@ -52,6 +54,18 @@ class Record:
     obj: dict[str, Any]
     delete_requested: float | None = None  # wall-clock time of the delete call
     rollout_started: float | None = None  # wall-clock time of a Deployment's spec change
+
+    @property
+    def timed(self) -> bool:
+        """Whether the ticker has something to finish on it."""
+        return self.delete_requested is not None or self.rollout_started is not None
+
+    def saved(self) -> Saved:
+        return {
+            "object": self.obj,
+            "deleteRequested": self.delete_requested,
+            "rolloutStarted": self.rollout_started,
+        }
 
 
 @dataclass(frozen=True)
@@ -163,11 +177,14 @@ class Cluster:
 
     def __init__(self, region: str, path: Path, timing: Timing, oplog: OpLog) -> None:
         self.region = region
-        self._path = path
+        self._journal = Journal(path)
         self._timing = timing
         self._oplog = oplog
         self._cond = threading.Condition()
         self._records: dict[Key, Record] = {}
+        # namespace ("" for cluster-scoped objects) -> its keys, in creation order
+        self._members: dict[str, dict[Key, None]] = {}
+        self._timed: set[Key] = set()  # keys of records with a deletion or roll-out in flight
         self._resource_version = 0
         self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
         self._closed = False
@@ -184,11 +201,7 @@ class Cluster:
     ) -> tuple[list[dict[str, Any]], str]:
         """Matching objects (of one namespace, or all with None) and the list's version."""
         with self._cond:
-            items = [
-                copy.deepcopy(r.obj)
-                for (k, ns, _), r in self._records.items()
-                if k == kind and namespace in (None, ns) and matches(r.obj)
-            ]
+            items = [copy.deepcopy(r.obj) for r in self._collection(kind, namespace, matches)]
             return items, str(self._resource_version)
 
     def watch(
@@ -199,12 +212,22 @@ class Cluster:
         resource_version: str | None,
         deadline: float,
         client_gone: Callable[[], bool],
+        bookmarks: bool = False,
+        *,
+        send_initial_events: bool = False,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Watch events as (type, object) until the deadline, the client leaves or the
         cluster closes. Without a resourceVersion (or "0") it starts with an ADDED event per
         existing object; with one it replays what happened after it, or reports 410 Gone
         (as an ERROR event, like the API server) when that history is no longer kept.
-        A malformed resourceVersion raises here, before any event is sent."""
+        With `bookmarks` (allowWatchBookmarks) a quiet watch sends a BOOKMARK carrying the
+        current resourceVersion every WATCH_POLL_SECONDS and just before it ends, so a
+        client resumes from there rather than from an event that may have left the history.
+        A malformed resourceVersion raises here, before any event is sent.
+
+        `send_initial_events` is a watch-list (`sendInitialEvents=true`, how kubectl since
+        1.35 lists): an ADDED event per existing object, then a BOOKMARK annotated
+        `k8s.io/initial-events-end` that tells the client the list is complete."""
 
         def selected(obj: dict[str, Any] | None) -> bool:
             return (
@@ -214,17 +237,24 @@ class Cluster:
             )
 
         with self._cond:
-            if resource_version in (None, "", "0"):
+            if send_initial_events or resource_version in (None, "", "0"):
                 last = self._resource_version
                 initial = [
                     ("ADDED", copy.deepcopy(r.obj))
                     for r in self._records.values()
                     if selected(r.obj)
                 ]
+                if send_initial_events:
+                    initial.append(("BOOKMARK", _initial_events_end(kind, last)))
             else:
                 last = _parse_version(str(resource_version))
                 initial = []
-        return self._stream(initial, last, selected, deadline, client_gone)
+        bookmark = (
+            {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": {}}
+            if bookmarks
+            else None
+        )
+        return self._stream(initial, last, selected, deadline, client_gone, bookmark)
 
     def _stream(
         self,
@@ -233,17 +263,21 @@ class Cluster:
         selected: Callable[[dict[str, Any] | None], bool],
         deadline: float,
         client_gone: Callable[[], bool],
+        bookmark: dict[str, Any] | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from initial
+        last_sent = time.time()
         while True:
             with self._cond:
                 oldest = self._first_kept_version()
                 if oldest <= last + 1 and not self._closed:
-                    if not any(e.resource_version > last for e in self._events):
+                    if self._resource_version <= last:
                         timeout = min(WATCH_POLL_SECONDS, max(0.0, deadline - time.time()))
                         self._cond.wait(timeout)
                     oldest = self._first_kept_version()
-                pending = [e for e in self._events if e.resource_version > last]
+                # Every resourceVersion has exactly one event: what follows `last` is a slice.
+                start = max(0, last + 1 - oldest)
+                pending = list(itertools.islice(self._events, start, None))
                 closed = self._closed
             if oldest > last + 1:
                 gone = errors.gone(f"too old resource version: {last} ({oldest - 1})")
@@ -254,9 +288,16 @@ class Cluster:
                 now, before = selected(event.obj), selected(event.previous)
                 if event.type == "MODIFIED" and now != before:
                     yield ("ADDED" if now else "DELETED"), event.obj
+                    last_sent = time.time()
                 elif now:
                     yield event.type, event.obj
-            if closed or time.time() >= deadline or client_gone():
+                    last_sent = time.time()
+            ending = closed or time.time() >= deadline or client_gone()
+            quiet = time.time() - last_sent >= WATCH_POLL_SECONDS
+            if bookmark is not None and (ending or quiet) and last > 0:
+                yield "BOOKMARK", {**bookmark, "metadata": {"resourceVersion": str(last)}}
+                last_sent = time.time()
+            if ending:
                 return
 
     # -- writes --------------------------------------------------------------------------
@@ -301,7 +342,6 @@ class Cluster:
             elif kind.kind == "Secret":
                 _encode_string_data(obj)
             self._write(key, record, "ADDED", None, "create")
-            self._save()
             return copy.deepcopy(obj)
 
     def replace(
@@ -355,7 +395,6 @@ class Cluster:
                     )
             if record.delete_requested is None:
                 self._mark_deleted(record, options.get("gracePeriodSeconds"), "delete")
-                self._save()
             return _delete_answer(kind, record.obj, options)
 
     def delete_collection(
@@ -363,15 +402,10 @@ class Cluster:
     ) -> list[dict[str, Any]]:
         _check_delete_options(options)
         with self._cond:
-            records = [
-                r
-                for (k, ns, _), r in self._records.items()
-                if k == kind and namespace in (None, ns) and matches(r.obj)
-            ]
+            records = list(self._collection(kind, namespace, matches))
             for record in records:
                 if record.delete_requested is None:
                     self._mark_deleted(record, options.get("gracePeriodSeconds"), "delete")
-            self._save()
             return [copy.deepcopy(r.obj) for r in records]
 
     def scale(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
@@ -396,12 +430,11 @@ class Cluster:
     def tick(self) -> None:
         """Finish due deletions and roll-outs (called by the server every few ms)."""
         now = time.time()
-        changed = False
         with self._cond:
-            for key, record in list(self._records.items()):
+            for key in sorted(self._timed, key=_contents_first):
+                record = self._records[key]
                 if self._removal_due(key, record, now):
                     self._remove(key, record)
-                    changed = True
                 elif record.rollout_started is not None and 0 <= self._timing.ready_delay <= (
                     now - record.rollout_started
                 ):
@@ -409,15 +442,15 @@ class Cluster:
                     record.obj["status"] = _deployment_status(record.obj, ready=True)
                     record.rollout_started = None
                     self._write(key, record, "MODIFIED", previous, None)
-                    changed = True
-            if changed:
-                self._save()
+            if self._journal.due(len(self._records)):
+                self._compact()
 
     def close(self) -> None:
         """Save and end every watch."""
         with self._cond:
             self._closed = True
-            self._save()
+            self._compact()
+            self._journal.close()
             self._cond.notify_all()
 
     # -- internals (called with the lock held) -------------------------------------------
@@ -485,7 +518,6 @@ class Cluster:
         record.obj = incoming
         key = (kind, metadata.get("namespace", ""), metadata["name"])
         self._write(key, record, "MODIFIED", old, verb)
-        self._save()
         return copy.deepcopy(incoming)
 
     def _set_scale(self, kind: Kind, record: Record, scale: Any, verb: str) -> dict[str, Any]:
@@ -517,8 +549,9 @@ class Cluster:
         assert kind is not None
         if kind == NAMESPACE:
             record.obj["status"] = {"phase": "Terminating"}
-            for (k, ns, _), content in list(self._records.items()):
-                if k.namespaced and ns == metadata["name"] and content.delete_requested is None:
+            for content_key in list(self._members.get(metadata["name"], ())):
+                content = self._records[content_key]
+                if content.delete_requested is None:
                     self._mark_deleted(content, grace, None)
         key = (kind, metadata.get("namespace", ""), metadata["name"])
         self._write(key, record, "MODIFIED", previous, verb)
@@ -529,14 +562,15 @@ class Cluster:
         if now - record.delete_requested < self._timing.delete_delay:
             return False
         kind, _, name = key
-        return kind != NAMESPACE or not any(
-            k.namespaced and ns == name for k, ns, _ in self._records
-        )
+        return kind != NAMESPACE or not self._members.get(name)
 
     def _remove(self, key: Key, record: Record) -> None:
         del self._records[key]
+        del self._members[key[1]][key]
+        self._timed.discard(key)
         self._resource_version += 1
         record.obj["metadata"]["resourceVersion"] = str(self._resource_version)
+        self._journal.removed(self._resource_version, record.obj)
         self._publish("DELETED", record.obj, None)
         self._log("removed", record.obj)
 
@@ -550,7 +584,8 @@ class Cluster:
     ) -> None:
         self._resource_version += 1
         record.obj["metadata"]["resourceVersion"] = str(self._resource_version)
-        self._records[key] = record
+        self._index(key, record)
+        self._journal.put(self._resource_version, record.saved())
         self._publish(event, record.obj, previous)
         if verb is not None:
             self._log(verb, record.obj)
@@ -573,36 +608,43 @@ class Cluster:
     def _first_kept_version(self) -> int:
         return self._events[0].resource_version if self._events else self._resource_version + 1
 
-    def _save(self) -> None:
-        state = {
-            "resourceVersion": self._resource_version,
-            "objects": [
-                {
-                    "object": r.obj,
-                    "deleteRequested": r.delete_requested,
-                    "rolloutStarted": r.rollout_started,
-                }
-                for r in self._records.values()
-            ],
-        }
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(state))
-        os.replace(temporary, self._path)
+    def _index(self, key: Key, record: Record) -> None:
+        self._records[key] = record
+        self._members.setdefault(key[1], {})[key] = None
+        if record.timed:
+            self._timed.add(key)
+        else:
+            self._timed.discard(key)
+
+    def _collection(self, kind: Kind, namespace: str | None, matches: ObjectTest) -> list[Record]:
+        """Matching records of `kind` in `namespace` (None: in all), in creation order."""
+        if namespace is None and kind.namespaced:
+            keys: Iterable[Key] = self._records
+        else:
+            keys = self._members.get(namespace or "", {})
+        records = [self._records[key] for key in keys if key[0] == kind]
+        return [r for r in records if matches(r.obj)]
+
+    def _compact(self) -> None:
+        self._journal.compact(self._resource_version, [r.saved() for r in self._records.values()])
 
     def _load(self) -> None:
-        if not self._path.exists():
-            return
-        state = json.loads(self._path.read_text())
-        self._resource_version = state["resourceVersion"]
-        for saved in state["objects"]:
+        loaded = self._journal.load()
+        self._resource_version = loaded.resource_version
+        for saved in loaded.saved.values():
             obj = saved["object"]
             kind = kind_of(obj)
             if kind is None:
-                raise ValueError(f"{self._path}: unknown kind {obj.get('kind')!r}")
+                raise ValueError(f"{self._journal.snapshot}: unknown kind {obj.get('kind')!r}")
             metadata = obj["metadata"]
             key = (kind, metadata.get("namespace", ""), metadata["name"])
-            self._records[key] = Record(obj, saved["deleteRequested"], saved["rolloutStarted"])
+            self._index(key, Record(obj, saved["deleteRequested"], saved["rolloutStarted"]))
+        self._compact()
+
+
+def _contents_first(key: Key) -> bool:
+    """Sort key for the ticker: a Namespace after the objects it holds."""
+    return key[0] == NAMESPACE
 
 
 def _parse_version(resource_version: str) -> int:
@@ -674,3 +716,15 @@ def _incoming(kind: Kind, namespace: str, body: Any) -> dict[str, Any]:
     else:
         metadata.pop("namespace", None)
     return obj
+
+
+def _initial_events_end(kind: Kind, version: int) -> dict[str, Any]:
+    """The bookmark that ends the initial events of a watch-list."""
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {
+            "resourceVersion": str(version),
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        },
+    }

@@ -1,0 +1,207 @@
+"""Commands on gateways: each parses, calls one function of `gatewayflow.control`, prints."""
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gatewayflow import control, links
+from gatewayflow.domain.transitions import Request
+from gatewayflow.settings import Settings, load_settings
+from gatewayflow.views import (
+    deletion_queue,
+    leftovers_table,
+    orphans_table,
+    plan_table,
+    reap_table,
+    status_detail,
+    status_table,
+    where_to_look,
+)
+from starter.output import console, fail, progress
+
+GatewayId = Annotated[str, typer.Argument(help="The gateway id (a DNS-1123 label).")]
+Wait = Annotated[bool, typer.Option("--wait", help="Follow live progress until done.")]
+
+REQUESTS: dict[Request, str] = {
+    Request.STOP: "Stop: routes off, CronJobs suspended, pods gone; data and certificates kept.",
+    Request.START: "Start a stopped gateway and wait for its Deployment to be ready.",
+    Request.RESTART: "A rolling update of the gateway's Deployment.",
+    Request.DELETE: "Set state = Deleted: the GatewayDeletion workflow removes everything it owns.",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(create)
+    for what, help_text in REQUESTS.items():
+        app.command(name=what.value, help=help_text)(_request_command(what))
+    app.command()(status)
+    app.command()(plan)
+    app.command()(audit)
+    app.command()(reap)
+    app.command()(replay)
+
+
+def create(
+    gateway_id: GatewayId,
+    region: Annotated[str, typer.Option(help="Region (kubeconfig context).")] = "local",
+    custom_domain: Annotated[str | None, typer.Option(help="A custom domain.")] = None,
+    functions: Annotated[int, typer.Option(min=0, max=100)] = 2,
+    triggers: Annotated[int, typer.Option(min=0, max=100)] = 1,
+    wait: Wait = False,
+) -> None:
+    """Create a gateway (state Running): the system provisions and starts it."""
+    settings = load_settings()
+
+    async def run() -> None:
+        tracked = await control.create_gateway(
+            settings,
+            gateway_id,
+            region=region,
+            custom_domain=custom_domain,
+            functions=functions,
+            triggers=triggers,
+        )
+        console.print(f"Created {gateway_id} (state Running, phase Creating).")
+        await _accepted(settings, tracked, wait)
+
+    asyncio.run(run())
+
+
+def _request_command(what: Request) -> Callable[[str, bool], None]:
+    def command(gateway_id: GatewayId, wait: Wait = False) -> None:
+        settings = load_settings()
+
+        async def run() -> None:
+            tracked = await control.request_gateway(settings, gateway_id, what)
+            gw = tracked.gateway
+            console.print(f"{gateway_id}: state -> {gw.state.value} (phase {gw.phase.value})")
+            await _accepted(settings, tracked, wait)
+
+        asyncio.run(run())
+
+    return command
+
+
+async def _accepted(settings: Settings, tracked: control.Tracked, wait: bool) -> None:
+    gateway_id = tracked.gateway.gateway_id
+    [link] = tracked.links.values()
+    console.print(where_to_look(settings, gateway_id, link), soft_wrap=True)
+    if wait:
+        await tracked.follow(progress(gateway_id))
+        console.print(f"[green]✓[/] {gateway_id}: {tracked.want.value}")
+
+
+def status(
+    gateway_id: Annotated[str | None, typer.Argument(help="One gateway; all when omitted.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Follow live.")] = False,
+) -> None:
+    """State, phase, current step, last error and the Temporal UI links. Writes nothing."""
+    settings = load_settings()
+    if gateway_id is None:
+        console.print(status_table(control.list_gateways(settings)))
+        limit = settings.region_deletion_limit
+        console.print(deletion_queue(control.deletion_queues(settings), limit))
+        console.print(f"Temporal UI: {links.query_link(settings, 'GatewayId IS NOT NULL')}")
+        return
+
+    async def run() -> None:
+        tracked = await control.gateway_status(settings, gateway_id)
+        console.print(status_detail(tracked.gateway, tracked.links), soft_wrap=True)
+        if watch:
+            await tracked.follow(progress(gateway_id))
+
+    asyncio.run(run())
+
+
+def plan(gateway_id: GatewayId) -> None:
+    """Dry run: every document and object the deletion would remove, step by step."""
+    settings = load_settings()
+    steps = control.deletion_plan(settings, gateway_id)
+    console.print(plan_table(gateway_id, steps))
+    total = sum(len(step.items) for step in steps)
+    console.print(f"{total} items in {len(steps)} steps; nothing was changed.")
+    console.print(where_to_look(settings, gateway_id), soft_wrap=True)
+
+
+def audit(
+    region: Annotated[
+        list[str] | None, typer.Option(help="Only this region (repeatable); default: all.")
+    ] = None,
+) -> None:
+    """Find leaks: resources of gateways whose ApiGateway document is gone, in every region
+    and on the runtime MongoDB (databases and users). Exit 1 if any."""
+    found = control.audit(load_settings(), region or ())
+    if found:
+        console.print(leftovers_table(found))
+        fail(f"{len(found)} deleted gateway(s) left resources behind")
+    console.print("[green]✓[/] nothing left behind: every owned resource has its gateway")
+
+
+def reap(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Remove the orphans now (default: a dry run).")
+    ] = False,
+    grace: Annotated[
+        float, typer.Option(help="With --apply: only orphans seen at least this many seconds.")
+    ] = 0.0,
+    gateway: Annotated[
+        list[str] | None, typer.Option(help="Only this orphan (repeatable).")
+    ] = None,
+) -> None:
+    """Orphans (resources whose gateway is gone): listed; removed with --apply."""
+    settings = load_settings()
+    chosen = gateway or []
+    found = control.find_orphans(settings, chosen)
+    console.print(orphans_table(found))
+    if not apply:
+        console.print(
+            f"{len(found)} orphan(s); nothing was changed. `gatewayflow reap --apply` removes "
+            f"them now; the schedule does once one is seen for {settings.reap_grace_seconds:.0f}s."
+        )
+        return
+
+    def started(link: str) -> None:
+        console.print(f"Reaping on the worker: {link}", soft_wrap=True)
+
+    result = asyncio.run(control.reap_orphans(settings, grace, chosen, started))
+    console.print(reap_table(result))
+    console.print(f"Reaped {len(result.reaped)}; `gatewayflow audit` checks what is left.")
+
+
+def replay(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="History JSON: `temporal workflow show --output json`, or tctl's."),
+    ] = None,
+    workflow_id: Annotated[
+        str | None, typer.Option(help="Replay every run of this workflow, from the server.")
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay every run this visibility query finds, e.g. \"GatewayId='gw1'\"."
+        ),
+    ] = None,
+) -> None:
+    """Replay workflow histories against the current code. Exit 1 if one does not replay."""
+    from gatewayflow.replay import results_table  # with the SDK's replayer: only here
+
+    settings = load_settings()
+    results = asyncio.run(
+        control.replay_histories(settings, files or [], workflow_id=workflow_id, query=query)
+    )
+    console.print(results_table(results))
+    for result in results:
+        link = links.run_link(settings, result.workflow_id, result.run_id)
+        console.print(f"{result.workflow_id}: {link}", soft_wrap=True, highlight=False)
+    broken = [r for r in results if not r.ok]
+    if broken:
+        fail(
+            "; ".join(
+                f"{r.workflow_id} ({r.workflow_type}) does not replay: {r.error}" for r in broken
+            )
+        )
+    console.print(f"[green]✓[/] {len(results)} histories replay against the current code")
