@@ -378,6 +378,7 @@ def drive(cluster: Cluster, gid: str) -> None:
         cluster.list_labelled(kind, ns)
     with contextlib.suppress(NotReadyError):
         cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
+    cluster.readiness(ns, naming.deployment(gid))  # the start's one look, without a watch
     assert cluster.foreign_objects(gid, ns) == []
     # Each wait starts while its deletion still runs (the emulator's delete delay), so it
     # watches every kind; the RoleBinding goes last: it grants the rest.
