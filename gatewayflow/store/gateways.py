@@ -229,11 +229,12 @@ class GatewayRepository:
 
         The phase moves to `phase` in the same write when it is one of `from_phases`, and
         stays otherwise (a deletion of a gateway already at phase Deleted). `lastError` is
-        kept: the reason the previous operation ended must stay readable meanwhile.
+        kept: the reason the previous operation ended must stay readable meanwhile; so is
+        `drift`, the drift check's record (a repair is itself an operation).
         """
         now = utcnow()
         progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
-        fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
+        fresh = progress.model_dump(by_alias=True, exclude={"last_error", "drift"})
         to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
         to_set["updatedAt"] = now
         query: RawDoc = {"gatewayId": gateway_id, "state": GatewayState(state).value}
