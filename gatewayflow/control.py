@@ -319,11 +319,7 @@ def audit(settings: Settings, regions: Sequence[str] = ()) -> dict[str, list["It
     with _expected():
         deps = _reader(settings)
         with ExitStack() as checks:
-            if settings.kubeconfig is None or not settings.kubeconfig.exists():
-                checks.enter_context(_cluster_errors(settings, deps, "any"))
-            wanted = list(regions) or inventory.audit_regions(deps)
-            for region in wanted:
-                checks.enter_context(_cluster_errors(settings, deps, region))
+            wanted = _regions_checked(checks, settings, deps, regions)
             return inventory.orphans(deps, wanted)
 
 
@@ -339,7 +335,10 @@ def find_orphans(settings: Settings, gateway_ids: Sequence[str] = ()) -> list[Or
     from gatewayflow import reaper
 
     with _expected():
-        found = reaper.dry_run(_reader(settings))
+        deps = _reader(settings)
+        with ExitStack() as checks:
+            _regions_checked(checks, settings, deps)
+            found = reaper.dry_run(deps)
     return [o for o in found if not gateway_ids or o.gateway_id in gateway_ids]
 
 
@@ -360,6 +359,21 @@ async def reap_orphans(
         wid = reaper.manual_workflow_id(settings)
         on_start(links.workflow_link(settings, wid))
         return await reaper.apply(client, settings, grace_seconds, wid, list(gateway_ids))
+
+
+def _regions_checked(
+    checks: ExitStack, settings: Settings, deps: Deps, regions: Sequence[str] = ()
+) -> list[str]:
+    """The given regions (every configured one when none), each API server checked and
+    its errors reported as ours for the rest of `checks`."""
+    from gatewayflow import inventory
+
+    if settings.kubeconfig is None or not settings.kubeconfig.exists():
+        checks.enter_context(_cluster_errors(settings, deps, "any"))
+    wanted = list(regions) or inventory.audit_regions(deps)
+    for region in wanted:
+        checks.enter_context(_cluster_errors(settings, deps, region))
+    return wanted
 
 
 async def replay_histories(
