@@ -14,13 +14,16 @@ from gatewayflow.domain.messages import (
     Intent,
     PhaseUpdate,
     ProgressUpdate,
+    RequestInput,
+    RequestOutcome,
     StateUpdate,
     StepInput,
     StepResult,
 )
 from gatewayflow.domain.states import GatewayState
-from gatewayflow.domain.transitions import begins_from
-from gatewayflow.store.errors import MalformedDocument
+from gatewayflow.domain.transitions import RequestRefused, begins_from
+from gatewayflow.metrics import REQUESTS_REFUSED
+from gatewayflow.store.errors import MalformedDocument, UnknownGateway
 
 
 class GatewayActivities:
@@ -73,6 +76,32 @@ class GatewayActivities:
     def set_state(self, update: StateUpdate) -> bool:
         return self.deps.gateways.set_state_if(
             update.gateway_id, update.state, expected=update.expected_state, reason=update.reason
+        )
+
+    @activity.defn
+    @translated
+    def apply_request(self, req: RequestInput) -> RequestOutcome:
+        """A request sent to the workflow, checked against the same rules as the CLI's and
+        written as the intent with a compare-and-set; a refusal writes nothing but
+        `progress.lastError` (and counts it)."""
+        gid, what = req.gateway_id, req.request
+        try:
+            gateway, written = self.deps.gateways.request(gid, what)
+        except (RequestRefused, UnknownGateway, MalformedDocument) as exc:
+            why = str(exc)
+            REQUESTS_REFUSED.labels(request=what.value, source=req.source).inc()
+            activity.logger.warning("%s %s refused for %s: %s", req.source, what.value, gid, why)
+            if not isinstance(exc, UnknownGateway):
+                note = f"refused {what.value} ({req.source}): {why}"
+                self.deps.gateways.record_progress(gid, error=note)
+            return RequestOutcome(gateway_id=gid, request=what, accepted=False, refusal=why)
+        return RequestOutcome(
+            gateway_id=gid,
+            request=what,
+            accepted=True,
+            state=gateway.state,
+            phase=gateway.phase,
+            written=written,
         )
 
     @activity.defn

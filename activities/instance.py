@@ -56,11 +56,11 @@ class InstanceActivities:
         gid = step.gateway_id
         ns = naming.namespace(gid)
         why = self.deps.cluster(step.region).readiness(ns, naming.deployment(gid))
+        begin_step(self.deps, step)  # also when ready at the first look: "step n of n"
         if why is None:
             self.deps.gateways.record_progress(gid, waiting_on=None)
             complete_step(self.deps, step)
             return ReadyCheck(ready=True)
-        begin_step(self.deps, step)
         self.deps.gateways.record_progress(
             gid, waiting_on=f"Deployment {ns}/{gid} to be available: {why}"
         )

@@ -31,6 +31,7 @@ def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callabl
         gateway.read_intent,
         gateway.begin_operation,
         gateway.set_state,
+        gateway.apply_request,
         gateway.record_progress,
         gateway.record_step,
         gateway.wait_for_deletion,

@@ -1,7 +1,9 @@
 """The service layer of the CLI (or an API): intents, status, plan, audit and replay.
 
-MongoDB is the source of truth: a request is checked against the transition rules,
-written with a conditional update, and only then signalled to `gateway/<id>`.
+MongoDB is the source of truth. A CLI request is an update sent to `gateway/<id>`
+(update-with-start): the workflow checks it against the transition rules, writes the
+intent with a compare-and-set and answers with what it accepted. `request` (the demo,
+tests) writes the intent itself and then only wakes the workflow.
 
 Each service function takes the settings and returns a result. Expected failures (bad
 input, a refused request, a server that does not answer) come out as `GatewayflowError`
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from gatewayflow import links
@@ -29,13 +32,13 @@ from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.errors import GatewayflowError, Unreachable
-from gatewayflow.domain.messages import GatewayInput, Orphan, ReapResult
+from gatewayflow.domain.messages import GatewayInput, Orphan, ReapResult, RequestAccepted
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
-from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused, check_request, target_phase
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import ping
-from gatewayflow.store.errors import StateChangeRefused, StoreError, StoreUnreachable
+from gatewayflow.store.errors import StoreError, StoreUnreachable
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
 from workflows import search
@@ -45,15 +48,18 @@ if TYPE_CHECKING:  # imported where used: a command that fails early loads neith
     from gatewayflow.inventory import Item, PlanStep
     from gatewayflow.replay import ReplayResult
 
-TERMINAL_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)
-_REQUEST_ATTEMPTS = 5
 REACH_TIMEOUT = 2.0
 """Seconds a command waits for a server before saying it cannot reach it."""
+ANSWER_TIMEOUT = 60.0
+"""Seconds a request waits for the gateway's workflow to answer (a worker must run)."""
 
+# What our own senders (the dispatcher, `request`) signal once the intent is in MongoDB:
+# nothing new, so never a request the workflow would write again; a `delete`, which
+# preempts the operation in flight and which the workflow finds already written.
 SIGNAL_FOR_STATE: dict[GatewayState, str] = {
-    GatewayState.RUNNING: "start",
-    GatewayState.STOPPED: "stop",
-    GatewayState.RESTARTING: "restart",
+    GatewayState.RUNNING: "reconcile",
+    GatewayState.STOPPED: "reconcile",
+    GatewayState.RESTARTING: "reconcile",
     GatewayState.DELETED: "delete",
 }
 
@@ -79,6 +85,38 @@ async def signal_gateway(
         static_summary=f"gateway {gateway_id}",
     )
     return handle.result_run_id or ""
+
+
+async def ask_gateway(
+    client: Client, settings: Settings, gateway_id: str, what: Request
+) -> tuple[RequestAccepted, str]:
+    """Send a request as an update to `gateway/<id>`, starting the workflow if it is not
+    running (update-with-start); returns the workflow's answer and its run id.
+
+    RequestRefused, with the workflow's reason, when the rules refuse it.
+    """
+    start = WithStartWorkflowOperation(
+        GatewayWorkflow.run,
+        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
+        id=naming.gateway_workflow_id(gateway_id),
+        task_queue=settings.task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=search.for_gateway(gateway_id),
+        static_summary=f"gateway {gateway_id}",
+    )
+    try:
+        accepted: RequestAccepted = await client.execute_update_with_start_workflow(
+            what.value,  # the update is named for the request, like the signal
+            start_workflow_operation=start,
+            result_type=RequestAccepted,
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        why = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise RequestRefused(why) from exc
+    handle = await start.workflow_handle()
+    return accepted, handle.result_run_id or ""
 
 
 async def create(
@@ -119,32 +157,12 @@ async def _request(
     gateway_id: str,
     what: Request,
 ) -> tuple[ApiGateway, str]:
-    """Check, write, then signal; returns the gateway and the run id of its workflow.
-
-    The write is a compare-and-set on the state the request was checked against: when
-    someone else changed the state in between (a delete, say), the request is checked
-    again against the new state, so it never undoes an intent it did not see.
-    """
+    """Check and write (`GatewayRepository.request`), then wake the workflow; returns
+    the gateway and the run id of its workflow."""
     validate_gateway_id(gateway_id)
-    refuse = () if what is Request.DELETE else TERMINAL_PHASES
-    for _attempt in range(_REQUEST_ATTEMPTS):
-        current = await asyncio.to_thread(gateways.require, gateway_id)
-        state = check_request(what, current.state, current.phase)
-        try:
-            updated = await asyncio.to_thread(
-                gateways.set_state,
-                gateway_id,
-                state,
-                expected=current.state,
-                refuse_if_phase_in=refuse,
-            )
-        except StateChangeRefused as exc:
-            if exc.current_state == current.state.value:
-                raise RequestRefused(str(exc)) from exc  # the phase refused it
-            continue  # the state changed under us: check the request again
-        run_id = await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[state])
-        return updated, run_id
-    raise RequestRefused(f"cannot {what.value} {gateway_id}: its state keeps changing; try again")
+    updated, _written = await asyncio.to_thread(gateways.request, gateway_id, what)
+    run_id = await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[updated.state])
+    return updated, run_id
 
 
 def converged(gateway: ApiGateway | None, want: GatewayState) -> bool:
@@ -255,12 +273,27 @@ async def create_gateway(
 
 
 async def request_gateway(settings: Settings, gateway_id: str, what: Request) -> Tracked:
-    """Write a stop, start, restart or delete intent and signal the gateway's workflow."""
+    """Ask the gateway's workflow for a stop, start, restart or delete (an update): it
+    checks the request, writes the intent and answers."""
     with _expected():
         validate_gateway_id(gateway_id)
         gateways = _gateways(settings, indexes=True)
+        # Refused at once, without a round trip, when the document already refuses it; an
+        # unknown gateway starts no workflow. The workflow checks again before writing.
+        current = gateways.require(gateway_id)
+        check_request(what, current.state, current.phase)
         client = await _temporal(settings)
-        gateway, run_id = await _request(client, settings, gateways, gateway_id, what)
+        try:
+            _accepted, run_id = await asyncio.wait_for(
+                ask_gateway(client, settings, gateway_id, what), timeout=ANSWER_TIMEOUT
+            )
+        except TimeoutError as exc:
+            raise GatewayflowError(
+                f"gateway/{gateway_id} did not answer the {what.value} request in "
+                f"{ANSWER_TIMEOUT:.0f}s: is a worker running on task queue "
+                f"{settings.task_queue}? See `gatewayflow status {gateway_id}`."
+            ) from exc
+        gateway = gateways.require(gateway_id)
     want = GatewayState.RUNNING if what is Request.RESTART else gateway.state
     return _tracked(settings, gateways, gateway, want, run_id)
 

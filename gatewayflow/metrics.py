@@ -89,6 +89,12 @@ DISPATCH_FAILURES = Counter(
     ["source"],
     registry=None,
 )
+REQUESTS_REFUSED = Counter(
+    "gatewayflow_requests_refused",
+    "Requests sent to a gateway's workflow (signal or update) that the rules refused.",
+    ["request", "source"],
+    registry=None,
+)
 OWN_METRICS: tuple[Collector, ...] = (
     DRIFT_REPAIRS,
     REAPED,
@@ -98,6 +104,7 @@ OWN_METRICS: tuple[Collector, ...] = (
     DELETIONS_COMPLETED,
     DELETIONS_FAILED,
     DISPATCH_FAILURES,
+    REQUESTS_REFUSED,
 )
 
 _DELETION_PHASES = (GatewayPhase.DELETING, GatewayPhase.DELETED)

@@ -29,7 +29,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.messages import GatewayInput, ReapInput
+from gatewayflow.domain.messages import GatewayInput, ReapInput, RequestAccepted
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
@@ -312,6 +312,25 @@ async def drift_repair(h: Harness) -> Recorded:
     }
 
 
+async def requests(h: Harness) -> Recorded:
+    """Temporal-native requests (patch marker `signal-requests`): a `stop` signal, a
+    `start` update, a `restart` signal, a `delete` update, and a `start` signal refused
+    during the deletion; the workflow writes each intent itself."""
+    gid = await created(h, "rec-requests")
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    await handle.signal("stop")
+    await h.wait_for(gid, GatewayState.STOPPED)
+    await handle.execute_update("start", result_type=RequestAccepted)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    await handle.signal("restart")
+    await h.wait_phase(gid, GatewayPhase.STARTING)
+    await h.wait_for(gid, GatewayState.RUNNING)
+    await handle.execute_update("delete", result_type=RequestAccepted)
+    await handle.signal("start")  # refused: the gateway is being deleted
+    await h.wait_for(gid, GatewayState.DELETED)
+    return {"requests--GatewayWorkflow.json": await closed(h, handle.id)}
+
+
 async def reap(h: Harness) -> Recorded:
     """A gateway whose document was removed by hand; the reaper (grace 0) hands it over."""
     gid = await created(h, "rec-orphan")
@@ -364,6 +383,7 @@ async def _holds(h: Harness, gid: str) -> bool:
 # file as it is: in one shared harness, or (delete-queued: a region limit of 1) in its own.
 ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
     "failure-backoff": failure_backoff,
+    "requests": requests,
     "drift-repair": drift_repair,
     "reap": reap,
 }
@@ -401,7 +421,9 @@ async def record_all(settings: Settings) -> Recorded:
             continue_as_new(h),
             created(h, "rec-faults"),
         )
+        asked = asyncio.create_task(requests(h))
         recorded = first | stopped | restarted | deleted | continued | await backing_off
+        recorded |= await asked
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
         recorded |= await delete_during_start(h, admin)

@@ -1,8 +1,8 @@
 """The dispatcher: change stream and sweep turn raw MongoDB writes into workflows.
 
-Which of the two delivered a change shows in the gateway workflow's history: the change
-stream signals the state's own signal (`start`, `stop`, `restart`, `delete`), the sweep
-only `reconcile`.
+Both find the intent already in MongoDB, so they send nothing the workflow would write
+again: `reconcile` (a hint) for Running, Stopped and Restarting, and `delete` (which
+preempts an operation in flight; the workflow finds Deleted already written) for Deleted.
 """
 
 import asyncio
@@ -41,8 +41,8 @@ async def test_sweep_alone_converges_without_change_streams(stack: Settings) -> 
         await h.wait_for(gid, GatewayState.RUNNING, timeout=60)
         h.deps.db["ApiGateway"].update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
         await h.wait_for(gid, GatewayState.DELETED, timeout=60)
-        # The sweep sends each intent's own signal (a delete preempts), not a bare hint.
-        assert set(await signals(h, gid)) == {"start", "delete"}
+        # The sweep wakes the workflow; a delete also preempts (issue 17: nothing new).
+        assert set(await signals(h, gid)) == {"reconcile", "delete"}
         assert await h.traces(gid) == []
 
 
@@ -69,7 +69,7 @@ async def test_several_dispatchers_are_harmless(
             stop.set()
             await asyncio.gather(*extra)
         received = await signals(h, gid)
-        assert received.count("start") >= 3 and received.count("delete") >= 3, received
+        assert received.count("reconcile") >= 3 and received.count("delete") >= 3, received
         assert await closed_runs(h.client, naming.gateway_workflow_id(gid)) == 1
         assert await closed_runs(h.client, naming.deletion_workflow_id(gid)) == 1
         assert await h.traces(gid) == []

@@ -215,7 +215,7 @@ async def test_stop_start_restart_round_trip(stack: Settings) -> None:
 
 async def test_raw_mongo_writes_converge_by_the_change_stream(stack: Settings) -> None:
     """No CLI and no sweep (it runs once at the start, then hourly): the change stream
-    alone turns each raw write into its signal, and the history shows those signals."""
+    alone turns each raw write into a signal, and the history shows those signals."""
     async with harness(stack, sweep_interval_seconds=3600.0) as h:
         await feed_open(h)
         gid = unique_id("raw")
@@ -230,9 +230,9 @@ async def test_raw_mongo_writes_converge_by_the_change_stream(stack: Settings) -
         await h.wait_phase(gid, GatewayPhase.STARTING)
         await h.wait_for(gid, GatewayState.RUNNING, timeout=30)
         # One signal per write of `state` (the workflow's own settling Restarting ->
-        # Running included), none of them the sweep's `reconcile`.
+        # Running included): a `reconcile`, as the intent is already written (issue 17).
         got = await signals(h, gid)
-        assert got[:4] == ["start", "stop", "start", "restart"] and "reconcile" not in got
+        assert len(got) >= 4 and set(got) == {"reconcile"}, got
 
 
 async def feed_open(h: Harness, timeout: float = 30.0) -> None:

@@ -128,6 +128,31 @@ def test_recorded_histories_hold_the_scenarios() -> None:
     kinds = events("failure-backoff--GatewayWorkflow.json")
     assert "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED" in kinds
     assert "EVENT_TYPE_TIMER_STARTED" in kinds and "EVENT_TYPE_TIMER_CANCELED" in kinds
+    # Requests sent to the workflow: signals and updates, each written by apply_request.
+    asked = load_history(HISTORIES / "requests--GatewayWorkflow.json")
+    signalled = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in asked.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    updated = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in asked.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    applied = [
+        e
+        for e in asked.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "apply_request"
+    ]
+    assert signalled == ["reconcile", "stop", "restart", "start"]  # the first: the create
+    assert updated == ["start", "delete"]
+    patched = [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+        for e in asked.events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert len(applied) == 5 and any(b'"signal-requests"' in data for data in patched)
 
     def signals(name: str) -> list[str]:
         return [

@@ -1,8 +1,11 @@
 """GatewayWorkflow: the one entity workflow that owns every transition of a gateway.
 
 It replaces the original `lockedAt` lock: Temporal runs one workflow per id. Intent is
-read from MongoDB (the source of truth); signals are only hints to look again, except
-`delete`, which also preempts the operation in flight.
+read from MongoDB (the source of truth). The signals and updates `stop`, `start`,
+`restart` and `delete` are requests, like the CLI's: the workflow checks each against the
+request rules and writes it as the intent with a compare-and-set (an activity), then acts
+on it; a refused one changes nothing and is recorded. `reconcile` is only a hint to look
+again; a `delete` also preempts the operation in flight.
 
 All intent handling is in `run`'s loop: read the intent, then continue as new, idle,
 back off or act. An operation begins only if the state is still the one it was decided
@@ -42,12 +45,21 @@ with workflow.unsafe.imports_passed_through():
         Intent,
         PhaseUpdate,
         ProgressUpdate,
+        RequestAccepted,
+        RequestInput,
+        RequestOutcome,
         StateUpdate,
         StepInput,
         TriggersInput,
     )
     from gatewayflow.domain.states import GatewayPhase, GatewayState
-    from gatewayflow.domain.transitions import Decision, GatewayAction, decide
+    from gatewayflow.domain.transitions import (
+        Decision,
+        GatewayAction,
+        Request,
+        check_request,
+        decide,
+    )
     from workflows import drift_repair as drift
     from workflows import operations as ops
     from workflows import search
@@ -67,6 +79,9 @@ _READY_PAUSE_MAX = timedelta(seconds=15)
 # Guards every change of commands made for intent integrity (issue 12), so histories
 # recorded before it replay as they ran.
 INTENT_INTEGRITY = "intent-integrity"
+# Guards the signals that became requests (issue 17): histories recorded before it
+# received them as hints and replay so.
+REQUESTS = "signal-requests"
 In = TypeVar("In", bound=StepInput)
 
 
@@ -89,29 +104,120 @@ class GatewayWorkflow:
         self._action: GatewayAction | None = None
         self._progress: GatewayProgress | None = None
         self._drift: DriftFinding | None = None
+        # The (state, phase) last read or written: what an update's validator checks.
+        self._seen: tuple[GatewayState, GatewayPhase] | None = None
+        # Requests are written one at a time, in the order they arrived.
+        self._requests = asyncio.Lock()
 
-    # -- signals: hints that intent may have changed ------------------------------------
+    # -- signals: requests, and a hint --------------------------------------------------
     @workflow.signal
     def reconcile(self) -> None:
+        """Only a hint: look at MongoDB again."""
         self._wake = True
 
     @workflow.signal
-    def start(self) -> None:
-        self._wake = self._requested = True
+    async def start(self) -> None:
+        await self._signalled(Request.START)
 
     @workflow.signal
-    def stop(self) -> None:
-        self._wake = self._requested = True
+    async def stop(self) -> None:
+        await self._signalled(Request.STOP)
 
     @workflow.signal
-    def restart(self) -> None:
-        self._wake = self._requested = True
+    async def restart(self) -> None:
+        await self._signalled(Request.RESTART)
 
     @workflow.signal
-    def delete(self) -> None:
+    async def delete(self) -> None:
         """A delete preempts an in-flight create, start or stop."""
+        await self._signalled(Request.DELETE)
+
+    async def _signalled(self, what: Request) -> None:
+        if not workflow.patched(REQUESTS):  # recorded when signals were only hints
+            self._wake = self._requested = True
+            if what is Request.DELETE:
+                self._delete_requested = True
+                self._preempt()
+            return
+        await self._apply(what, "signal")
+
+    # -- updates: the same requests, with an answer ---------------------------------------
+    @workflow.update(name="start")
+    async def start_request(self) -> RequestAccepted:
+        return await self._answer(Request.START)
+
+    @start_request.validator
+    def _validate_start(self) -> None:
+        self._validate(Request.START)
+
+    @workflow.update(name="stop")
+    async def stop_request(self) -> RequestAccepted:
+        return await self._answer(Request.STOP)
+
+    @stop_request.validator
+    def _validate_stop(self) -> None:
+        self._validate(Request.STOP)
+
+    @workflow.update(name="restart")
+    async def restart_request(self) -> RequestAccepted:
+        return await self._answer(Request.RESTART)
+
+    @restart_request.validator
+    def _validate_restart(self) -> None:
+        self._validate(Request.RESTART)
+
+    @workflow.update(name="delete")
+    async def delete_request(self) -> RequestAccepted:
+        return await self._answer(Request.DELETE)
+
+    @delete_request.validator
+    def _validate_delete(self) -> None:
+        self._validate(Request.DELETE)
+
+    def _validate(self, what: Request) -> None:
+        """Reject, before it enters history, a request the rules refuse in the state last
+        seen; the activity checks again against MongoDB (the source of truth)."""
+        if self._seen is not None:
+            check_request(what, *self._seen)
+
+    async def _answer(self, what: Request) -> RequestAccepted:
+        outcome = await self._apply(what, "update")
+        if not outcome.accepted or outcome.state is None or outcome.phase is None:
+            raise ApplicationError(
+                outcome.refusal or f"cannot {what.value}", type="RequestRefused", non_retryable=True
+            )
+        return RequestAccepted(
+            gateway_id=outcome.gateway_id,
+            request=what,
+            state=outcome.state,
+            phase=outcome.phase,
+            operation=decide(outcome.state, outcome.phase).action.value,
+        )
+
+    async def _apply(self, what: Request, source: str) -> RequestOutcome:
+        """Write the request as the intent (a compare-and-set, by an activity), then wake
+        the loop; a refusal is recorded where a user looks and changes nothing else."""
+        gid = workflow.info().workflow_id.removeprefix("gateway/")
+        async with self._requests:
+            outcome = await call(
+                GatewayActivities.apply_request,
+                RequestInput(gateway_id=gid, request=what, source=source),
+                summary=f"{what.value} ({source}): check the request, write the intent",
+            )
+        if not outcome.accepted:
+            why = f"refused {what.value} ({source}): {outcome.refusal}"
+            workflow.set_current_details(why)
+            self._note(last_error=why, detail=why)
+            return outcome
+        if outcome.state is not None and outcome.phase is not None:
+            self._seen = (outcome.state, outcome.phase)
         self._wake = self._requested = True
-        self._delete_requested = True
+        if what is Request.DELETE:
+            self._delete_requested = True
+            self._preempt()
+        return outcome
+
+    def _preempt(self) -> None:
         task = self._action_task
         if task is not None and not task.done() and self._action is not GatewayAction.DELETE:
             task.cancel()
@@ -143,6 +249,7 @@ class GatewayWorkflow:
                 return f"gateway {gid} is gone"
             search.upsert(gid, state=intent.state.value, phase=intent.phase.value)
             self._note(state=intent.state, phase=intent.phase)
+            self._seen = None if intent.malformed else (intent.state, intent.phase)
             decision = None if intent.malformed else decide(intent.state, intent.phase)
             converged = decision is not None and decision.action is GatewayAction.NONE
             if converged:

@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from gatewayflow.domain.states import DomainPhase, DomainState, GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request
 
 
 class Intent(BaseModel):
@@ -209,3 +210,34 @@ class ReapResult(BaseModel):
     reaped: list[Orphan] = Field(default_factory=list)
     waiting: list[Orphan] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list)  # with the reason
+
+
+class RequestInput(BaseModel):
+    """A stop, start, restart or delete sent to `gateway/<id>` as a signal or an update."""
+
+    gateway_id: str
+    request: Request
+    source: str  # "signal" or "update": the label of the refusal metric
+
+
+class RequestOutcome(BaseModel):
+    """What became of a request: its intent written (or already there), or why not."""
+
+    gateway_id: str
+    request: Request
+    accepted: bool
+    state: GatewayState | None = None
+    phase: GatewayPhase | None = None
+    written: bool = False
+    refusal: str | None = None
+
+
+class RequestAccepted(BaseModel):
+    """The answer of an update: the intent now in MongoDB, and the operation that will
+    carry it out (`none` when the gateway is already there)."""
+
+    gateway_id: str
+    request: Request
+    state: GatewayState
+    phase: GatewayPhase
+    operation: str

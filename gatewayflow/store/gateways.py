@@ -13,7 +13,13 @@ from pymongo.errors import DuplicateKeyError, WriteError
 from gatewayflow.domain.documents import ApiGateway, Progress, utcnow
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayPhase, GatewayState
-from gatewayflow.domain.transitions import GatewayAction, decide
+from gatewayflow.domain.transitions import (
+    GatewayAction,
+    Request,
+    RequestRefused,
+    check_request,
+    decide,
+)
 from gatewayflow.store.client import Db, RawDoc
 from gatewayflow.store.errors import (
     GatewayExists,
@@ -130,6 +136,34 @@ class GatewayRepository:
             raise UnknownGateway(gateway_id)
         raise StateChangeRefused(
             gateway_id, GatewayState(state), str(current.get("phase")), str(current.get("state"))
+        )
+
+    def request(self, gateway_id: str, what: Request, attempts: int = 5) -> tuple[ApiGateway, bool]:
+        """Check a request against the rules and write its intent; the gateway after it,
+        and whether anything was written (a delete of a gateway already Deleted is not).
+
+        The write is a compare-and-set on the state the request was checked against: when
+        someone else changed the state in between (a raw write, say), the request is
+        checked again against the new state, so it never undoes an intent it did not see.
+        RequestRefused (nothing written) when the rules refuse it.
+        """
+        refuse = () if what is Request.DELETE else (GatewayPhase.DELETING, GatewayPhase.DELETED)
+        for _attempt in range(attempts):
+            current = self.require(gateway_id)
+            state = check_request(what, current.state, current.phase)
+            if state is GatewayState.DELETED and current.state is GatewayState.DELETED:
+                return current, False  # Deleted is sticky: nothing new to write
+            try:
+                updated = self.set_state(
+                    gateway_id, state, expected=current.state, refuse_if_phase_in=refuse
+                )
+            except StateChangeRefused as exc:
+                if exc.current_state == current.state.value:
+                    raise RequestRefused(str(exc)) from exc  # the phase refused it
+                continue  # the state changed under us: check the request again
+            return updated, True
+        raise RequestRefused(
+            f"cannot {what.value} {gateway_id}: its state keeps changing; try again"
         )
 
     def set_state_if(
