@@ -73,7 +73,8 @@ def test_histories_cover_every_workflow_and_stay_small() -> None:
         "OrphanReaper",
     }
     assert len(ALL_WORKFLOWS) == 5
-    assert sum(path.stat().st_size for path in FILES) < 2_000_000
+    # Grows with each scenario (drift-repair, reap, delete-queued and requests: ~0.6 MB).
+    assert sum(path.stat().st_size for path in FILES) < 2_500_000
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.name)
