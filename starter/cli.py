@@ -6,6 +6,9 @@ and `starter.stack` (the embedded stack, a dev install). An expected failure is 
 file under GATEWAYFLOW_HOME that holds the full trace, exit 2.
 """
 
+import os
+import sys
+
 import typer
 
 from gatewayflow.domain.errors import GatewayflowError
@@ -26,7 +29,11 @@ def main() -> None:
         app()
     except GatewayflowError as exc:
         error_line(str(exc))
-        raise SystemExit(1) from None
+        # Leave without interpreter finalization: a Temporal connect that never answered
+        # still has a native thread that may call back into a finalizing interpreter.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     except Exception as exc:  # a bug: the trace goes to the log, not over the user
         crash(exc)
 

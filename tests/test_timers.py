@@ -29,7 +29,7 @@ from gatewayflow.domain.messages import GatewayInput
 from gatewayflow.settings import Settings
 from gatewayflow.worker import build_worker
 from tests.emulator_admin import EmulatorAdmin
-from tests.gateway_harness import unique_id
+from tests.gateway_harness import remove_gateways, unique_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -77,9 +77,13 @@ async def skipping(stack: Settings) -> AsyncIterator[Skipping]:
                 },
             )
         )
-        with ThreadPoolExecutor(max_workers=8) as executor:
-            async with build_worker(env.client, settings, executor):
-                yield Skipping(env, settings, deps)
+        try:
+            with ThreadPoolExecutor(max_workers=8) as executor:
+                async with build_worker(env.client, settings, executor):
+                    yield Skipping(env, settings, deps)
+        finally:
+            # What these gateways made stays out of the other tests' way (audit, oracles).
+            await asyncio.to_thread(remove_gateways, settings, deps)
 
 
 def _progress(doc: dict[str, Any]) -> dict[str, Any]:
