@@ -20,7 +20,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from gatewayflow import control
 from gatewayflow.client import connect
@@ -77,6 +77,15 @@ class Harness:
                 if gw is not None and gw.phase is phase:
                     return gw
                 await asyncio.sleep(0.1)
+
+    async def workflow_status(self, workflow_id: str) -> WorkflowExecutionStatus | None:
+        """None while the workflow has not been started."""
+        try:
+            return (await self.client.get_workflow_handle(workflow_id).describe()).status
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return None
+            raise
 
     async def traces(self, gateway_id: str) -> list[str]:
         """What is left of the gateway anywhere, by the independent oracle."""

@@ -17,7 +17,6 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.service import RPCError, RPCStatusCode
 
 from gatewayflow import dispatcher
 from gatewayflow.cluster.kinds import Kind, ObjectRef
@@ -116,16 +115,6 @@ async def phase_and_progress(
             await asyncio.sleep(0.05)
 
 
-async def status_of(h: Harness, workflow_id: str) -> WorkflowExecutionStatus | None:
-    """None while the workflow has not been started."""
-    try:
-        return (await h.client.get_workflow_handle(workflow_id).describe()).status
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-
-
 async def stopped_deletion(h: Harness, gid: str) -> ApiGateway:
     """The gateway once `gateway-deletion/<id>` has failed after steps 1-6 and the
     document says why. (The dispatcher's sweep may run the deletion again meanwhile:
@@ -134,7 +123,7 @@ async def stopped_deletion(h: Harness, gid: str) -> ApiGateway:
     try:
         async with asyncio.timeout(60):
             while True:
-                status = await status_of(h, naming.deletion_workflow_id(gid))
+                status = await h.workflow_status(naming.deletion_workflow_id(gid))
                 last = await asyncio.to_thread(h.gateways.require, gid)
                 if (
                     status is WorkflowExecutionStatus.FAILED

@@ -17,7 +17,6 @@ from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deletion import DeletionActivities
 from gatewayflow.cluster import manifests
@@ -44,15 +43,6 @@ async def started(h: Harness, prefix: str, **fields: object) -> str:
     await h.create(gid, **fields)
     await h.wait_for(gid, GatewayState.RUNNING)
     return gid
-
-
-async def workflow_status(h: Harness, workflow_id: str) -> WorkflowExecutionStatus | None:
-    try:
-        return (await h.client.get_workflow_handle(workflow_id).describe()).status
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
 
 
 async def last_error(h: Harness, query: dict[str, Any], contains: str, timeout: float) -> str:
@@ -98,8 +88,8 @@ async def test_an_invalid_id_is_refused_and_its_neighbour_keeps_its_database(
         assert "refused" in error and "not a DNS-1123 label" in error and invalid in error
         # Two sweeps later nothing was acted on: no workflow, the neighbour intact.
         await asyncio.sleep(2 * h.settings.sweep_interval_seconds + 1)
-        assert await workflow_status(h, naming.gateway_workflow_id(invalid)) is None
-        assert await workflow_status(h, naming.deletion_workflow_id(invalid)) is None
+        assert await h.workflow_status(naming.gateway_workflow_id(invalid)) is None
+        assert await h.workflow_status(naming.deletion_workflow_id(invalid)) is None
         assert h.deps.runtime.exists(neighbour) and h.deps.runtime.user_exists(neighbour)
         gw = h.gateways.require(neighbour)
         assert (gw.state, gw.phase) == (GatewayState.RUNNING, GatewayPhase.STARTED)
@@ -151,7 +141,7 @@ async def test_a_malformed_trigger_stops_the_deletion_with_a_recorded_error(
         assert str(bad) in error and "malformed" in error
         assert "triggerId" in error  # what is wrong with it
         deletion = naming.deletion_workflow_id(gid)
-        assert await workflow_status(h, deletion) is WorkflowExecutionStatus.FAILED
+        assert await h.workflow_status(deletion) is WorkflowExecutionStatus.FAILED
 
         # Once an operator fixes the document, a new request finishes the deletion.
         h.deps.db["CronTrigger"].delete_one({"_id": bad})
