@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from gatewayflow.client import connect
 from gatewayflow.domain import naming
+from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
 from tests.emulator_admin import OpItem, deletion_order_violations, of_gateway
 from tests.oracles import SYSTEM_DATABASES, kube_objects
@@ -38,6 +39,7 @@ INVARIANTS = (
     "nothing_after_deletion",
     "idle_cpu",
     "sweep_liveness",
+    "reaper_spared_live",
 )
 MUTATING = ("update", "patch", "delete", "removed")
 CLOCK_TOLERANCE = timedelta(milliseconds=2)
@@ -257,3 +259,14 @@ def idle_cpu(pid: int, seconds: float = 3.0) -> float:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def reaped_live(model: Model, reaped: Iterable[str]) -> list[str]:
+    """Gateways the reaper adopted although their document was never removed and no
+    deletion was asked for: the reaper must only ever take what no gateway owns."""
+    problems = []
+    for gid in reaped:
+        gw = model.gateways.get(gid)
+        if gw is not None and not gw.orphaned and gw.intent is not GatewayState.DELETED:
+            problems.append(f"{gid}: reaped while its intent is {gw.intent.value}")
+    return problems

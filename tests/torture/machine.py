@@ -9,6 +9,7 @@ the invariants of checks.py against the model, each within a bound on time. A fa
 episode is shrunk by Hypothesis to the shortest sequence of rules that still fails.
 """
 
+import asyncio
 import contextlib
 import re
 import time
@@ -29,6 +30,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from gatewayflow import control
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
@@ -89,6 +91,7 @@ class TortureMachine(RuleBasedStateMachine):
         self.operator_removed: set[tuple[str, str, str]] = set()
         self.checked_deletions: set[str] = set()
         self.final_kills: list[str] = []
+        self.reaped_live: list[str] = []
         world.ensure_up()
         world.clear_faults()
         world.set_timing(**SESSION_TIMING)
@@ -259,6 +262,46 @@ class TortureMachine(RuleBasedStateMachine):
         if before is not None and before.get("resourceRegion") is None:
             # A raw insert is placed when the system first acts on it: either region may win.
             model.regions.add(other)
+
+    @precondition(lambda self: any(not gw.orphaned for gw in self.model.live()))
+    @rule(gw=gateways)
+    def orphan_raw(self, gw: str) -> None:
+        """An operator deletes a gateway's document by hand, whatever runs on it: what it
+        owns becomes an orphan, for the reaper."""
+        self._count("orphan_raw")
+        model = self.model.gateways[gw]
+        if model.intent is GatewayState.DELETED:
+            return
+        if self._col().delete_one({"gatewayId": gw}).deleted_count:
+            model.orphan()
+
+    @rule()
+    def reap(self) -> None:
+        """`gatewayflow reap --apply` with no grace: every orphan of every region, at once."""
+        self._count("reap")
+        self._reap()
+
+    def _reap(self) -> None:
+        try:
+            result = asyncio.run(control.reap_orphans(self.settings, 0.0))
+        except Exception as exc:  # a server the torture just killed: the next run reaps
+            self.world.say(f"episode {self.episode}: reap failed: {exc}")
+            return
+        ids = [orphan.gateway_id for orphan in result.reaped]
+        self.world.counts.reaped += len(ids)
+        self.reaped_live += checks.reaped_live(self.model, ids)
+
+    def _reap_orphans(self, deadline: float) -> None:
+        """Runs the reaper until the episode's orphans are gone (their deletions done)."""
+        ids = [gw.gateway_id for gw in self.model.live() if gw.orphaned]
+        while ids and time.monotonic() < deadline:
+            left = checks.many_traces(self.world.settings, self.world.mongo, ids)
+            ids = [gid for gid in ids if left[gid]]
+            unadopted = [gid for gid in ids if self._col().find_one({"gatewayId": gid}) is None]
+            if unadopted:
+                self._reap()
+            if ids:
+                time.sleep(1.0)
 
     def _placed(self, gw: str) -> str:
         doc = self._col().find_one({"gatewayId": gw}) or {}
@@ -491,7 +534,11 @@ class TortureMachine(RuleBasedStateMachine):
         violations: dict[str, list[str]] = {}
         # The operator's part: foreign objects are checked, then removed; finalizers too.
         self._operator(violations)
-        docs = self._converge(time.monotonic() + CONVERGE_SECONDS)
+        deadline = time.monotonic() + CONVERGE_SECONDS
+        self._reap_orphans(deadline)
+        docs = self._converge(deadline)
+        if self.reaped_live:
+            violations["reaper_spared_live"] = self.reaped_live
         problems = checks.unconverged(self.model, docs)
         if problems:
             violations["converges"] = problems

@@ -55,6 +55,8 @@ class Gateway:
     finalized: list[KubeRef] = field(default_factory=list)
     done: bool = False
     """Deleted and checked: nothing of it is left."""
+    orphaned: bool = False
+    """Its document was deleted by hand: what it owns is the reaper's to remove."""
 
     def accept(self, state: GatewayState, never_ready: bool) -> None:
         """A new intent was accepted; a Deleted is never replaced."""
@@ -62,6 +64,11 @@ class Gateway:
             return
         self.intent = state
         self.may_time_out = never_ready if state is not _S.STOPPED else False
+
+    def orphan(self) -> None:
+        """The document is gone: nothing of it may remain once the reaper has run."""
+        self.orphaned = True
+        self.intent = _S.DELETED
 
     def expected(self) -> list[tuple[GatewayState, GatewayPhase]]:
         if self.intent is _S.DELETED:

@@ -103,6 +103,7 @@ def table(figures: dict[str, Any]) -> str:
         ("episodes", figures["episodes"]),
         ("rules run", figures["rules"]),
         ("deletions", figures["deletions"]),
+        ("orphans reaped", figures["reaped"]),
         *((f"SIGKILL {kind}", figures["kills"].get(kind, 0)) for kind in PROCESS_KINDS),
         *((f"faults fired: {k}", v) for k, v in figures["faults"].items()),
         *((f"violations: {name}", figures["violations"].get(name, 0)) for name in INVARIANTS),

@@ -45,6 +45,7 @@ class Counts:
     faults: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
     deletions: int = 0
+    reaped: int = 0
     episodes: int = 0
     cli_calls: int = 0
     first_failure: list[str] = field(default_factory=list)
@@ -221,6 +222,7 @@ def results_json(counts: Counts, seed: int, seconds: float) -> dict[str, Any]:
         "rules": sum(counts.rules.values()),
         "rules_by_name": dict(sorted(counts.rules.items())),
         "deletions": counts.deletions,
+        "reaped": counts.reaped,
         "kills": dict(counts.kills),
         "faults": dict(sorted(counts.faults.items())),
         "violations": dict(sorted(counts.violations.items())),
