@@ -26,7 +26,7 @@ class ReaperActivities:
             if input.grace_seconds is None
             else input.grace_seconds
         )
-        found = inventory.orphans(self.deps)
+        found = inventory.reapable(inventory.orphans(self.deps))
         first = self.deps.sightings.seen(sorted(found))
         if input.gateway_ids:
             found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}

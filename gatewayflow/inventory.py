@@ -177,6 +177,13 @@ def orphans(deps: Deps, regions: list[str] | None = None) -> dict[str, list[Item
     return found
 
 
+def reapable(found: dict[str, list[Item]]) -> dict[str, list[Item]]:
+    """The orphans the reaper may take: those with objects, databases or users. Documents
+    alone (a leaf written before its gateway's, or junk) are the user's; the audit lists
+    them and nothing removes them."""
+    return {gid: items for gid, items in found.items() if any(i.where != "mongo" for i in items)}
+
+
 def described_orphans(
     found: dict[str, list[Item]],
     first_seen: dict[str, datetime],

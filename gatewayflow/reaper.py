@@ -14,7 +14,7 @@ from temporalio.client import Client
 from gatewayflow.deps import Deps
 from gatewayflow.domain.documents import utcnow
 from gatewayflow.domain.messages import Orphan, ReapInput, ReapResult
-from gatewayflow.inventory import described_orphans, orphans
+from gatewayflow.inventory import described_orphans, orphans, reapable
 from gatewayflow.settings import Settings
 from workflows.reaper import OrphanReaper
 
@@ -22,7 +22,7 @@ from workflows.reaper import OrphanReaper
 def dry_run(deps: Deps) -> list[Orphan]:
     """Every orphan of every region, as the reaper sees it; read-only."""
     grace = timedelta(seconds=deps.settings.reap_grace_seconds)
-    found = orphans(deps)
+    found = reapable(orphans(deps))
     return described_orphans(found, deps.sightings.first_seen(), grace, utcnow())
 
 

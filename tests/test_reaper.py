@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayflow import reaper
+from gatewayflow import control, reaper
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import ReapResult
 from gatewayflow.domain.states import GatewayPhase, GatewayState
@@ -109,3 +109,19 @@ async def test_orphan_is_reaped_after_the_grace_period_and_live_gateways_are_not
             assert record.kinds.get("Namespace") == 1 and record.kinds.get("database+users") == 1
             metrics = scrape(port)
             assert 'gatewayflow_reaped_objects_total{kind="Namespace"}' in metrics
+
+
+async def test_documents_alone_are_not_an_orphan(stack: Settings) -> None:
+    """A leaf document whose gateway does not exist (written before its gateway, or junk)
+    is the user's: the reaper reaps objects, databases and users, never documents alone."""
+    async with harness(stack) as h:
+        ghost = unique_id("ghost")
+        leaf = {"gatewayId": ghost, "name": 42, "junk": True}
+        h.deps.db["Stage"].insert_one(leaf)
+        assert not [o for o in reaper.dry_run(h.deps) if o.gateway_id == ghost]
+
+        result = await control.reap_orphans(h.settings, 0.0, [ghost])
+
+        assert not result.reaped, result
+        assert h.deps.db["Stage"].find_one({"gatewayId": ghost}) == leaf
+        assert await asyncio.to_thread(h.gateways.get, ghost) is None

@@ -275,6 +275,7 @@ class TortureMachine(RuleBasedStateMachine):
         if self._col().delete_one({"gatewayId": gw}).deleted_count:
             model.orphan()
 
+    @precondition(lambda self: any(gw.orphaned for gw in self.model.live()))
     @rule()
     def reap(self) -> None:
         """`gatewayflow reap --apply` with no grace: every orphan of every region, at once."""
@@ -288,6 +289,7 @@ class TortureMachine(RuleBasedStateMachine):
             self.world.say(f"episode {self.episode}: reap failed: {exc}")
             return
         ids = [orphan.gateway_id for orphan in result.reaped]
+        self.world.say(f"episode {self.episode}: reaped {ids or 'nothing'}")
         self.world.counts.reaped += len(ids)
         self.reaped_live += checks.reaped_live(self.model, ids)
 

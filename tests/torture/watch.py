@@ -104,10 +104,10 @@ class Watch:
             state = fields.get("state")
             if state == DELETED and gid not in self.deleted_at:
                 self.deleted_at[gid] = when
-            elif state is not None and gid in self.deleted_at and not ours:
+            elif state not in (None, DELETED) and gid in self.deleted_at and not ours:
                 self.overwritten.append(
-                    f"{gid}: state {state!r} written at {when:%H:%M:%S.%f} over the Deleted "
-                    f"accepted at {self.deleted_at[gid]:%H:%M:%S.%f}"
+                    f"{gid}: state {state!r} written ({kind}) at {when:%H:%M:%S.%f} over the "
+                    f"Deleted accepted at {self.deleted_at[gid]:%H:%M:%S.%f}"
                 )
             if fields.get("phase") == "Deleting" and gid not in self.deleting_since:
                 self.deleting_since[gid] = when
