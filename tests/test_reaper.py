@@ -17,6 +17,7 @@ from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
 from tests.conftest import free_ports
 from tests.gateway_harness import Harness, harness, unique_id
+from tests.emulator_admin import EmulatorAdmin
 from tests.kube_fixtures import Emulator
 from tests.test_metrics import scrape
 from workflows.reaper import OrphanReaper
@@ -125,3 +126,32 @@ async def test_documents_alone_are_not_an_orphan(stack: Settings) -> None:
         assert not result.reaped, result
         assert h.deps.db["Stage"].find_one({"gatewayId": ghost}) == leaf
         assert await asyncio.to_thread(h.gateways.get, ghost) is None
+
+
+@pytest.mark.parametrize("phase", [GatewayPhase.CREATING, GatewayPhase.STARTING])
+async def test_a_document_deleted_by_hand_mid_operation_is_reaped(
+    stack: Settings, phase: GatewayPhase
+) -> None:
+    """The torture's orphan: the document goes while its gateway is being built; what was
+    built must still go, by the reaper, whatever the interrupted operation did."""
+    admin = EmulatorAdmin.of(stack)
+    slow_creates = [{"verb": "create", "latency": 0.15}]  # a creation takes seconds
+    async with harness(stack) as h:
+        gid = unique_id("midway")
+        with admin.timing(readyDelay=-1), admin.faults_injected(slow_creates):
+            await h.create(gid)
+            async with asyncio.timeout(30):
+                while True:
+                    gw = await asyncio.to_thread(h.gateways.require, gid)
+                    made = await owned(h, gid)
+                    if gw.phase is phase and f"Namespace {naming.namespace(gid)}" in made:
+                        break
+                    await asyncio.sleep(0.1)
+            h.deps.db["ApiGateway"].delete_one({"gatewayId": gid})
+            result = await control.reap_orphans(h.settings, 0.0, [gid])
+            assert [o.gateway_id for o in result.reaped] == [gid]
+            async with asyncio.timeout(60):
+                while left := await owned(h, gid):
+                    await asyncio.sleep(0.5)
+        assert not left
+        assert await asyncio.to_thread(h.gateways.get, gid) is None
