@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types unit bench clean
+.PHONY: demo test lint types unit bench torture clean
 
 $(STAMP): pyproject.toml devstack/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The long torture run (tests/torture): TORTURE_SECONDS (default 1800), TORTURE_SEED.
+torture: $(STAMP)
+	$(BIN)/python -m tests.torture
 
 clean:
 	rm -rf $(VENV) .gatewayflow build *.egg-info

@@ -77,8 +77,16 @@ class DomainActivities:
             return DomainStatus(
                 gateway_id=gid, exists=False, state=target.target, phase=DomainPhase.DELETING
             )
+        phase = doc.phase
+        if target.target is DomainState.DELETED and doc.state is not DomainState.DELETED:
+            # Phase Deleted says only that the routes are gone: a stopped (Inactive) domain
+            # keeps its TLS, plugin config and Certificate, which step 4 removes. Without
+            # this, (Deleted, Deleted) would only remove the document and leave them to the
+            # namespace's deletion, after the database (found by tests/torture).
+            phase = DomainPhase.DELETING
+            self.deps.domains.set_phase(gid, phase)
         self.deps.domains.set_state(gid, target.target)
-        return _status(doc.model_copy(update={"state": target.target}), gid)
+        return _status(doc.model_copy(update={"state": target.target, "phase": phase}), gid)
 
     @activity.defn
     @translated

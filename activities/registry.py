@@ -5,9 +5,12 @@ from typing import Any
 
 from activities.deletion import DeletionActivities
 from activities.domain import DomainActivities
+from activities.drift import DriftActivities
 from activities.gateway import GatewayActivities
 from activities.instance import InstanceActivities
+from activities.permits import PermitActivities
 from activities.provision import ProvisionActivities
+from activities.reaper import ReaperActivities
 from activities.triggers import TriggerActivities
 from gatewayflow.deps import Deps
 from gatewayflow.settings import Settings
@@ -21,6 +24,9 @@ def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callabl
     triggers = TriggerActivities(deps)
     domain = DomainActivities(deps)
     deletion = DeletionActivities(deps)
+    drift = DriftActivities(deps)
+    permits = PermitActivities(deps)
+    reaper = ReaperActivities(deps)
     return [
         gateway.read_intent,
         gateway.begin_operation,
@@ -47,4 +53,11 @@ def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callabl
         deletion.delete_database,
         deletion.delete_namespace,
         deletion.finalize_deletion,
+        drift.find_drift,
+        drift.record_drift_repair,
+        permits.acquire_permit,
+        permits.release_permit,
+        reaper.find_orphans,
+        reaper.adopt_orphan,
+        reaper.record_reaped,
     ]

@@ -18,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
@@ -32,7 +32,7 @@ from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.errors import GatewayflowError, Unreachable
-from gatewayflow.domain.messages import GatewayInput, RequestAccepted
+from gatewayflow.domain.messages import GatewayInput, Orphan, ReapResult, RequestAccepted
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused, check_request, target_phase
@@ -352,12 +352,61 @@ def audit(settings: Settings, regions: Sequence[str] = ()) -> dict[str, list["It
     with _expected():
         deps = _reader(settings)
         with ExitStack() as checks:
-            if settings.kubeconfig is None or not settings.kubeconfig.exists():
-                checks.enter_context(_cluster_errors(settings, deps, "any"))
-            wanted = list(regions) or inventory.audit_regions(deps)
-            for region in wanted:
-                checks.enter_context(_cluster_errors(settings, deps, region))
+            wanted = _regions_checked(checks, settings, deps, regions)
             return inventory.orphans(deps, wanted)
+
+
+def deletion_queues(settings: Settings) -> list[dict[str, Any]]:
+    """Per region: the deletions holding a permit and those queued for one, read-only."""
+    with _expected():
+        return _reader(settings).permits.regions()
+
+
+def find_orphans(settings: Settings, gateway_ids: Sequence[str] = ()) -> list[Orphan]:
+    """What the reaper would hand over (every region, the runtime MongoDB), with when
+    each was first seen and whether its grace period is over; read-only."""
+    from gatewayflow import reaper
+
+    with _expected():
+        deps = _reader(settings)
+        with ExitStack() as checks:
+            _regions_checked(checks, settings, deps)
+            found = reaper.dry_run(deps)
+    return [o for o in found if not gateway_ids or o.gateway_id in gateway_ids]
+
+
+async def reap_orphans(
+    settings: Settings,
+    grace_seconds: float,
+    gateway_ids: Sequence[str] = (),
+    on_start: Callable[[str], None] = lambda link: None,
+) -> ReapResult:
+    """Run the OrphanReaper now, on the worker (only on `gateway_ids` when given), and
+    wait for its result; `on_start` gets the link to its run in the Temporal UI first."""
+    from gatewayflow import reaper
+
+    with _expected():
+        for gid in gateway_ids:
+            validate_gateway_id(gid)
+        client = await _temporal(settings)
+        wid = reaper.manual_workflow_id(settings)
+        on_start(links.workflow_link(settings, wid))
+        return await reaper.apply(client, settings, grace_seconds, wid, list(gateway_ids))
+
+
+def _regions_checked(
+    checks: ExitStack, settings: Settings, deps: Deps, regions: Sequence[str] = ()
+) -> list[str]:
+    """The given regions (every configured one when none), each API server checked and
+    its errors reported as ours for the rest of `checks`."""
+    from gatewayflow import inventory
+
+    if settings.kubeconfig is None or not settings.kubeconfig.exists():
+        checks.enter_context(_cluster_errors(settings, deps, "any"))
+    wanted = list(regions) or inventory.audit_regions(deps)
+    for region in wanted:
+        checks.enter_context(_cluster_errors(settings, deps, region))
+    return wanted
 
 
 async def replay_histories(

@@ -13,6 +13,8 @@ from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
 from gatewayflow.store.domains import RuntimeDomainRepository
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
+from gatewayflow.store.permits import PermitRepository
+from gatewayflow.store.sightings import SightingRepository
 
 if TYPE_CHECKING:  # the Kubernetes client is imported on first use: a CLI command that
     # fails on MongoDB, or needs no cluster, starts faster without it
@@ -50,6 +52,14 @@ class Deps:
     @cached_property
     def databases(self) -> DatabaseRepository:
         return DatabaseRepository(self.db)
+
+    @cached_property
+    def permits(self) -> PermitRepository:
+        return PermitRepository(self.db)
+
+    @cached_property
+    def sightings(self) -> SightingRepository:
+        return SightingRepository(self.db)
 
     @cached_property
     def runtime(self) -> RuntimeDatabases:

@@ -6,7 +6,9 @@ that "nothing is left behind" is checked, not assumed; `orphans` does so for eve
 that is gone, in every region. Kubernetes is read by label selector and as metadata only.
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from activities.deletion import stage_route_refs
@@ -16,6 +18,7 @@ from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import COLLECTIONS
+from gatewayflow.domain.messages import Orphan
 from workflows import operations as ops
 from workflows.operations import Step
 
@@ -172,6 +175,41 @@ def orphans(deps: Deps, regions: list[str] | None = None) -> dict[str, list[Item
         if items:
             found[gateway_id] = items
     return found
+
+
+def reapable(found: dict[str, list[Item]]) -> dict[str, list[Item]]:
+    """The orphans the reaper may take: those with objects, databases or users. Documents
+    alone (a leaf written before its gateway's, or junk) are the user's; the audit lists
+    them and nothing removes them."""
+    return {gid: items for gid, items in found.items() if any(i.where != "mongo" for i in items)}
+
+
+def described_orphans(
+    found: dict[str, list[Item]],
+    first_seen: dict[str, datetime],
+    grace: timedelta,
+    now: datetime,
+) -> list[Orphan]:
+    """`orphans` as the reaper shows and hands them over: when first seen, whether due.
+
+    An orphan's deletion runs in the region of its Kubernetes objects (the first, when it
+    left some in several: the next reaper run finds what remains elsewhere).
+    """
+    fallback = "local"
+    described = []
+    for gid, items in found.items():
+        seen = first_seen.get(gid)
+        described.append(
+            Orphan(
+                gateway_id=gid,
+                region=next((item.region for item in items if item.region), fallback),
+                items=[f"{item.where}: {item}" for item in items],
+                kinds=dict(Counter(item.kind for item in items)),
+                first_seen=seen.isoformat(timespec="seconds") if seen else "",
+                due=seen is not None and now - seen >= grace,
+            )
+        )
+    return described
 
 
 def leftovers_everywhere(deps: Deps, gateway_id: str, regions: list[str]) -> list[Item]:

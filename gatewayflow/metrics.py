@@ -71,6 +71,18 @@ DELETIONS_FAILED = Counter(
     "Steps of a deletion that failed for good (non-retryable or out of attempts).",
     registry=None,
 )
+DRIFT_REPAIRS = Counter(
+    "gatewayflow_drift_repairs",
+    "Objects found drifted (missing, unexpected, changed) and repaired, by kind.",
+    ["kind"],
+    registry=None,
+)
+REAPED = Counter(
+    "gatewayflow_reaped_objects",
+    "Orphaned resources removed by the reaper, by kind.",
+    ["kind"],
+    registry=None,
+)
 DISPATCH_FAILURES = Counter(
     "gatewayflow_dispatch_failures",
     "Gateways the dispatcher could not signal (skipped; the next sweep tries again).",
@@ -84,6 +96,8 @@ REQUESTS_REFUSED = Counter(
     registry=None,
 )
 OWN_METRICS: tuple[Collector, ...] = (
+    DRIFT_REPAIRS,
+    REAPED,
     STEP_DURATION,
     STEP_RETRIES,
     DELETIONS_STARTED,
@@ -138,6 +152,12 @@ class _StepMetricsInbound(ActivityInboundInterceptor):
             STEP_DURATION.labels(name).observe(time.monotonic() - started)
         if name == "finalize_deletion":
             DELETIONS_COMPLETED.inc()
+        elif name == "record_drift_repair":
+            for problem in input.args[0].problems:
+                DRIFT_REPAIRS.labels(problem.split(" ", 1)[0]).inc()
+        elif name == "record_reaped":
+            for kind, count in input.args[0].kinds.items():
+                REAPED.labels(kind).inc(count)
         return result
 
 

@@ -94,6 +94,30 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=30.0, gt=0, validation_alias=_env("GATEWAYFLOW_SWEEP_INTERVAL")
     )
+    drift_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        validation_alias=_env("GATEWAYFLOW_DRIFT_INTERVAL"),
+        description="seconds between drift checks of converged gateways; 0 turns them off",
+    )
+    reap_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        validation_alias=_env("GATEWAYFLOW_REAP_GRACE"),
+        description="an orphan is reaped only once it has been seen for this long",
+    )
+    reap_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        validation_alias=_env("GATEWAYFLOW_REAP_INTERVAL"),
+        description="seconds between scheduled orphan reaper runs; 0 turns the schedule off",
+    )
+    region_deletion_limit: int = Field(
+        default=20,
+        ge=1,
+        validation_alias=_env("GATEWAYFLOW_REGION_DELETION_LIMIT"),
+        description="deletions running at once per region, across every worker",
+    )
     metrics_port: int | None = Field(
         default=None, validation_alias=_env("GATEWAYFLOW_METRICS_PORT")
     )

@@ -1,7 +1,7 @@
 """How the CLI shows gateways: rich renderables built from documents, never from secrets."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -9,6 +9,7 @@ from rich.text import Text
 
 from gatewayflow import links
 from gatewayflow.domain.documents import ApiGateway, Progress
+from gatewayflow.domain.messages import Orphan, ReapResult
 from gatewayflow.settings import Settings, redact_uri
 
 if TYPE_CHECKING:  # not at run time: the inventory brings in the Kubernetes client
@@ -106,6 +107,7 @@ def status_detail(gw: ApiGateway, workflow_links: dict[str, str]) -> RenderableT
     table.add_row("completed", ", ".join(p.completed) or "-")
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
+    table.add_row("drift check", drift_text(gw))
     if p.next_attempt_at:
         table.add_row("retry", next_attempt(p.next_attempt_at))
     region = gw.placed_region
@@ -136,4 +138,67 @@ def leftovers_table(found: dict[str, list["Item"]]) -> Table:
         for item in items:
             where = f"{item.where} ({item.region})" if item.region else item.where
             table.add_row(gateway_id, where, item.kind, item.namespace or "", item.name)
+    return table
+
+
+def drift_text(gw: ApiGateway) -> str:
+    """When the drift check last looked, and what it last repaired."""
+    drift = gw.progress.drift
+    if drift.checked_at is None:
+        text = "not checked yet (GATEWAYFLOW_DRIFT_INTERVAL; only Started and Stopped gateways)"
+    else:
+        text = f"last checked {drift.checked_at.isoformat(timespec='seconds')}"
+    if drift.repaired_at is not None:
+        text += (
+            f"; {drift.repairs} repair(s), last {drift.repaired_at.isoformat(timespec='seconds')}: "
+            + ", ".join(drift.repaired)
+        )
+    return text
+
+
+def deletion_queue(regions: list[dict[str, Any]], limit: int) -> Text:
+    """Per region: deletions running (holding a permit) and queued, in order."""
+    lines = []
+    for doc in regions:
+        holders = list(doc.get("holders") or [])
+        queue = list(doc.get("queue") or [])
+        if not holders and not queue:
+            continue
+        line = f"deletions in region {doc['_id']}: {len(holders)} running, {len(queue)} queued"
+        line += f" (limit {limit})"
+        if queue:
+            line += f"; next: {', '.join(queue[:5])}"
+        lines.append(line)
+    return Text("\n".join(lines) or "no deletion running or queued")
+
+
+def kinds_text(kinds: dict[str, int]) -> str:
+    """Kinds with their counts, e.g. `Namespace, ApisixRoute x6` (`audit` lists each item)."""
+    return ", ".join(f"{kind} x{n}" if n > 1 else kind for kind, n in kinds.items())
+
+
+def orphans_table(found: list[Orphan]) -> Table:
+    table = Table("gateway", "region", "first seen", "due", "what", title="Orphans")
+    for orphan in found:
+        table.add_row(
+            orphan.gateway_id,
+            orphan.region,
+            orphan.first_seen or "not yet seen by the reaper",
+            "yes" if orphan.due else "no",
+            kinds_text(orphan.kinds),
+        )
+    return table
+
+
+def reap_table(result: ReapResult) -> Table:
+    table = Table("gateway", "outcome", "what", title="Reaper")
+    for orphan in result.reaped:
+        table.add_row(orphan.gateway_id, Text("reaping", style="green"), kinds_text(orphan.kinds))
+    for orphan in result.waiting:
+        table.add_row(
+            orphan.gateway_id, "waiting for the grace period", f"since {orphan.first_seen}"
+        )
+    for skipped in result.skipped:
+        gid, _, why = skipped.partition(": ")
+        table.add_row(gid, Text("skipped", style="yellow"), why)
     return table

@@ -49,6 +49,9 @@ async def run_worker(
     if settings.metrics_port is not None:
         runtime = start_metrics(settings, connect_db(settings.mongodb_uri or "", settings.db_name))
     client = await connect(settings, runtime)
+    from gatewayflow.schedules import ensure_schedules
+
+    await ensure_schedules(client, settings)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         worker = build_worker(client, settings, executor)
         tasks: list[asyncio.Task[None]] = []

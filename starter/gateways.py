@@ -11,8 +11,11 @@ from gatewayflow import control, links
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings, load_settings
 from gatewayflow.views import (
+    deletion_queue,
     leftovers_table,
+    orphans_table,
     plan_table,
+    reap_table,
     status_detail,
     status_table,
     where_to_look,
@@ -37,6 +40,7 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
     app.command()(plan)
     app.command()(audit)
+    app.command()(reap)
     app.command()(replay)
 
 
@@ -98,6 +102,8 @@ def status(
     settings = load_settings()
     if gateway_id is None:
         console.print(status_table(control.list_gateways(settings)))
+        limit = settings.region_deletion_limit
+        console.print(deletion_queue(control.deletion_queues(settings), limit))
         console.print(f"Temporal UI: {links.query_link(settings, 'GatewayId IS NOT NULL')}")
         return
 
@@ -132,6 +138,37 @@ def audit(
         console.print(leftovers_table(found))
         fail(f"{len(found)} deleted gateway(s) left resources behind")
     console.print("[green]✓[/] nothing left behind: every owned resource has its gateway")
+
+
+def reap(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Remove the orphans now (default: a dry run).")
+    ] = False,
+    grace: Annotated[
+        float, typer.Option(help="With --apply: only orphans seen at least this many seconds.")
+    ] = 0.0,
+    gateway: Annotated[
+        list[str] | None, typer.Option(help="Only this orphan (repeatable).")
+    ] = None,
+) -> None:
+    """Orphans (resources whose gateway is gone): listed; removed with --apply."""
+    settings = load_settings()
+    chosen = gateway or []
+    found = control.find_orphans(settings, chosen)
+    console.print(orphans_table(found))
+    if not apply:
+        console.print(
+            f"{len(found)} orphan(s); nothing was changed. `gatewayflow reap --apply` removes "
+            f"them now; the schedule does once one is seen for {settings.reap_grace_seconds:.0f}s."
+        )
+        return
+
+    def started(link: str) -> None:
+        console.print(f"Reaping on the worker: {link}", soft_wrap=True)
+
+    result = asyncio.run(control.reap_orphans(settings, grace, chosen, started))
+    console.print(reap_table(result))
+    console.print(f"Reaped {len(result.reaped)}; `gatewayflow audit` checks what is left.")
 
 
 def replay(

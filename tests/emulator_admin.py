@@ -103,6 +103,11 @@ class EmulatorAdmin:
             counts[item["verb"]] = counts.get(item["verb"], 0) + int(item["count"])
         return counts
 
+    def entries(self, since: int = 0) -> list[OpItem]:
+        """Every entry after seq `since`, of every gateway."""
+        items: list[OpItem] = self._call("GET", "oplog")["items"]
+        return [item for item in items if item["seq"] > since]
+
     def last_seq(self) -> int:
         items = self._call("GET", "oplog")["items"]
         return int(items[-1]["seq"]) if items else 0
@@ -178,3 +183,28 @@ def delete_counts(items: list[OpItem]) -> dict[tuple[str, str], int]:
             key = (item["kind"], item["name"])
             counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def deletions_at_once(items: list[OpItem], gateway_ids: list[str]) -> int:
+    """The most gateways deleting at the same moment, from the oplog: a gateway deletes
+    from its first delete call (step 1, its CronJobs) until its Namespace is removed."""
+    namespaces = {naming.namespace(gid): gid for gid in gateway_ids}
+    began: dict[str, int] = {}
+    ended: dict[str, int] = {}
+    for item in items:
+        ns = item["name"] if item["kind"] == "Namespace" else item["namespace"]
+        gid = namespaces.get(ns)
+        if gid is None:
+            continue
+        if item["verb"] == "delete":
+            began.setdefault(gid, item["seq"])
+        if item["verb"] == "removed" and item["kind"] == "Namespace":
+            ended[gid] = item["seq"]
+    edges = sorted(
+        [(seq, 1) for seq in began.values()] + [(ended.get(gid, 1 << 62), -1) for gid in began]
+    )
+    most = running = 0
+    for _seq, step in edges:
+        running += step
+        most = max(most, running)
+    return most

@@ -29,6 +29,7 @@ from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, target_phase
+from gatewayflow.schedules import remove_schedules
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.worker import run_worker
@@ -189,6 +190,9 @@ async def harness(
             "db_name": f"gf_test_{suffix}",
             "task_queue": f"gatewayflow-test-{suffix}",
             "sweep_interval_seconds": 2.0,
+            # Periodic schedules only where a test asks for them (and removed after it).
+            "drift_interval_seconds": 0.0,
+            "reap_interval_seconds": 0.0,
             **overrides,
         }
     )
@@ -202,6 +206,7 @@ async def harness(
         else:
             yield h
     finally:
+        await remove_schedules(client, settings)
         await end_workflows(client, settings.task_queue)
         await asyncio.to_thread(remove_gateways, settings, deps)
 

@@ -26,9 +26,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
+from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.messages import GatewayInput, RequestAccepted
+from gatewayflow.domain.messages import GatewayInput, ReapInput, RequestAccepted
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
@@ -37,8 +38,10 @@ from tests.conftest import embedded_settings
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id
 from workflows import search
+from workflows.drift import DriftCheck
 from workflows.gateway import GatewayWorkflow
 from workflows.operations import APPLY_INSTANCE
+from workflows.reaper import OrphanReaper
 
 HISTORIES = Path(__file__).parent / "histories"
 # A history in the legacy tctl style, made from the deletion history (see to_tctl_style).
@@ -282,6 +285,33 @@ async def failure_backoff(h: Harness) -> Recorded:
     return {"failure-backoff--GatewayWorkflow.json": await closed(h, handle.id)}
 
 
+async def drift_repair(h: Harness) -> Recorded:
+    """A Deployment deleted by hand; one DriftCheck run signals `repair`; the gateway's
+    workflow runs its start again."""
+    gid = await created(h, "rec-drift")
+    await idle(h, gid)
+    cluster = h.deps.cluster("local")
+    deployment = ObjectRef(Kind.DEPLOYMENT, naming.namespace(gid), naming.deployment(gid))
+    await asyncio.to_thread(cluster.delete_owned, gid, deployment)
+    await asyncio.to_thread(cluster.wait_until_gone, [deployment], timeout=60)
+    check = await h.client.start_workflow(
+        DriftCheck.run, [], id=f"drift-check/{gid}", task_queue=h.settings.task_queue
+    )
+    report = await check.result()
+    if gid not in report.signalled:
+        raise RuntimeError(f"the drift check did not find {gid}'s missing Deployment")
+
+    async def repaired() -> bool:
+        gw = await asyncio.to_thread(h.gateways.require, gid)
+        return gw.phase is GatewayPhase.STARTED and gw.progress.drift.repairs == 1
+
+    await _poll(f"{gid} was not repaired", repaired)
+    return {
+        "drift-repair--GatewayWorkflow.json": await idle(h, gid),
+        "drift-repair--DriftCheck.json": await closed(h, check.id),
+    }
+
+
 async def requests(h: Harness) -> Recorded:
     """Temporal-native requests (patch marker `signal-requests`): a `stop` signal, a
     `start` update, a `restart` signal, a `delete` update, and a `start` signal refused
@@ -301,13 +331,78 @@ async def requests(h: Harness) -> Recorded:
     return {"requests--GatewayWorkflow.json": await closed(h, handle.id)}
 
 
-# Scenarios that can be recorded alone (`--only NAME`), leaving every other file as it is.
-ALONE = {"failure-backoff": failure_backoff, "requests": requests}
+async def reap(h: Harness) -> Recorded:
+    """A gateway whose document was removed by hand; the reaper (grace 0) hands it over."""
+    gid = await created(h, "rec-orphan")
+    await idle(h, gid)
+    await asyncio.to_thread(h.deps.db["ApiGateway"].delete_one, {"gatewayId": gid})
+    run = await h.client.start_workflow(
+        OrphanReaper.run,
+        ReapInput(grace_seconds=0),
+        id=f"orphan-reaper/{gid}",
+        task_queue=h.settings.task_queue,
+    )
+    result = await run.result()
+    if [o.gateway_id for o in result.reaped] != [gid]:
+        raise RuntimeError(f"the reaper did not take {gid}: {result}")
+    await h.wait_for(gid, GatewayState.DELETED)
+    return {"reap--OrphanReaper.json": await closed(h, run.id)}
 
 
-async def record_only(settings: Settings, name: str) -> Recorded:
-    async with harness(settings.model_copy(update={"dispatcher": False})) as h:
-        return await ALONE[name](h)
+async def delete_queued(settings: Settings) -> Recorded:
+    """With a region limit of 1, the second of two deletions waits for the first's
+    permit and is woken by its `permit_granted` signal."""
+    async with harness(settings.model_copy(update={"region_deletion_limit": 1})) as h:
+        first, second = await asyncio.gather(created(h, "rec-perm1"), created(h, "rec-perm2"))
+        await h.request(first, Request.DELETE)
+        await _poll(
+            f"{first} did not take the permit",
+            lambda: _holds(h, first),
+        )
+        await h.request(second, Request.DELETE)
+        await asyncio.gather(
+            h.wait_for(first, GatewayState.DELETED), h.wait_for(second, GatewayState.DELETED)
+        )
+        history = await closed(h, naming.deletion_workflow_id(second))
+        signals = [
+            e.workflow_execution_signaled_event_attributes.signal_name
+            for e in history.events
+            if e.HasField("workflow_execution_signaled_event_attributes")
+        ]
+        if "permit_granted" not in signals:
+            raise RuntimeError(f"{second} was not woken by a permit_granted signal")
+    return {"delete-queued--GatewayDeletion.json": history}
+
+
+async def _holds(h: Harness, gid: str) -> bool:
+    regions = await asyncio.to_thread(h.deps.permits.regions)
+    return any(gid in region["holders"] for region in regions)
+
+
+# Scenarios that can be recorded alone (`--only NAME`, repeatable), leaving every other
+# file as it is: in one shared harness, or (delete-queued: a region limit of 1) in its own.
+ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
+    "failure-backoff": failure_backoff,
+    "requests": requests,
+    "drift-repair": drift_repair,
+    "reap": reap,
+}
+OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
+    "delete-queued": delete_queued,
+}
+
+
+async def record_only(settings: Settings, names: list[str]) -> Recorded:
+    settings = settings.model_copy(update={"dispatcher": False})
+    recorded: Recorded = {}
+    async with harness(settings) as h:
+        for name in names:
+            if name in ALONE:
+                recorded |= await ALONE[name](h)
+    for name in names:
+        if name in OWN_HARNESS:
+            recorded |= await OWN_HARNESS[name](settings)
+    return recorded
 
 
 async def record_all(settings: Settings) -> Recorded:
@@ -332,7 +427,7 @@ async def record_all(settings: Settings) -> Recorded:
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
         recorded |= await delete_during_start(h, admin)
-    return recorded
+    return recorded | await record_only(settings, ["drift-repair", "reap", "delete-queued"])
 
 
 # -- the legacy tctl style -----------------------------------------------------------------
@@ -403,7 +498,12 @@ def write(recorded: Recorded, out: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HISTORIES, help="where to write")
-    parser.add_argument("--only", choices=sorted(ALONE), help="record this scenario alone")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted([*ALONE, *OWN_HARNESS]),
+        help="record only this scenario (repeatable); the other files stay as they are",
+    )
     args = parser.parse_args()
     # The injected faults fail activities on purpose: their tracebacks are not news.
     logging.getLogger("temporalio.activity").setLevel(logging.CRITICAL)

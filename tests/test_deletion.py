@@ -285,6 +285,26 @@ async def test_stopped_gateway_set_to_deleted_is_cleaned_up(stack: Settings) -> 
         await assert_nothing_left(h, gid)
 
 
+async def test_a_stopped_gateway_loses_its_tls_in_step_4(stack: Settings) -> None:
+    """Found by the torture run (tests/torture): a stop leaves the RuntimeDomain Inactive
+    with phase Deleted (its routes are gone, TLS, plugin config and Certificate kept);
+    its deletion must still remove those in step 4, not leave them to the namespace."""
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack) as h:
+        gid = await started(h, "stoptls", custom_domain="api.example.com")
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        since = admin.last_seq()
+        await h.request(gid, Request.DELETE)
+        await h.wait_for(gid, GatewayState.DELETED)
+        oplog = admin.oplog(gid, since=since)
+        assert deletion_order_violations(gid, oplog) == []
+        deleted = {(i["kind"], i["name"]) for i in oplog if i["verb"] == "delete"}
+        assert ("ApisixTls", f"{gid}-prod-tls") in deleted
+        assert ("Certificate", naming.certificate(gid)) in deleted
+        await assert_nothing_left(h, gid)
+
+
 async def test_delete_preempts_a_start_and_a_create(stack: Settings) -> None:
     """A delete does not wait for a start that never gets ready, nor for a creation to
     finish: it cancels them and cleans up whatever they had made so far."""

@@ -370,13 +370,15 @@ def drive(cluster: Cluster, gid: str) -> None:
     cluster.list_all(Kind.NAMESPACE)
     cluster.owned_refs(gid, Kind.NAMESPACE)
     cluster.gateway_namespaces()
+    cluster.list_labelled(Kind.NAMESPACE)
     for kind in NAMESPACED_KINDS:
         cluster.list_owned(gid, kind, ns)
         cluster.list_all(kind, ns)
         cluster.owned_refs(gid, kind, ns)
+        cluster.list_labelled(kind, ns)
     with contextlib.suppress(NotReadyError):
         cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
-    cluster.readiness(ns, naming.deployment(gid))
+    cluster.readiness(ns, naming.deployment(gid))  # the start's one look, without a watch
     assert cluster.foreign_objects(gid, ns) == []
     # Each wait starts while its deletion still runs (the emulator's delete delay), so it
     # watches every kind; the RoleBinding goes last: it grants the rest.

@@ -245,7 +245,9 @@ def test_session_stack_serves_subprocesses(stack: Settings, mongo: Any) -> None:
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "started" not in demo.stdout  # every part was given by address, none started
-    every_workflow, deletion = [link for link in printed_links(demo.stdout) if "/workflows" in link]
+    every_workflow = next(link for link in printed_links(demo.stdout) if "GatewayId" in link)
+    deletion_line = next(line for line in demo.stdout.splitlines() if "gateway-deletion/" in line)
+    [deletion] = printed_links(deletion_line)
     shown = {wid for wid, _run in opened(stack, every_workflow)}
     shop = next(wid for wid in shown if wid.startswith("gateway/shop-")).removeprefix("gateway/")
     assert {f"gateway/{shop}", f"gateway-deletion/{shop}", f"runtime-domain/{shop}"} <= shown

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from gatewayflow.domain.messages import (
         Backoff,
         DeletionInput,
+        DriftFinding,
         GatewayInput,
         GatewayProgress,
         InstanceInput,
@@ -59,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         check_request,
         decide,
     )
+    from workflows import drift_repair as drift
     from workflows import operations as ops
     from workflows import search
     from workflows.calls import call
@@ -101,6 +103,7 @@ class GatewayWorkflow:
         self._action_task: asyncio.Task[None] | None = None
         self._action: GatewayAction | None = None
         self._progress: GatewayProgress | None = None
+        self._drift: DriftFinding | None = None
         # The (state, phase) last read or written: what an update's validator checks.
         self._seen: tuple[GatewayState, GatewayPhase] | None = None
         # Requests are written one at a time, in the order they arrived.
@@ -219,6 +222,12 @@ class GatewayWorkflow:
         if task is not None and not task.done() and self._action is not GatewayAction.DELETE:
             task.cancel()
 
+    @workflow.signal
+    def repair(self, finding: DriftFinding) -> None:
+        """From the drift check: objects differ from what the phase implies."""
+        self._drift = finding
+        self._wake = True
+
     @workflow.query
     def progress(self) -> GatewayProgress | None:
         return self._progress
@@ -256,6 +265,9 @@ class GatewayWorkflow:
                 await self._idle(f"malformed document: {intent.malformed}")
                 continue
             if converged:
+                if self._drift is not None and workflow.patched(drift.PATCH):
+                    await self._repair_drift(intent, input)
+                    continue
                 await self._idle(f"converged: {intent.state.value} / {intent.phase.value}")
                 continue
             if self._backoff is not None and not self._retry_due(intent):
@@ -270,6 +282,16 @@ class GatewayWorkflow:
             else:
                 self._failures += 1
                 await self._failed(intent, decision.action, failure)
+
+    async def _repair_drift(self, intent: Intent, input: GatewayInput) -> None:
+        """Re-run the phase's operation for the drift check's finding; a failure is
+        recorded as the last error (the next drift check finds what is still wrong)."""
+        finding, self._drift = self._drift, None
+        assert finding is not None
+        failure = await drift.repair(finding, intent, lambda i, d: self._run_action(i, d, input))
+        if failure is not None:
+            action = drift.REPAIR_BY_PHASE[intent.phase]
+            await self._record_failure(intent.gateway_id, action, failure, None)
 
     def _time_to_continue(self, actions: int, input: GatewayInput) -> bool:
         info = workflow.info()

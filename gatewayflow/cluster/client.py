@@ -195,6 +195,12 @@ class Cluster:
         # Checked again here: deletion must not depend on the server's label selector alone.
         return [obj for obj in items if is_owned(gateway_id, obj)]
 
+    def list_labelled(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
+        """Every object of `kind` carrying the ownership label, whoever owns it: one
+        label-selected list (the drift check's). Namespaced kinds are listed inside a
+        gateway namespace: the worker may list them only there (deploy/worker.yaml)."""
+        return self._retrying(lambda: self._list(kind, namespace, OWNER_LABEL))
+
     def owned_refs(
         self, gateway_id: str, kind: Kind, namespace: str | None = None
     ) -> list[ObjectRef]:

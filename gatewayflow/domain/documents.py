@@ -46,6 +46,17 @@ class InstanceSpec(BaseModel):
     memory: str = "128Mi"
 
 
+class DriftRecord(BaseModel):
+    """The drift check's last look at a gateway, and the last repair it caused."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    checked_at: datetime | None = None
+    repaired_at: datetime | None = None
+    repaired: list[str] = Field(default_factory=list)  # "Deployment gw-x/x missing", ...
+    repairs: int = 0
+
+
 class Progress(BaseModel):
     """Where a gateway is, readable from the Mongo document alone."""
 
@@ -61,6 +72,7 @@ class Progress(BaseModel):
     next_attempt_at: datetime | None = None
     waiting_on: str | None = None
     updated_at: datetime | None = None
+    drift: DriftRecord = Field(default_factory=DriftRecord)
 
 
 class ApiGateway(Document):

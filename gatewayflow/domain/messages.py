@@ -142,6 +142,76 @@ class DeletionResult(BaseModel):
     steps: list[StepResult] = Field(default_factory=list)
 
 
+class DriftFinding(BaseModel):
+    """How one converged gateway's objects differ from what its phase implies.
+
+    `problems` name each object ("Deployment gw-x/x missing"); `kinds` the kinds involved.
+    """
+
+    gateway_id: str
+    region: str = "local"
+    phase: GatewayPhase
+    problems: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=list)
+
+
+class DriftReport(BaseModel):
+    """One round of the drift check: how many gateways were looked at, which drifted."""
+
+    checked: int = 0
+    regions: list[str] = Field(default_factory=list)
+    drifted: list[DriftFinding] = Field(default_factory=list)
+    signalled: list[str] = Field(default_factory=list)
+
+
+class PermitRequest(BaseModel):
+    """A deletion asking for (or giving back) one of its region's deletion permits."""
+
+    gateway_id: str
+    region: str = "local"
+
+
+class PermitPlace(BaseModel):
+    """Where a deletion stands: granted, or how many are ahead of it in the queue."""
+
+    granted: bool
+    ahead: int = 0
+    running: int = 0
+    queued: int = 0
+    limit: int = 0
+    promoted: list[str] = Field(default_factory=list)  # given a permit by this call
+
+
+class Orphan(BaseModel):
+    """Resources of a gateway whose ApiGateway document is gone."""
+
+    gateway_id: str
+    region: str = "local"
+    items: list[str] = Field(default_factory=list)
+    kinds: dict[str, int] = Field(default_factory=dict)  # kind -> how many items
+    first_seen: str = ""  # ISO time the reaper first saw it
+    due: bool = False  # seen for at least the grace period
+
+
+class ReapInput(BaseModel):
+    grace_seconds: float | None = None  # None: the worker's GATEWAYFLOW_REAP_GRACE
+    gateway_ids: list[str] = Field(default_factory=list)  # only these; empty: every orphan
+
+
+class OrphanScan(BaseModel):
+    due: list[Orphan] = Field(default_factory=list)
+    waiting: list[Orphan] = Field(default_factory=list)
+
+
+class ReapResult(BaseModel):
+    """What a reaper run handed to deletion (`reaped`: each adopted and being deleted by
+    its `gateway/<id>` workflow), and what it saw but left for a later run."""
+
+    reaped: list[Orphan] = Field(default_factory=list)
+    waiting: list[Orphan] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)  # with the reason
+
+
 class RequestInput(BaseModel):
     """A stop, start, restart or delete sent to `gateway/<id>` as a signal or an update."""
 

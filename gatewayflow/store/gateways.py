@@ -30,6 +30,10 @@ from gatewayflow.store.errors import (
 from gatewayflow.store.parsing import OnMalformed, log_malformed, parse, parse_all
 
 COLLECTION = "ApiGateway"
+CONVERGED = (
+    (GatewayState.RUNNING, GatewayPhase.STARTED),
+    (GatewayState.STOPPED, GatewayPhase.STOPPED),
+)
 # The order in which the sweep looks at intents: deletes first.
 SWEEP_ORDER: tuple[GatewayState, ...] = (
     GatewayState.DELETED,
@@ -259,11 +263,12 @@ class GatewayRepository:
 
         The phase moves to `phase` in the same write when it is one of `from_phases`, and
         stays otherwise (a deletion of a gateway already at phase Deleted). `lastError` is
-        kept: the reason the previous operation ended must stay readable meanwhile.
+        kept: the reason the previous operation ended must stay readable meanwhile; so is
+        `drift`, the drift check's record (a repair is itself an operation).
         """
         now = utcnow()
         progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
-        fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
+        fresh = progress.model_dump(by_alias=True, exclude={"last_error", "drift"})
         to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
         to_set["updatedAt"] = now
         query: RawDoc = {"gatewayId": gateway_id, "state": GatewayState(state).value}
@@ -281,12 +286,62 @@ class GatewayRepository:
         """
         now = utcnow()
         progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
-        fresh = progress.model_dump(by_alias=True, exclude={"last_error"})
+        # The drift record spans operations: a repair is an operation of its own.
+        fresh = progress.model_dump(by_alias=True, exclude={"last_error", "drift"})
         to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
         result = self._col.update_one(
             {"gatewayId": gateway_id}, {"$set": {**to_set, "updatedAt": now}}
         )
         return result.matched_count == 1
+
+    def converged(self) -> list[ApiGateway]:
+        """Every gateway at rest (Running/Started, Stopped/Stopped): what the drift check
+        looks at. One exact range of the (state, phase) index per pair."""
+        found: list[ApiGateway] = []
+        for state, phase in CONVERGED:
+            cursor = self._col.find({"state": state.value, "phase": phase.value})
+            found += parse_all(ApiGateway, cursor, log_malformed)
+        return found
+
+    def mark_drift_checked(self, checked_at: datetime) -> None:
+        """One write per pair and round, not one per gateway."""
+        for state, phase in CONVERGED:
+            self._col.update_many(
+                {"state": state.value, "phase": phase.value},
+                {"$set": {"progress.drift.checkedAt": checked_at}},
+            )
+
+    def record_drift_repair(self, gateway_id: str, problems: list[str]) -> bool:
+        now = utcnow()
+        result = self._col.update_one(
+            {"gatewayId": gateway_id},
+            {
+                "$set": {
+                    "progress.drift.repairedAt": now,
+                    "progress.drift.repaired": problems,
+                    "updatedAt": now,
+                },
+                "$inc": {"progress.drift.repairs": 1},
+            },
+        )
+        return result.matched_count == 1
+
+    def adopt_orphan(self, gateway_id: str, region: str) -> bool:
+        """A document for an orphan's leftovers, state Deleted, so the ordinary deletion
+        removes them; False (nothing written) when a gateway of that id exists again."""
+        doc = ApiGateway(
+            gateway_id=gateway_id,
+            region=region,
+            resource_region=region,
+            state=GatewayState.DELETED,
+            phase=GatewayPhase.STOPPED,
+        )
+        doc.progress.last_error = "orphan: its ApiGateway document was gone; reaping"
+        try:
+            self._col.insert_one(doc.to_mongo())
+        except DuplicateKeyError:
+            return False
+        return True
 
     def remove_deleted(self, gateway_id: str) -> bool:
         """Remove the document only while it is the one whose deletion finished (state

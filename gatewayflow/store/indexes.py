@@ -39,6 +39,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         _index("gatewayId", "state", "phase"),
         # The sweep: gateways with work left, by (state, phase).
         _index("state", "phase"),
+        # The reaper's regions (distinct).
+        _index("region"),
     ],
     "RuntimeDomain": _per_gateway(),
     "Database": _per_gateway(),
@@ -47,7 +49,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     "ClientApp": [_unique("gatewayId", "environment", "name")],
     "CloudFunction": [_unique("gatewayId", "name")],
     "CronTrigger": [_unique("gatewayId", "triggerId")],
-    # DispatcherState is read by _id only.
+    # The reaper's sightings, per region.
+    "OrphanSighting": [_index("region", "gatewayId")],
+    # DispatcherState and DeletionPermits are read by _id only.
 }
 
 

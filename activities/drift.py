@@ -1,0 +1,117 @@
+"""The drift check: label-selected lists per kind and gateway namespace, compared with every
+converged gateway's phase (gatewayflow/cluster/expected.py), and the record of a repair."""
+
+from collections import defaultdict
+
+from temporalio import activity
+
+from activities.errors import translated
+from activities.provision import trigger_docs
+from gatewayflow.cluster.client import labels_of
+from gatewayflow.cluster.expected import Live, differences
+from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway, utcnow
+from gatewayflow.domain.messages import DriftFinding, DriftReport
+from gatewayflow.domain.naming import OWNER_LABEL
+from gatewayflow.domain.states import DomainPhase, GatewayPhase
+
+# Kinds the RuntimeDomain child makes; it re-applies them only when its phase says so.
+DOMAIN_KINDS = {Kind.APISIX_PLUGIN_CONFIG.value, Kind.APISIX_TLS.value, Kind.CERTIFICATE.value}
+
+
+class DriftActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn
+    @translated
+    def find_drift(self, regions: list[str]) -> DriftReport:
+        """Compare every converged gateway (of `regions`, all when empty) with its objects.
+
+        A gateway whose document changed while the objects were listed is left for the
+        next round: an operation that began meanwhile is not drift.
+        """
+        before = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
+        wanted = sorted(
+            {gw.region for gw in before.values() if not regions or gw.region in regions}
+        )
+        live: dict[tuple[str, str], dict[ObjectRef, dict[str, object]]] = defaultdict(dict)
+        for region in wanted:
+            cluster = self.deps.cluster(region)
+            namespaces = cluster.list_labelled(Kind.NAMESPACE)
+            # Namespaced kinds inside the converged gateways' namespaces that exist (the
+            # worker may list them only there); a missing namespace has nothing in it.
+            existing = {obj["metadata"]["name"] for obj in namespaces}
+            inside = sorted(
+                {naming.namespace(gid) for gid, gw in before.items() if gw.region == region}
+                & existing
+            )
+            listed = [namespaces] + [
+                cluster.list_labelled(kind, ns) for kind in NAMESPACED_KINDS for ns in inside
+            ]
+            for objects in listed:
+                for obj in objects:
+                    owner = labels_of(obj).get(OWNER_LABEL, "")
+                    live[(region, owner)][ObjectRef.of(obj)] = obj
+            activity.heartbeat(f"listed {len(inside)} gateway namespace(s) in {region}")
+        after = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
+        self.deps.gateways.mark_drift_checked(utcnow())
+        report = DriftReport(regions=wanted)
+        for gid, gw in before.items():
+            if gw.region not in wanted:
+                continue
+            report.checked += 1
+            if not _unchanged(gw, after.get(gid)):
+                continue
+            found = differences(gw, _trigger_ids(gw), _owned(live, gw))
+            if found:
+                report.drifted.append(
+                    DriftFinding(
+                        gateway_id=gid,
+                        region=gw.region,
+                        phase=gw.phase,
+                        problems=[str(d) for d in found],
+                        kinds=sorted({d.ref.kind.value for d in found}),
+                    )
+                )
+        return report
+
+    @activity.defn
+    @translated
+    def record_drift_repair(self, finding: DriftFinding) -> bool:
+        """Record what is being repaired; a started gateway's missing APISIX objects also
+        put its RuntimeDomain back to Creating, so that the start re-applies them."""
+        gid = finding.gateway_id
+        if finding.phase is GatewayPhase.STARTED and (
+            DOMAIN_KINDS & set(finding.kinds) or _domain_route_missing(finding)
+        ):
+            self.deps.domains.set_phase(gid, DomainPhase.CREATING)
+        return self.deps.gateways.record_drift_repair(gid, finding.problems)
+
+
+def _trigger_ids(gw: ApiGateway) -> list[str]:
+    return [t.trigger_id for t in trigger_docs(gw.gateway_id, gw.triggers, gw.functions)]
+
+
+def _owned(live: dict[tuple[str, str], dict[ObjectRef, dict[str, object]]], gw: ApiGateway) -> Live:
+    return live.get((gw.region, gw.gateway_id), {})
+
+
+def _unchanged(before: ApiGateway, after: ApiGateway | None) -> bool:
+    return (
+        after is not None
+        and after.phase is before.phase
+        and after.state is before.state
+        and after.progress.updated_at == before.progress.updated_at
+    )
+
+
+def _domain_route_missing(finding: DriftFinding) -> bool:
+    """A domain route (`<id>-<env>`, not a stage route `<id>-stage-<env>`) is missing."""
+    prefix = f"{Kind.APISIX_ROUTE.value} "
+    return any(
+        p.startswith(prefix) and "-stage-" not in p and p.endswith(" missing")
+        for p in finding.problems
+    )

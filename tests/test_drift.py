@@ -1,0 +1,178 @@
+"""Drift repair on the embedded stack: objects changed by hand with the official client
+come back (or go) through the gateway's own workflow, and the repair is recorded."""
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from gatewayflow.cluster import expected, manifests
+from gatewayflow.cluster.kinds import Kind, ObjectRef
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request
+from gatewayflow.settings import Settings
+from tests.conftest import free_ports
+from tests.gateway_harness import Harness, harness, unique_id
+from tests.test_metrics import scrape
+
+INTERVAL = 2.0  # seconds between drift checks in these tests
+
+
+@pytest.fixture
+def kube(stack: Settings) -> Iterator[k8s.ApiClient]:
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(stack.kubeconfig), context="local"
+    )
+    yield api
+    api.close()
+
+
+def exists(read: Callable[[], Any]) -> bool:
+    try:
+        read()
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
+async def eventually(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f}s"
+        await asyncio.sleep(0.2)
+
+
+async def gateway(h: Harness, gid: str) -> ApiGateway:
+    return await asyncio.to_thread(h.gateways.require, gid)
+
+
+async def test_hand_deleted_objects_come_back_and_are_recorded(
+    stack: Settings, kube: k8s.ApiClient
+) -> None:
+    apps, batch = k8s.AppsV1Api(kube), k8s.BatchV1Api(kube)
+    custom = k8s.CustomObjectsApi(kube)
+    port = free_ports(1)[0]
+    async with harness(stack, drift_interval_seconds=INTERVAL, metrics_port=port) as h:
+        gid = unique_id("drift")
+        await h.create(gid, triggers=1)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        ns = naming.namespace(gid)
+        cron, route = naming.cron_job(gid, "t1"), naming.domain_route(gid, "dev")
+
+        def read_route() -> Any:
+            return custom.get_namespaced_custom_object(
+                "apisix.apache.org", "v2", ns, "apisixroutes", route
+            )
+
+        apps.delete_namespaced_deployment(gid, ns)
+        batch.delete_namespaced_cron_job(cron, ns)
+        custom.delete_namespaced_custom_object("apisix.apache.org", "v2", ns, "apisixroutes", route)
+
+        def present() -> list[bool]:
+            return [
+                exists(lambda: apps.read_namespaced_deployment(gid, ns)),
+                exists(lambda: batch.read_namespaced_cron_job(cron, ns)),
+                exists(read_route),
+            ]
+
+        def all_back() -> bool:
+            return all(present())
+
+        # Deletion is asynchronous: each is gone before the check may bring it back.
+        await eventually("the objects are deleted", lambda: not any(present()))
+        await eventually("the Deployment, CronJob and route are back", all_back)
+        cron_job = batch.read_namespaced_cron_job(cron, ns)
+        assert cron_job.spec.suspend is False  # a started gateway's triggers run
+        await h.wait_for(gid, GatewayState.RUNNING)
+        drift = (await gateway(h, gid)).progress.drift
+        assert drift.checked_at is not None and drift.repairs >= 1
+        repaired = " ".join(drift.repaired)
+        for gone in (f"Deployment {ns}/{gid} missing", f"CronJob {ns}/{cron}", f"{route} missing"):
+            assert gone in repaired
+        metrics = scrape(port)
+        for kind in ("Deployment", "CronJob", "ApisixRoute"):
+            assert f'gatewayflow_drift_repairs_total{{kind="{kind}"}}' in metrics
+
+        # A spec edited by hand is put back as applied.
+        apps.patch_namespaced_deployment(gid, ns, {"spec": {"replicas": 4}})
+        await eventually(
+            "the Deployment's replicas are back to 1",
+            lambda: apps.read_namespaced_deployment(gid, ns).spec.replicas == 1,
+        )
+        drift = (await gateway(h, gid)).progress.drift
+        assert drift.repaired == [f"Deployment {ns}/{gid} spec changed"]
+
+
+async def test_stopped_gateways_hand_made_deployment_is_removed(
+    stack: Settings, kube: k8s.ApiClient
+) -> None:
+    apps = k8s.AppsV1Api(kube)
+    async with harness(stack, drift_interval_seconds=INTERVAL) as h:
+        gid = unique_id("drift-stop")
+        await h.create(gid)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        ns = naming.namespace(gid)
+        gw = await gateway(h, gid)
+        # Someone applies the old manifest again (it carries the gateway's label).
+        applied: Any = manifests.deployment(gid, gw.instance)  # a plain manifest, as kubectl's
+        apps.create_namespaced_deployment(ns, applied)
+        await eventually(
+            "the hand-made Deployment is gone",
+            lambda: not exists(lambda: apps.read_namespaced_deployment(gid, ns)),
+        )
+        await h.wait_for(gid, GatewayState.STOPPED)
+        gw = await gateway(h, gid)
+        assert gw.progress.drift.repaired == [f"Deployment {ns}/{gid} unexpected"]
+        # An unlabelled Deployment is not the gateway's: the check leaves it alone.
+        foreign: Any = manifests.deployment(gid, gw.instance)
+        foreign["metadata"] = {"name": "operator-tool", "namespace": ns}
+        apps.create_namespaced_deployment(ns, foreign)
+        await asyncio.sleep(3 * INTERVAL)
+        assert exists(lambda: apps.read_namespaced_deployment("operator-tool", ns))
+        apps.delete_namespaced_deployment("operator-tool", ns)
+
+
+def test_differences_follow_the_phase() -> None:
+    """The comparison itself, on manifests: what a started and a stopped gateway imply."""
+    gid, ns = "shop", naming.namespace("shop")
+    started = ApiGateway(gateway_id=gid, phase=GatewayPhase.STARTED, custom_domain="a.example")
+    live: dict[ObjectRef, dict[str, Any]] = {
+        ref: {"spec": {}} for ref in expected.started_objects(started, ["t1"])
+    }
+    deployment = ObjectRef(Kind.DEPLOYMENT, ns, gid)
+    cron = ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, "t1"))
+    live[deployment] = manifests.deployment(gid, started.instance, restarted_at="now")
+    live[cron] = {"spec": {"suspend": False}}
+    assert expected.differences(started, ["t1"], live) == []
+    del live[ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gid))]
+    live[deployment]["spec"]["replicas"] = 3
+    live[cron]["spec"]["suspend"] = True
+    assert [str(d) for d in expected.differences(started, ["t1"], live)] == [
+        f"Certificate {ns}/{naming.certificate(gid)} missing",
+        f"Deployment {ns}/{gid} spec changed",
+        f"CronJob {ns}/{naming.cron_job(gid, 't1')} suspended",
+    ]
+    stopped = started.model_copy(update={"phase": GatewayPhase.STOPPED})
+    assert [str(d) for d in expected.differences(stopped, ["t1"], live)] == [
+        f"Deployment {ns}/{gid} unexpected",
+        f"Service {ns}/{gid} unexpected",
+        *(
+            f"ApisixRoute {ns}/{naming.domain_route(gid, e)} unexpected"
+            for e in naming.ENVIRONMENTS
+        ),
+    ]
+    assert (
+        expected.differences(started.model_copy(update={"phase": GatewayPhase.STARTING}), [], {})
+        == []
+    )
