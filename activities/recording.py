@@ -29,19 +29,27 @@ def heartbeat(detail: str) -> None:
 
 
 def begin_step(deps: Deps, step: StepInput) -> None:
-    """Progress names the step while it runs."""
-    deps.gateways.record_progress(step.gateway_id, step=step.step, step_number=step.number)
+    """Progress names the step while it runs. Only the first step of an operation writes
+    this: each later one was named by the completion record of the step before it."""
+    if step.number == 1:
+        deps.gateways.record_progress(step.gateway_id, step=step.step, step_number=step.number)
 
 
 def complete_step(deps: Deps, step: StepInput) -> bool:
-    """Conditional: a step of an operation that was preempted does not move the phase."""
-    return deps.gateways.set_phase(
-        step.gateway_id, step.phase, expected=completes_from(step.phase), step=step.step
+    """One conditional write: the step completed, the phase, and the next step named as
+    current. A step of an operation that was preempted moves nothing."""
+    return deps.gateways.complete_step(
+        step.gateway_id,
+        step.step,
+        step.phase,
+        expected=completes_from(step.phase),
+        number=step.number,
+        next_step=step.next_step,
     )
 
 
 def recorded(fn: StepMethod[S, In]) -> StepMethod[S, In]:
-    """A step: begun in the progress record, then its work, then recorded as completed."""
+    """A step: its work, then one write recording it as completed."""
 
     @functools.wraps(fn)
     def wrapper(self: S, step: In) -> StepResult:

@@ -69,14 +69,20 @@ class Operation:
     def phase(self, step: Step[Any]) -> GatewayPhase:
         return self.done if step == self.steps[-1] else self.during
 
+    def next(self, step: Step[Any]) -> Step[Any] | None:
+        number = self.number(step)
+        return self.steps[number] if number < self.total else None
+
     def input(self, step: Step[Any], gateway_id: str, region: str) -> StepInput:
         """The step's place in the operation: what the activity records when done."""
+        following = self.next(step)
         return StepInput(
             gateway_id=gateway_id,
             region=region,
             phase=self.phase(step),
             step=step.name,
             number=self.number(step),
+            next_step=None if following is None else following.name,
         )
 
     def details(self, step: Step[Any]) -> str:
