@@ -3,7 +3,7 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import heartbeat, recorded, recorded_before
+from activities.recording import Waiting, heartbeat, recorded, recorded_before
 from gatewayflow.cluster.errors import NotOwnedError
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -78,9 +78,8 @@ class DeletionActivities:
         # The ConfigMap is gone before the namespace goes: the namespace takes the worker's
         # RoleBinding with it, and with it the right to look inside.
         deleted = cluster.delete_owned_and_wait(gid, [config], timeout=120, on_wait=heartbeat)
-        # Cleared by the step's completion record.
-        self.deps.gateways.record_progress(gid, waiting_on=f"namespace {ns} to be gone")
-        deleted += cluster.delete_owned_and_wait(gid, [namespace], timeout=600, on_wait=heartbeat)
+        waiting = Waiting(self.deps, gid, f"namespace {ns} to be gone")
+        deleted += cluster.delete_owned_and_wait(gid, [namespace], timeout=600, on_wait=waiting)
         return StepResult(step=step.step, removed=[str(ref) for ref in deleted])
 
     @activity.defn

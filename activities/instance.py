@@ -3,7 +3,7 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import begin_step, complete_step, heartbeat, recorded
+from activities.recording import Waiting, begin_step, complete_step, heartbeat, recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -71,9 +71,8 @@ class InstanceActivities:
     def delete_instance(self, step: StepInput) -> StepResult:
         """Pods go before the database they use: wait until they are really gone."""
         gid = step.gateway_id
-        # Cleared by the step's completion record.
-        self.deps.gateways.record_progress(gid, waiting_on="Deployment and Service to be gone")
+        waiting = Waiting(self.deps, gid, "Deployment and Service to be gone")
         deleted = self.deps.cluster(step.region).delete_owned_and_wait(
-            gid, instance_refs(gid), timeout=300, on_wait=heartbeat
+            gid, instance_refs(gid), timeout=300, on_wait=waiting
         )
         return StepResult(step=step.step, removed=[str(ref) for ref in deleted])

@@ -4,6 +4,7 @@ The bookkeeping lives here, in two decorators, and not in the activity bodies.
 """
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
@@ -23,9 +24,33 @@ In = TypeVar("In", bound=StepInput)
 StepMethod = Callable[[S, In], StepResult]
 
 
+# A wait that lasts longer than this is recorded in progress.waitingOn; a shorter one is
+# not worth a write (the step's own name is there already).
+RECORD_WAIT_AFTER = 1.0
+
+
 def heartbeat(detail: str) -> None:
     """Passed to adapter waits: keeps the activity alive and makes it cancellable."""
     activity.heartbeat(detail)
+
+
+class Waiting:
+    """`on_wait` of a step's long wait: heartbeats on every call and, once the wait has
+    lasted RECORD_WAIT_AFTER seconds, records what the step waits on (the adapter calls it
+    at least every few seconds). The step's completion record clears it."""
+
+    def __init__(self, deps: Deps, gateway_id: str, what: str) -> None:
+        self._deps = deps
+        self._gateway_id = gateway_id
+        self._what = what
+        self._began = time.monotonic()
+        self._recorded = False
+
+    def __call__(self, detail: str) -> None:
+        heartbeat(detail)
+        if not self._recorded and time.monotonic() - self._began >= RECORD_WAIT_AFTER:
+            self._deps.gateways.record_progress(self._gateway_id, waiting_on=self._what)
+            self._recorded = True
 
 
 def begin_step(deps: Deps, step: StepInput) -> None:
