@@ -374,6 +374,19 @@ async def delete_queued(settings: Settings) -> Recorded:
     return {"delete-queued--GatewayDeletion.json": history}
 
 
+async def local_steps(h: Harness) -> Recorded:
+    """`create-start` and `delete` again, kept under their own names: with the
+    `local-short-steps` patch the RuntimeDomain step's record, functions and finalize run
+    as local activities (markers), beside the runs from before it."""
+    started, deleted = await asyncio.gather(create_start(h), delete(h))
+    return {
+        "local-steps-create-start--GatewayWorkflow.json": started[
+            "create-start--GatewayWorkflow.json"
+        ],
+        "local-steps-delete--GatewayDeletion.json": deleted[LEGACY_SOURCE],
+    }
+
+
 async def _holds(h: Harness, gid: str) -> bool:
     regions = await asyncio.to_thread(h.deps.permits.regions)
     return any(gid in region["holders"] for region in regions)
@@ -386,6 +399,7 @@ ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
     "requests": requests,
     "drift-repair": drift_repair,
     "reap": reap,
+    "local-steps": local_steps,
 }
 OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
     "delete-queued": delete_queued,

@@ -164,6 +164,13 @@ def test_recorded_histories_hold_the_scenarios() -> None:
 
     assert "repair" in signals("drift-repair--GatewayWorkflow.json")
     assert "permit_granted" in signals("delete-queued--GatewayDeletion.json")
+    local = json.loads((HISTORIES / "local-steps-delete--GatewayDeletion.json").read_text())
+    markers = [
+        e["markerRecordedEventAttributes"]["markerName"]
+        for e in local["events"]
+        if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+    ]
+    assert markers.count("core_local_activity") == 3  # domain record, functions, finalize
 
 
 # -- the file formats ----------------------------------------------------------------------
