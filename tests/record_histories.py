@@ -248,6 +248,9 @@ async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
             return gw.phase is GatewayPhase.STARTING and gw.progress.step == APPLY_INSTANCE.name
 
         await _poll(f"{gid} did not apply its Deployment", applying)
+        # The step is named as soon as the one before it completes (local-short-steps
+        # era: one write per step); a second in, the 3 s create is under way.
+        await asyncio.sleep(1.0)
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
     return {
