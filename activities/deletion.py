@@ -3,7 +3,7 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import heartbeat, recorded, recorded_before
+from activities.recording import Waiting, heartbeat, recorded, recorded_before
 from gatewayflow.cluster.errors import NotOwnedError
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -36,10 +36,10 @@ class DeletionActivities:
     def delete_stages(self, step: StepInput) -> StepResult:
         """Stage routes first (traffic), then the documents behind them."""
         gid = step.gateway_id
-        cluster = self.deps.cluster(step.region)
-        refs = stage_route_refs(gid)
-        removed = [str(ref) for ref in refs if cluster.delete_owned(gid, ref)]
-        cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
+        deleted = self.deps.cluster(step.region).delete_owned_and_wait(
+            gid, stage_route_refs(gid), timeout=300, on_wait=heartbeat
+        )
+        removed = [str(ref) for ref in deleted]
         for collection in ("ClientApp", "Environment", "Stage"):
             count = self.deps.children.delete_all(collection, gid)
             removed.append(f"{count} {collection} docs")
@@ -54,10 +54,8 @@ class DeletionActivities:
         cluster = self.deps.cluster(step.region)
         self.deps.runtime.drop(gid)
         secret = ObjectRef(Kind.SECRET, naming.namespace(gid), naming.db_secret(gid))
-        removed = [naming.runtime_database(gid)]
-        if cluster.delete_owned(gid, secret):
-            removed.append(str(secret))
-        cluster.wait_until_gone([secret], timeout=120, on_wait=heartbeat)
+        deleted = cluster.delete_owned_and_wait(gid, [secret], timeout=120, on_wait=heartbeat)
+        removed = [naming.runtime_database(gid), *map(str, deleted)]
         self.deps.databases.delete(gid)
         return StepResult(step=step.step, removed=[*removed, "Database doc"])
 
@@ -79,14 +77,10 @@ class DeletionActivities:
         namespace = ObjectRef(Kind.NAMESPACE, None, ns)
         # The ConfigMap is gone before the namespace goes: the namespace takes the worker's
         # RoleBinding with it, and with it the right to look inside.
-        removed = [str(config)] if cluster.delete_owned(gid, config) else []
-        cluster.wait_until_gone([config], timeout=120, on_wait=heartbeat)
-        if cluster.delete_owned(gid, namespace):
-            removed.append(str(namespace))
-        self.deps.gateways.record_progress(gid, waiting_on=f"namespace {ns} to be gone")
-        cluster.wait_until_gone([namespace], timeout=600, on_wait=heartbeat)
-        self.deps.gateways.record_progress(gid, waiting_on=None)
-        return StepResult(step=step.step, removed=removed)
+        deleted = cluster.delete_owned_and_wait(gid, [config], timeout=120, on_wait=heartbeat)
+        waiting = Waiting(self.deps, gid, f"namespace {ns} to be gone")
+        deleted += cluster.delete_owned_and_wait(gid, [namespace], timeout=600, on_wait=waiting)
+        return StepResult(step=step.step, removed=[str(ref) for ref in deleted])
 
     @activity.defn
     @translated

@@ -59,38 +59,46 @@ class DomainActivities:
     def set_domain_target(self, target: DomainInput) -> DomainStatus:
         """Write the target state; a missing document is created (Active) or cleaned up."""
         gid = target.gateway_id
-        self.deps.gateways.record_progress(gid, step=DOMAIN_STEP, step_number=target.step_number)
-        doc = self.deps.domains.get(gid)
-        if doc is None:
-            if target.target is DomainState.ACTIVE:
-                gw = self.deps.gateways.require(gid)
-                region = gw.placed_region
-                doc = RuntimeDomain(
-                    gateway_id=gid,
-                    region=region,
-                    custom_domain=gw.custom_domain,
-                    hosts={env: naming.host(gid, env, region) for env in naming.ENVIRONMENTS},
-                )
-                self.deps.domains.upsert(doc)
-                return _status(doc, gid)
-            # Nothing recorded, but objects may have been half-made: clean them up anyway.
-            return DomainStatus(
-                gateway_id=gid, exists=False, state=target.target, phase=DomainPhase.DELETING
+        if target.step_number == 1:  # later steps were named by the record of the one before
+            self.deps.gateways.record_progress(gid, step=DOMAIN_STEP, step_number=1)
+        doc = self._moved_to(gid, target.target)
+        if doc is not None:
+            return _status(doc, gid)
+        if target.target is DomainState.ACTIVE:
+            gw = self.deps.gateways.require(gid)
+            region = gw.placed_region
+            doc = RuntimeDomain(
+                gateway_id=gid,
+                region=region,
+                custom_domain=gw.custom_domain,
+                hosts={env: naming.host(gid, env, region) for env in naming.ENVIRONMENTS},
             )
-        phase = doc.phase
-        if target.target is DomainState.DELETED and doc.state is not DomainState.DELETED:
-            # Phase Deleted says only that the routes are gone: a stopped (Inactive) domain
-            # keeps its TLS, plugin config and Certificate, which step 4 removes. Without
-            # this, (Deleted, Deleted) would only remove the document and leave them to the
-            # namespace's deletion, after the database (found by tests/torture).
-            phase = DomainPhase.DELETING
-            self.deps.domains.set_phase(gid, phase)
-        self.deps.domains.set_state(gid, target.target)
-        return _status(doc.model_copy(update={"state": target.target, "phase": phase}), gid)
+            return _status(self.deps.domains.upsert(doc), gid)
+        # Nothing recorded, but objects may have been half-made: clean them up anyway.
+        return DomainStatus(
+            gateway_id=gid, exists=False, state=target.target, phase=DomainPhase.DELETING
+        )
+
+    def _moved_to(self, gid: str, target: DomainState) -> RuntimeDomain | None:
+        """The target written, and the document read back in the same round trip."""
+        domains = self.deps.domains
+        if target is not DomainState.DELETED:
+            return domains.moved(gid, state=target)
+        # Phase Deleted says only that the routes are gone: a stopped (Inactive) domain
+        # keeps its TLS, plugin config and Certificate, which step 4 removes. Without
+        # this, (Deleted, Deleted) would only remove the document and leave them to the
+        # namespace's deletion, after the database (found by tests/torture). So a domain
+        # not yet Deleted moves to (Deleted, Deleting) in one write; one that is already
+        # keeps its phase (a second round trip, only then).
+        doc = domains.moved(
+            gid, state=target, phase=DomainPhase.DELETING, unless_state=DomainState.DELETED
+        )
+        return doc if doc is not None else domains.get(gid)
 
     @activity.defn
     @translated
     def converge_domain(self, step: DomainStep) -> DomainStatus:
+        """Each phase write also reads the document back: no separate reads."""
         gid = step.gateway_id
         action = DomainAction(step.action)
         domains = self.deps.domains
@@ -98,31 +106,21 @@ class DomainActivities:
             domains.delete(gid)
             return _status(None, gid)
         cluster = self.deps.cluster(step.region)
-        doc = domains.get(gid)
         if action is DomainAction.APPLY_ROUTES:
+            doc = domains.moved(gid, phase=DomainPhase.CREATING)
             assert doc is not None, "apply needs the RuntimeDomain document"
-            domains.set_phase(gid, DomainPhase.CREATING)
             for obj in self._manifests(doc):
                 cluster.ensure(gid, obj)
                 heartbeat(f"applied {ObjectRef.of(obj)}")
-            domains.set_phase(gid, DomainPhase.CREATED)
+            doc = domains.moved(gid, phase=DomainPhase.CREATED)
         else:
             refs = route_refs(gid) if action is DomainAction.REMOVE_ROUTES else all_refs(gid)
+            doc = domains.moved(gid, phase=DomainPhase.DELETING)
+            # Routes are deleted first (traffic), then what they use; all awaited together.
+            cluster.delete_owned_and_wait(gid, refs, timeout=300, on_wait=heartbeat)
             if doc is not None:
-                domains.set_phase(gid, DomainPhase.DELETING)
-            for ref in refs:
-                cluster.delete_owned(gid, ref)
-                heartbeat(f"deleted {ref}")
-            cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
-            if doc is not None:
-                domains.set_phase(gid, DomainPhase.DELETED)
-        return (
-            _status(domains.get(gid), gid)
-            if doc is not None
-            else DomainStatus(
-                gateway_id=gid, exists=False, state=DomainState.DELETED, phase=DomainPhase.DELETED
-            )
-        )
+                doc = domains.moved(gid, phase=DomainPhase.DELETED)
+        return _status(doc, gid)
 
     @staticmethod
     def _manifests(doc: RuntimeDomain) -> list[dict[str, object]]:

@@ -3,7 +3,7 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import begin_step, complete_step, heartbeat, recorded
+from activities.recording import Waiting, begin_step, complete_step, heartbeat, recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -41,11 +41,11 @@ class InstanceActivities:
     def wait_instance_ready(self, step: InstanceInput) -> StepResult:
         gid = step.gateway_id
         ns = naming.namespace(gid)
+        # Cleared by the step's completion record.
         self.deps.gateways.record_progress(gid, waiting_on=f"Deployment {ns}/{gid} to be available")
         self.deps.cluster(step.region).wait_until_ready(
             ns, naming.deployment(gid), timeout=step.timeout_seconds, on_wait=heartbeat
         )
-        self.deps.gateways.record_progress(gid, waiting_on=None)
         return StepResult(step=step.step)
 
     @activity.defn
@@ -56,10 +56,9 @@ class InstanceActivities:
         gid = step.gateway_id
         ns = naming.namespace(gid)
         why = self.deps.cluster(step.region).readiness(ns, naming.deployment(gid))
-        begin_step(self.deps, step)  # also when ready at the first look: "step n of n"
+        begin_step(self.deps, step)  # a no-op unless it is the operation's first step
         if why is None:
-            self.deps.gateways.record_progress(gid, waiting_on=None)
-            complete_step(self.deps, step)
+            complete_step(self.deps, step)  # also clears what it waited on
             return ReadyCheck(ready=True)
         self.deps.gateways.record_progress(
             gid, waiting_on=f"Deployment {ns}/{gid} to be available: {why}"
@@ -72,10 +71,8 @@ class InstanceActivities:
     def delete_instance(self, step: StepInput) -> StepResult:
         """Pods go before the database they use: wait until they are really gone."""
         gid = step.gateway_id
-        cluster = self.deps.cluster(step.region)
-        refs = instance_refs(gid)
-        removed = [str(ref) for ref in refs if cluster.delete_owned(gid, ref)]
-        self.deps.gateways.record_progress(gid, waiting_on="Deployment and Service to be gone")
-        cluster.wait_until_gone(refs, timeout=300, on_wait=heartbeat)
-        self.deps.gateways.record_progress(gid, waiting_on=None)
-        return StepResult(step=step.step, removed=removed)
+        waiting = Waiting(self.deps, gid, "Deployment and Service to be gone")
+        deleted = self.deps.cluster(step.region).delete_owned_and_wait(
+            gid, instance_refs(gid), timeout=300, on_wait=waiting
+        )
+        return StepResult(step=step.step, removed=[str(ref) for ref in deleted])

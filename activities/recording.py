@@ -4,6 +4,7 @@ The bookkeeping lives here, in two decorators, and not in the activity bodies.
 """
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
@@ -23,25 +24,57 @@ In = TypeVar("In", bound=StepInput)
 StepMethod = Callable[[S, In], StepResult]
 
 
+# A wait that lasts longer than this is recorded in progress.waitingOn; a shorter one is
+# not worth a write (the step's own name is there already).
+RECORD_WAIT_AFTER = 1.0
+
+
 def heartbeat(detail: str) -> None:
     """Passed to adapter waits: keeps the activity alive and makes it cancellable."""
     activity.heartbeat(detail)
 
 
+class Waiting:
+    """`on_wait` of a step's long wait: heartbeats on every call and, once the wait has
+    lasted RECORD_WAIT_AFTER seconds, records what the step waits on (the adapter calls it
+    at least every few seconds). The step's completion record clears it."""
+
+    def __init__(self, deps: Deps, gateway_id: str, what: str) -> None:
+        self._deps = deps
+        self._gateway_id = gateway_id
+        self._what = what
+        self._began = time.monotonic()
+        self._recorded = False
+
+    def __call__(self, detail: str) -> None:
+        heartbeat(detail)
+        if not self._recorded and time.monotonic() - self._began >= RECORD_WAIT_AFTER:
+            self._deps.gateways.record_progress(self._gateway_id, waiting_on=self._what)
+            self._recorded = True
+
+
 def begin_step(deps: Deps, step: StepInput) -> None:
-    """Progress names the step while it runs."""
-    deps.gateways.record_progress(step.gateway_id, step=step.step, step_number=step.number)
+    """Progress names the step while it runs. Only the first step of an operation writes
+    this: each later one was named by the completion record of the step before it."""
+    if step.number == 1:
+        deps.gateways.record_progress(step.gateway_id, step=step.step, step_number=step.number)
 
 
 def complete_step(deps: Deps, step: StepInput) -> bool:
-    """Conditional: a step of an operation that was preempted does not move the phase."""
-    return deps.gateways.set_phase(
-        step.gateway_id, step.phase, expected=completes_from(step.phase), step=step.step
+    """One conditional write: the step completed, the phase, and the next step named as
+    current. A step of an operation that was preempted moves nothing."""
+    return deps.gateways.complete_step(
+        step.gateway_id,
+        step.step,
+        step.phase,
+        expected=completes_from(step.phase),
+        number=step.number,
+        next_step=step.next_step,
     )
 
 
 def recorded(fn: StepMethod[S, In]) -> StepMethod[S, In]:
-    """A step: begun in the progress record, then its work, then recorded as completed."""
+    """A step: its work, then one write recording it as completed."""
 
     @functools.wraps(fn)
     def wrapper(self: S, step: In) -> StepResult:

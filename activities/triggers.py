@@ -37,20 +37,20 @@ class TriggerActivities:
     @translated
     @recorded
     def delete_triggers(self, step: StepInput) -> StepResult:
-        """Step 1: every owned CronJob (found by label, not only by document), then docs."""
+        """Step 1: every owned CronJob (found by label, not only by document), then docs.
+
+        One list of the CronJobs finds both; a CronJob a document names that lacks the
+        label stops the step before anything is deleted.
+        """
         gid = step.gateway_id
         ns = naming.namespace(gid)
-        cluster = self.deps.cluster(step.region)
-        refs = {
+        named = [
             ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, t.trigger_id))
             for t in self._triggers(gid)
-        }
-        refs |= {
-            ObjectRef(Kind.CRON_JOB, ns, obj["metadata"]["name"])
-            for obj in cluster.list_owned(gid, Kind.CRON_JOB, ns)
-        }
-        ordered = sorted(refs, key=str)
-        removed = [str(ref) for ref in ordered if cluster.delete_owned(gid, ref)]
-        cluster.wait_until_gone(ordered, timeout=300, on_wait=heartbeat)
+        ]
+        deleted = self.deps.cluster(step.region).delete_owned_and_wait(
+            gid, named, every_owned=[(Kind.CRON_JOB, ns)], timeout=300, on_wait=heartbeat
+        )
         count = self.deps.children.delete_all("CronTrigger", gid)
+        removed = [str(ref) for ref in sorted(deleted, key=str)]
         return StepResult(step=step.step, removed=[*removed, f"{count} CronTrigger docs"])

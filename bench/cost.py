@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from pymongo import monitoring
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 
 from bench.context import Bench, in_process_worker
 from bench.latency import provision_for_baseline
@@ -165,13 +166,22 @@ _TEMPORAL_EVENTS = {
 }
 
 
+# The marker of a local activity; a `workflow.patched` marker is no work.
+_LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def _counted_event(event: HistoryEvent) -> str | None:
+    if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+        name = event.marker_recorded_event_attributes.marker_name
+        return "local_activities" if name == _LOCAL_ACTIVITY_MARKER else None
+    return _TEMPORAL_EVENTS.get(event.event_type)
+
+
 async def temporal_work(bench: Bench, ids: list[str]) -> TemporalWork:
     counts: Counter[str] = Counter()
     for gateway_id in ids:
         for events in await deletion_histories(bench.client, gateway_id):
-            counts.update(
-                _TEMPORAL_EVENTS[e.event_type] for e in events if e.event_type in _TEMPORAL_EVENTS
-            )
+            counts.update(name for e in events if (name := _counted_event(e)) is not None)
     n = len(ids)
     return TemporalWork(**{name: counts[name] / n for name in _TEMPORAL_EVENTS.values()})
 

@@ -248,6 +248,9 @@ async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
             return gw.phase is GatewayPhase.STARTING and gw.progress.step == APPLY_INSTANCE.name
 
         await _poll(f"{gid} did not apply its Deployment", applying)
+        # The step is named as soon as the one before it completes (local-short-steps
+        # era: one write per step); a second in, the 3 s create is under way.
+        await asyncio.sleep(1.0)
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
     return {
@@ -374,6 +377,19 @@ async def delete_queued(settings: Settings) -> Recorded:
     return {"delete-queued--GatewayDeletion.json": history}
 
 
+async def local_steps(h: Harness) -> Recorded:
+    """`create-start` and `delete` again, kept under their own names: with the
+    `local-short-steps` patch the RuntimeDomain step's record, functions and finalize run
+    as local activities (markers), beside the runs from before it."""
+    started, deleted = await asyncio.gather(create_start(h), delete(h))
+    return {
+        "local-steps-create-start--GatewayWorkflow.json": started[
+            "create-start--GatewayWorkflow.json"
+        ],
+        "local-steps-delete--GatewayDeletion.json": deleted[LEGACY_SOURCE],
+    }
+
+
 async def _holds(h: Harness, gid: str) -> bool:
     regions = await asyncio.to_thread(h.deps.permits.regions)
     return any(gid in region["holders"] for region in regions)
@@ -386,6 +402,7 @@ ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
     "requests": requests,
     "drift-repair": drift_repair,
     "reap": reap,
+    "local-steps": local_steps,
 }
 OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
     "delete-queued": delete_queued,

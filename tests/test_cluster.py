@@ -606,6 +606,47 @@ def test_delete_owned_and_wait_deletes_together_and_waits_once(
     assert local.get(mine) is not None and local.get(theirs) is not None, "nothing deleted"
 
 
+def test_delete_owned_and_wait_reads_each_kind_once(
+    emulator: Emulator, local: Cluster, raw: k8s.ApiClient, gw: str
+) -> None:
+    """One list per kind, one delete per object, the wait following a watch from that
+    list: no get. Named objects and, for `every_owned`, whatever else carries the label."""
+    ns = naming.namespace(gw)
+    routes = [
+        ObjectRef.of(local.ensure(gw, manifests.stage_route(gw, env, f"{env}.example.com")))
+        for env in naming.ENVIRONMENTS
+    ]
+    jobs = [
+        ObjectRef.of(local.ensure(gw, manifests.cron_job(gw, trigger, suspend=False)))
+        for trigger in (
+            CronTrigger(gateway_id=gw, trigger_id=t, function_name="f") for t in ("a1", "b2")
+        )
+    ]
+    before = requests_by_verb(emulator)
+    deleted = local.delete_owned_and_wait(
+        gw, [*routes, jobs[0]], every_owned=[(Kind.CRON_JOB, ns)], timeout=10
+    )
+    used = spent(before, requests_by_verb(emulator))
+    assert deleted == [*routes, *jobs]
+    assert all(local.get(ref) is None for ref in deleted)
+    assert used["list"] == 2 and used["delete"] == 5 and "get" not in used, used
+
+    # A named object without the label stops it before anything is deleted.
+    foreign_config_map(raw, ns, "theirs")
+    mine = ObjectRef.of(
+        local.ensure(
+            gw,
+            manifests.cron_job(
+                gw, CronTrigger(gateway_id=gw, trigger_id="c3", function_name="f"), suspend=False
+            ),
+        )
+    )
+    theirs = ObjectRef(Kind.CONFIG_MAP, ns, "theirs")
+    with pytest.raises(NotOwnedError):
+        local.delete_owned_and_wait(gw, [theirs], every_owned=[(Kind.CRON_JOB, ns)], timeout=10)
+    assert local.get(mine) is not None and local.get(theirs) is not None, "nothing deleted"
+
+
 def test_delete_owned_all_reads_nothing_one_by_one(
     emulator: Emulator, local: Cluster, gw: str
 ) -> None:

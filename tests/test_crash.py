@@ -44,11 +44,13 @@ async def assert_nothing_left(h: Harness, gid: str) -> None:
     assert await h.traces(gid) == []
 
 
-def waiting_in(step: str) -> Callable[[ApiGateway], bool]:
+def running(step: str) -> Callable[[ApiGateway], bool]:
+    """The deletion is in `step`: named current by the record of the step before it (a
+    wait records progress.waitingOn only once it lasts a while)."""
     return lambda gw: (
         gw.phase is GatewayPhase.DELETING
         and gw.progress.step == step
-        and gw.progress.waiting_on is not None
+        and len(gw.progress.completed) == STEPS.index(step)
     )
 
 
@@ -69,7 +71,7 @@ async def test_worker_killed_during_deletion(stack: Settings, tmp_path: Path) ->
                 await h.request(gid, Request.DELETE)
                 # Killed while waiting for the pods to go: the step that must finish
                 # before the database may be dropped.
-                gw = await poll_until(h, gid, waiting_in("instance"))
+                gw = await poll_until(h, gid, running("instance"))
                 first.kill()
                 assert gw.progress.completed == STEPS[:4]
                 spawn()

@@ -164,6 +164,19 @@ def test_recorded_histories_hold_the_scenarios() -> None:
 
     assert "repair" in signals("drift-repair--GatewayWorkflow.json")
     assert "permit_granted" in signals("delete-queued--GatewayDeletion.json")
+    # After the local-short-steps patch: the RuntimeDomain step's record, functions and
+    # finalize as local activities (markers), in both recorded operations.
+    for name, expected in (
+        ("local-steps-delete--GatewayDeletion.json", 3),  # domain record, functions, finalize
+        ("local-steps-create-start--GatewayWorkflow.json", 2),  # the domain steps' records
+    ):
+        local = json.loads((HISTORIES / name).read_text())
+        names = [
+            e["markerRecordedEventAttributes"]["markerName"]
+            for e in local["events"]
+            if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+        ]
+        assert names.count("core_local_activity") == expected, name
 
 
 # -- the file formats ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ async def call(
     *,
     summary: str,
     waits: bool = False,
+    local: bool = False,
     timeout: timedelta | None = None,
 ) -> R: ...
 
@@ -31,6 +32,7 @@ async def call(
     *,
     summary: str,
     waits: bool = False,
+    local: bool = False,
     timeout: timedelta | None = None,
 ) -> R: ...
 
@@ -41,13 +43,27 @@ async def call(
     *,
     summary: str,
     waits: bool = False,
+    local: bool = False,
     timeout: timedelta | None = None,
 ) -> R:
     """Run one activity method (sync or async); mypy checks `arg` and the result against
     its signature.
 
-    Waiting activities heartbeat so they can be cancelled.
+    Waiting activities heartbeat so they can be cancelled. A `local` one (short, never
+    waits) runs in this worker without a server round trip of its own; its effect is
+    written to MongoDB before it returns, as for any step, and a worker that crashes before
+    the workflow task completes runs it again (every step is idempotent).
     """
+    if local:
+        done: R = await workflow.execute_local_activity_method(
+            activity,
+            arg,
+            start_to_close_timeout=timeout or SHORT,
+            retry_policy=STEP_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=summary,
+        )
+        return done
     result: R = await workflow.execute_activity_method(
         activity,
         arg,

@@ -32,7 +32,8 @@ class Step(Generic[In]):
     With `domain` set, the child RuntimeDomainWorkflow converges to that state first, then
     the activity (`record_step`) records the step like any other. Steps that `wait` on
     asynchronous Kubernetes deletion or readiness heartbeat, so they can be cancelled and
-    a crashed worker's attempt is retried within the heartbeat timeout.
+    a crashed worker's attempt is retried within the heartbeat timeout. A `local` step is
+    a few MongoDB writes that never wait: it runs as a local activity.
     """
 
     name: str
@@ -41,6 +42,7 @@ class Step(Generic[In]):
     activity: Callable[[Any, In], StepResult]
     domain: DomainState | None = None
     waits: bool = False
+    local: bool = False
 
     def describe(self, gateway_id: str) -> str:
         return self.summary.format(
@@ -69,14 +71,20 @@ class Operation:
     def phase(self, step: Step[Any]) -> GatewayPhase:
         return self.done if step == self.steps[-1] else self.during
 
+    def next(self, step: Step[Any]) -> Step[Any] | None:
+        number = self.number(step)
+        return self.steps[number] if number < self.total else None
+
     def input(self, step: Step[Any], gateway_id: str, region: str) -> StepInput:
         """The step's place in the operation: what the activity records when done."""
+        following = self.next(step)
         return StepInput(
             gateway_id=gateway_id,
             region=region,
             phase=self.phase(step),
             step=step.name,
             number=self.number(step),
+            next_step=None if following is None else following.name,
         )
 
     def details(self, step: Step[Any]) -> str:
@@ -86,7 +94,9 @@ class Operation:
 
 def _domain(target: DomainState, title: str) -> Step[StepInput]:
     summary = f"record step {DOMAIN_STEP}"
-    return Step(DOMAIN_STEP, title, summary, GatewayActivities.record_step, domain=target)
+    return Step(
+        DOMAIN_STEP, title, summary, GatewayActivities.record_step, domain=target, local=True
+    )
 
 
 # -- the base of a gateway: created once, ensured again (idempotently) by start ----------
@@ -177,6 +187,7 @@ DELETE_FUNCTIONS = Step(
     "CloudFunction documents",
     "delete CloudFunction docs of {gid}",
     DeletionActivities.delete_functions,
+    local=True,
 )
 DELETE_STAGES = Step(
     "stages-and-routes",
@@ -205,6 +216,7 @@ FINALIZE = Step(
     "phase Deleted, then the ApiGateway document",
     "phase Deleted, then remove ApiGateway document {gid}",
     DeletionActivities.finalize_deletion,
+    local=True,
 )
 
 _P = GatewayPhase

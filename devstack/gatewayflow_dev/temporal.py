@@ -58,6 +58,10 @@ def temporal_process(settings: Settings) -> ManagedProcess:
         "--namespace",
         settings.temporal_namespace,
         *(f"--search-attribute={name}=Keyword" for name in SEARCH_ATTRIBUTES),
+        # The worker takes an activity it schedules itself in the reply to its workflow
+        # task (eager activity execution): one matching round trip fewer per activity.
+        "--dynamic-config-value",
+        "system.enableActivityEagerExecution=true",
         "--log-level",
         "warn",
     ]

@@ -250,6 +250,7 @@ class Cluster:
         gateway_id: str,
         refs: Sequence[ObjectRef],
         *,
+        every_owned: Sequence[tuple[Kind, str | None]] = (),
         timeout: float,
         on_wait: OnWait | None = None,
     ) -> list[ObjectRef]:
@@ -257,14 +258,48 @@ class Cluster:
         until all of them are gone: the deletions run on the server side by side, so the
         step waits for the slowest one instead of for each in turn.
 
+        Each collection is read once (one list, not a get per object); what it shows is
+        deleted with its listed uid as precondition, and the wait follows the collection's
+        watch from that list's resourceVersion, with no second read. `every_owned` names
+        collections (kind, namespace) whose every object carrying the gateway's label goes
+        too, found by the label and not only by name.
+
         Returns the refs that were present and deleted. A `NotOwnedError` for any of them
         is raised before anything is deleted.
         """
-        live = {ref: obj for ref in refs if (obj := self.get(ref)) is not None}
-        for ref, obj in live.items():
-            self._check_owned(gateway_id, ref, obj)
+        deadline = time.monotonic() + timeout
+        named: dict[tuple[Kind, str | None], set[str]] = {key: set() for key in every_owned}
+        for ref in refs:
+            named.setdefault((ref.kind, ref.namespace), set()).add(ref.name)
+        every = set(every_owned)
+        reads: dict[tuple[Kind, str | None], tuple[dict[str, Manifest], str]] = {}
+        for (kind, namespace), names in named.items():
+            listed, version = self._list_named(
+                kind, namespace, None if (kind, namespace) in every else names
+            )
+            chosen = {
+                name: obj
+                for name, obj in sorted(listed.items())
+                if name in names or is_owned(gateway_id, obj)
+            }
+            for name, obj in chosen.items():
+                self._check_owned(gateway_id, ObjectRef(kind, namespace, name), obj)
+            reads[(kind, namespace)] = (chosen, version)
+        live = {
+            ref: reads[(ref.kind, ref.namespace)][0][ref.name]
+            for ref in refs
+            if ref.name in reads[(ref.kind, ref.namespace)][0]
+        }
+        for (kind, namespace), (chosen, _) in reads.items():
+            for name, obj in chosen.items():
+                live.setdefault(ObjectRef(kind, namespace, name), obj)
         deleted = self._delete_live_objects(gateway_id, live)
-        self.wait_until_gone(list(refs), timeout=timeout, on_wait=on_wait)
+        for (kind, namespace), (chosen, version) in reads.items():
+            waited = sorted(named[(kind, namespace)] | chosen.keys())
+            members = [ObjectRef(kind, namespace, name) for name in waited]
+            self._wait_collection_gone(
+                kind, namespace, members, deadline, timeout, 1.0, on_wait, (chosen, version)
+            )
         return deleted
 
     def wait_until_gone(
@@ -291,22 +326,7 @@ class Cluster:
         for ref in pending:
             collections.setdefault((ref.kind, ref.namespace), []).append(ref)
         for (kind, namespace), members in collections.items():
-            try:
-                present = self._follow(
-                    kind, namespace, members, _waiting_for_deletion(kind), deadline, on_wait
-                )
-            except ClusterError as err:
-                log.info("%s: cannot watch %s, polling instead: %s", self.context, kind, err)
-                self._poll_until_gone(members, deadline, poll, on_wait)
-                continue
-            if present:
-                remaining = {ObjectRef(kind, namespace, name): obj for name, obj in present.items()}
-                description = "; ".join(
-                    _describe_presence(ref, obj) for ref, obj in remaining.items()
-                )
-                raise StillPresentError(
-                    list(remaining), self._with_blockers(remaining, description), timeout
-                )
+            self._wait_collection_gone(kind, namespace, members, deadline, timeout, poll, on_wait)
 
     def wait_until_ready(
         self,
@@ -347,6 +367,34 @@ class Cluster:
 
     # -- waiting by watch, and by polling -------------------------------------------------
 
+    def _wait_collection_gone(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        members: Sequence[ObjectRef],
+        deadline: float,
+        timeout: float,
+        poll: float,
+        on_wait: OnWait | None,
+        start: tuple[dict[str, Manifest], str] | None = None,
+    ) -> None:
+        """`wait_until_gone` for the objects of one collection; `start` is what a list
+        just showed (present objects by name, its resourceVersion), to follow from."""
+        try:
+            present = self._follow(
+                kind, namespace, members, _waiting_for_deletion(kind), deadline, on_wait, start
+            )
+        except ClusterError as err:
+            log.info("%s: cannot watch %s, polling instead: %s", self.context, kind, err)
+            self._poll_until_gone(members, deadline, poll, on_wait)
+            return
+        if present:
+            remaining = {ObjectRef(kind, namespace, name): obj for name, obj in present.items()}
+            description = "; ".join(_describe_presence(ref, obj) for ref, obj in remaining.items())
+            raise StillPresentError(
+                list(remaining), self._with_blockers(remaining, description), timeout
+            )
+
     def _follow(
         self,
         kind: Kind,
@@ -355,15 +403,21 @@ class Cluster:
         why_waiting: WhyWaiting,
         deadline: float,
         on_wait: OnWait | None,
+        start: tuple[dict[str, Manifest], str] | None = None,
     ) -> dict[str, Manifest] | None:
         """Follow the named objects of one collection until `why_waiting` has nothing left
         (returns None) or the deadline passes (returns the objects present then). A watch
         lasts whole seconds, so a quiet one may end up to a second after the deadline.
+        Starts from `start` (objects by name, resourceVersion) when given, else a list.
 
         Raises a `ClusterError` when the collection cannot be listed or watched.
         """
         names = {ref.name for ref in refs}
-        present, version = self._list_named(kind, namespace, names)
+        if start is None:
+            present, version = self._list_named(kind, namespace, names)
+        else:
+            present = {name: obj for name, obj in start[0].items() if name in names}
+            version = start[1]
         while (why := why_waiting(present)) is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -391,16 +445,18 @@ class Cluster:
         return None
 
     def _list_named(
-        self, kind: Kind, namespace: str | None, names: set[str]
+        self, kind: Kind, namespace: str | None, names: set[str] | None
     ) -> tuple[dict[str, Manifest], str]:
-        """The named objects present, by name, and the collection's resourceVersion."""
+        """The named objects present (every object when `names` is None), by name, and the
+        collection's resourceVersion."""
+        query = [] if names is None else _name_query(names)
         answer = self._retrying(
-            lambda: self._request("GET", kind.collection_path(namespace), query=_name_query(names))
+            lambda: self._request("GET", kind.collection_path(namespace), query=query)
         )
         present = {
             obj["metadata"]["name"]: obj
             for obj in answer.get("items") or []
-            if obj["metadata"]["name"] in names
+            if names is None or obj["metadata"]["name"] in names
         }
         for obj in present.values():
             obj.setdefault("apiVersion", kind.api_version)

@@ -49,13 +49,19 @@ class ProgressUpdate(BaseModel):
 
 
 class StepInput(BaseModel):
-    """One step of an operation: which gateway, and the phase to record when done."""
+    """One step of an operation: which gateway, and the phase to record when done.
+
+    `next_step` is the step that follows in the operation: the record of this one's
+    completion names it as the current step, so one write per step keeps the progress
+    record current.
+    """
 
     gateway_id: str
     region: str = "local"
     phase: GatewayPhase
     step: str
     number: int | None = None  # position in the operation, for progress
+    next_step: str | None = None
 
 
 class StepResult(BaseModel):

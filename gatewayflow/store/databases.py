@@ -66,9 +66,11 @@ class RuntimeDatabases:
         a database that is gone leaves no user of ours behind.
         """
         name = runtime_database(validate_gateway_id(gateway_id))
-        if not self.exists(gateway_id):
-            return
-        self._check_owner(gateway_id, name)
+        owner = self.owner(name)  # read first: a database of ours needs no other lookup
+        if owner != gateway_id:
+            if not self.exists(gateway_id):
+                return
+            raise NotOwnedDatabase(name, gateway_id, owner)
         try:
             self._client[name].command("dropUser", runtime_user(gateway_id))
         except OperationFailure as exc:

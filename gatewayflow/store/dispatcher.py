@@ -11,6 +11,7 @@ dropped or renamed). The periodic sweep covers the gap. Deletions need no event.
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,12 +81,26 @@ class ChangeFeed:
 
     While the server answers, `events` notices `stop` within `max_await_ms`; while it does
     not, within the client's server selection timeout.
+
+    A getMore that comes back empty before `max_await_ms` was woken by a write that is not
+    an event: SecantusDB answers a waiting getMore on every write to the server (mongod
+    waits for a matching event). The next one is asked `early_pause` seconds later, so a
+    burst of writes costs a getMore per pause instead of one per write; an event that
+    lands in the pause is seen at most that much later.
     """
 
-    def __init__(self, db: Db, *, max_await_ms: int = 500, retry_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        db: Db,
+        *,
+        max_await_ms: int = 500,
+        early_pause: float = 0.1,
+        retry_seconds: float = 2.0,
+    ) -> None:
         self._gateways = db[COLLECTION]
         self._state = db[STATE_COLLECTION]
         self._max_await_ms = max_await_ms
+        self._early_pause = early_pause
         self._retry_seconds = retry_seconds
 
     def load_token(self) -> Token | None:
@@ -125,8 +140,11 @@ class ChangeFeed:
             try:
                 with self._open() as stream:
                     while not stop.is_set() and stream.alive:
+                        asked = time.monotonic()
                         change = stream.try_next()
                         if change is None:
+                            if time.monotonic() - asked < self._max_await_ms / 1000:
+                                stop.wait(self._early_pause)  # woken early, by no event
                             continue
                         event = self._event(change)
                         if event is not None:

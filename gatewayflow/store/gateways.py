@@ -210,6 +210,40 @@ class GatewayRepository:
             update["$addToSet"] = {"progress.completed": step}
         return self._col.update_one(query, update).matched_count == 1
 
+    def complete_step(
+        self,
+        gateway_id: str,
+        step: str,
+        phase: GatewayPhase,
+        *,
+        expected: Collection[GatewayPhase],
+        number: int | None = None,
+        next_step: str | None = None,
+    ) -> bool:
+        """Record a step as completed, and the phase, in one conditional write; whether
+        the phase was one of `expected` (if not, nothing is written: the step belongs to
+        an operation that was preempted).
+
+        The same write names the current step: `next_step` (number + 1) when given, else
+        this one; what the step waited on is cleared.
+        """
+        now = utcnow()
+        to_set: RawDoc = {
+            "phase": GatewayPhase(phase).value,
+            "updatedAt": now,
+            "progress.step": next_step or step,
+            "progress.waitingOn": None,
+            "progress.updatedAt": now,
+        }
+        if number is not None:
+            to_set["progress.stepNumber"] = number + 1 if next_step else number
+        query: RawDoc = {
+            "gatewayId": gateway_id,
+            "phase": {"$in": [GatewayPhase(p).value for p in expected]},
+        }
+        update: RawDoc = {"$set": to_set, "$addToSet": {"progress.completed": step}}
+        return self._col.update_one(query, update).matched_count == 1
+
     def record_progress(
         self,
         gateway_id: str,

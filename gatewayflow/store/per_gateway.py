@@ -63,5 +63,29 @@ class PerGatewayRepository(Generic[M, S, P]):
         update = {"$set": {"phase": phase.value, "updatedAt": utcnow()}}
         return self._col.update_one(query, update).matched_count == 1
 
+    def moved(
+        self,
+        gateway_id: str,
+        *,
+        state: S | None = None,
+        phase: P | None = None,
+        unless_state: S | None = None,
+    ) -> M | None:
+        """Write the state and/or the phase and read the document back, in one round trip;
+        None when there is no document (or, with `unless_state`, when its state is that:
+        then nothing is written)."""
+        query: RawDoc = {"gatewayId": gateway_id}
+        if unless_state is not None:
+            query["state"] = {"$ne": unless_state.value}
+        to_set: RawDoc = {"updatedAt": utcnow()}
+        if state is not None:
+            to_set["state"] = state.value
+        if phase is not None:
+            to_set["phase"] = phase.value
+        raw = self._col.find_one_and_update(
+            query, {"$set": to_set}, return_document=ReturnDocument.AFTER
+        )
+        return None if raw is None else parse(self._model, raw)
+
     def delete(self, gateway_id: str) -> bool:
         return self._col.delete_one({"gatewayId": gateway_id}).deleted_count == 1
