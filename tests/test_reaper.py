@@ -16,8 +16,8 @@ from gatewayflow.domain.messages import ReapResult
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
 from tests.conftest import free_ports
-from tests.gateway_harness import Harness, harness, unique_id
 from tests.emulator_admin import EmulatorAdmin
+from tests.gateway_harness import Harness, harness, unique_id
 from tests.kube_fixtures import Emulator
 from tests.test_metrics import scrape
 from workflows.reaper import OrphanReaper
