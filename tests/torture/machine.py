@@ -28,6 +28,7 @@ from hypothesis.stateful import (
 )
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from pymongo.errors import DuplicateKeyError
 from urllib3.exceptions import HTTPError
 
 from gatewayflow import control
@@ -324,7 +325,10 @@ class TortureMachine(RuleBasedStateMachine):
             "uppercase": gw.upper(),
         }[what]
         doc = self._raw_doc(bad, "local", state)
-        result = self._col().insert_one(doc)
+        try:
+            result = self._col().insert_one(doc)
+        except DuplicateKeyError:
+            return  # the same junk is there already (gatewayId is unique)
         self.model.junk.append(Junk(result.inserted_id, what, bad))
 
     @rule(field=st.sampled_from(["state", "phase"]))
