@@ -12,12 +12,13 @@ import contextlib
 import logging
 import threading
 
+from pymongo.errors import PyMongoError
 from temporalio.client import Client
 
 from gatewayflow.control import SIGNAL_FOR_STATE, signal_gateway
 from gatewayflow.metrics import DISPATCH_FAILURES
 from gatewayflow.settings import Settings
-from gatewayflow.store.client import connect
+from gatewayflow.store.client import Db, connect
 from gatewayflow.store.dispatcher import ChangeFeed
 from gatewayflow.store.errors import ChangeStreamsUnavailable
 from gatewayflow.store.gateways import GatewayRepository
@@ -114,10 +115,29 @@ async def _follow_changes(
         await asyncio.gather(follower, stopper, return_exceptions=True)
 
 
+async def _opened(settings: Settings, stop: asyncio.Event) -> Db | None:
+    """The database with its indexes, tried again (1 s doubling to 30 s) until the server
+    answers: a worker started while MongoDB is down dispatches once it is back, rather
+    than never. None when `stop` is set first."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            db = await asyncio.to_thread(connect, settings.mongodb_uri or "", settings.db_name)
+            await asyncio.to_thread(ensure_indexes, db)
+            return db
+        except PyMongoError as exc:
+            log.warning("dispatcher: MongoDB unreachable (%s); trying again in %.0fs", exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 30.0)
+    return None
+
+
 async def run_dispatcher(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     """The change stream and the sweep, until `stop` is set."""
-    db = await asyncio.to_thread(connect, settings.mongodb_uri or "", settings.db_name)
-    await asyncio.to_thread(ensure_indexes, db)
+    db = await _opened(settings, stop)
+    if db is None:
+        return
     gateways = GatewayRepository(db)
     sweeper = asyncio.create_task(_sweep_forever(client, settings, gateways, stop))
     try:

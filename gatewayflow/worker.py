@@ -58,7 +58,9 @@ async def run_worker(
         if settings.dispatcher if dispatcher is None else dispatcher:
             from gatewayflow.dispatcher import run_dispatcher
 
-            tasks.append(asyncio.create_task(run_dispatcher(client, settings, stop)))
+            dispatching = asyncio.create_task(run_dispatcher(client, settings, stop))
+            dispatching.add_done_callback(lambda task: _ended(task, stop))
+            tasks.append(dispatching)
         async with worker:
             log.info(
                 "worker running on task queue %r at %s (namespace %s)",
@@ -71,6 +73,17 @@ async def run_worker(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise RuntimeError("the dispatcher failed") from task.exception()
+
+
+def _ended(task: "asyncio.Task[None]", stop: asyncio.Event) -> None:
+    """A dispatcher that dies must not leave a worker that looks healthy and dispatches
+    nothing: the worker stops, with an error, for its supervisor to restart it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the dispatcher failed; stopping the worker", exc_info=task.exception())
+        stop.set()
 
 
 async def until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -6,7 +6,10 @@ preempts an operation in flight; the workflow finds Deleted already written) for
 """
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,6 +17,7 @@ from gatewayflow.dispatcher import run_dispatcher
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
+from tests.conftest import free_ports
 from tests.gateway_harness import Harness, closed_runs, harness, unique_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -73,3 +77,53 @@ async def test_several_dispatchers_are_harmless(
         assert await closed_runs(h.client, naming.gateway_workflow_id(gid)) == 1
         assert await closed_runs(h.client, naming.deletion_workflow_id(gid)) == 1
         assert await h.traces(gid) == []
+
+
+async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+@contextlib.asynccontextmanager
+async def mongo_on(port: int, target: str) -> AsyncIterator[None]:
+    """The MongoDB server at `target` ("host:port") answering on `port` from now on."""
+    host, target_port = target.rsplit(":", 1)
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(target_port))
+        await asyncio.gather(_forward(reader, upstream_writer), _forward(upstream_reader, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", port)
+    try:
+        yield
+    finally:
+        server.close()
+
+
+async def test_a_dispatcher_started_while_mongodb_is_down_dispatches_once_it_is_back(
+    stack: Settings,
+) -> None:
+    """The torture's worker restarted while MongoDB was down swept nothing, ever: its
+    dispatcher's first connection failed and ended it silently."""
+    async with harness(stack, change_streams=False, sweep_interval_seconds=NO_SWEEP) as h:
+        port = free_ports(1)[0]
+        target = urlsplit(h.settings.mongodb_uri or "").netloc
+        down = h.settings.model_copy(
+            update={"mongodb_uri": f"mongodb://127.0.0.1:{port}/", "sweep_interval_seconds": 0.5}
+        )
+        stop = asyncio.Event()
+        dispatcher = asyncio.create_task(run_dispatcher(h.client, down, stop))
+        try:
+            await asyncio.sleep(7.0)  # longer than the client's server selection timeout
+            gid = unique_id("back")
+            h.deps.db["ApiGateway"].insert_one(
+                {"gatewayId": gid, "state": "Running", "phase": "Creating"}
+            )
+            async with mongo_on(port, target):
+                await h.wait_for(gid, GatewayState.RUNNING, timeout=60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(dispatcher, timeout=30)
