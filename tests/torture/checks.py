@@ -53,8 +53,14 @@ def gateway_docs(client: MongoClient[dict[str, Any]], db_name: str) -> dict[str,
     }
 
 
-def unconverged(model: Model, docs: dict[str, dict[str, Any]]) -> list[str]:
-    """Each live gateway that is not (yet) where its last accepted intent says."""
+def unconverged(
+    model: Model, docs: dict[str, dict[str, Any]], timed_out: Collection[str] = ()
+) -> list[str]:
+    """Each live gateway that is not (yet) where its last accepted intent says.
+
+    Stopped instead of a start is right only after a start timeout, whose reason was
+    written with the state (`timed_out`, from the change stream) or is still the last
+    error; a later error (a refused region change, say) may have replaced it since."""
     problems = []
     for gw in model.live():
         doc = docs.get(gw.gateway_id)
@@ -72,7 +78,7 @@ def unconverged(model: Model, docs: dict[str, dict[str, Any]]) -> list[str]:
             )
         elif got == (TIMED_OUT[0].value, TIMED_OUT[1].value) and gw.intent.value != "Stopped":
             error = str((doc.get("progress") or {}).get("lastError"))
-            if TIMED_OUT_MARK not in error:
+            if TIMED_OUT_MARK not in error and gw.gateway_id not in timed_out:
                 problems.append(f"{gw.gateway_id}: Stopped instead of {gw.intent.value}: {error}")
     return problems
 

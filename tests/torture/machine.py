@@ -545,7 +545,7 @@ class TortureMachine(RuleBasedStateMachine):
         docs = self._converge(deadline)
         if self.reaped_live:
             violations["reaper_spared_live"] = self.reaped_live
-        problems = checks.unconverged(self.model, docs)
+        problems = checks.unconverged(self.model, docs, self.watch.timed_out_ids())
         if problems:
             violations["converges"] = problems
         self.watch.settle()
@@ -648,7 +648,8 @@ class TortureMachine(RuleBasedStateMachine):
     def _converge(self, deadline: float) -> dict[str, dict[str, Any]]:
         while True:
             docs = checks.gateway_docs(self.world.mongo, self.settings.db_name)
-            if not checks.unconverged(self.model, docs) or time.monotonic() > deadline:
+            timed_out = self.watch.timed_out_ids()
+            if not checks.unconverged(self.model, docs, timed_out) or time.monotonic() > deadline:
                 return docs
             time.sleep(0.5)
 

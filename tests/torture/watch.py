@@ -14,6 +14,8 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from tests.torture.model import TIMED_OUT_MARK
+
 TAG = "tortureWrite"
 DELETED = "Deleted"
 
@@ -30,6 +32,8 @@ class Watch:
     """When a Deleted state was first written (accepted), per gateway."""
     deleting_since: dict[str, datetime] = field(default_factory=dict)
     """When the phase first became Deleting: the deletion began."""
+    timed_out: set[str] = field(default_factory=set)
+    """Gateways the system set to Stopped with a start timeout as the reason (one write)."""
     overwritten: list[str] = field(default_factory=list)
     """Deleted states overwritten by something other than the torture's own raw writes."""
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -57,6 +61,10 @@ class Watch:
         deadline = time.monotonic() + timeout
         while self.events == before and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def timed_out_ids(self) -> set[str]:
+        with self._lock:
+            return set(self.timed_out)
 
     def _open(self) -> Any:
         db = self.client[self.db_name]
@@ -109,5 +117,10 @@ class Watch:
                     f"{gid}: state {state!r} written ({kind}) at {when:%H:%M:%S.%f} over the "
                     f"Deleted accepted at {self.deleted_at[gid]:%H:%M:%S.%f}"
                 )
+            reason = fields.get("progress.lastError") or (fields.get("progress") or {}).get(
+                "lastError"
+            )
+            if state == "Stopped" and not ours and TIMED_OUT_MARK in str(reason or ""):
+                self.timed_out.add(gid)
             if fields.get("phase") == "Deleting" and gid not in self.deleting_since:
                 self.deleting_since[gid] = when
