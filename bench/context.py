@@ -151,7 +151,11 @@ class Bench:
             await asyncio.sleep(poll)
 
     async def delete_all_and_time(
-        self, settings: Settings, ids: Sequence[str], poll: float = 0.1
+        self,
+        settings: Settings,
+        ids: Sequence[str],
+        poll: float = 0.1,
+        timeout: float = DELETION_TIMEOUT,
     ) -> float:
         """Seconds from one raw write for all `ids` until every document and namespace is gone."""
         col = self.db(settings)["ApiGateway"]
@@ -164,8 +168,8 @@ class Bench:
                 live = await asyncio.to_thread(self.cluster.list_all, Kind.NAMESPACE)
                 if not namespaces & {obj["metadata"]["name"] for obj in live}:
                     return time.perf_counter() - began
-            if time.perf_counter() - began > DELETION_TIMEOUT:
-                raise TimeoutError(f"{left} of {len(ids)} gateways not deleted in time")
+            if time.perf_counter() - began > timeout:
+                raise TimeoutError(f"{left} of {len(ids)} gateways not deleted in {timeout:.0f}s")
             await asyncio.sleep(poll)
 
 
