@@ -74,6 +74,12 @@ def _shown(gateway_id: str, limit: int = 80) -> str:
     return repr(gateway_id if len(gateway_id) <= limit else gateway_id[:limit] + "...")
 
 
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less when `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
 async def _sweep_forever(
     client: Client, settings: Settings, gateways: GatewayRepository, stop: asyncio.Event
 ) -> None:
@@ -82,8 +88,7 @@ async def _sweep_forever(
             await sweep_once(client, settings, gateways)
         except Exception:  # a failed sweep is retried on the next tick
             log.exception("sweep failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_seconds)
+        await _pause(stop, settings.sweep_interval_seconds)
 
 
 async def _follow_changes(
@@ -127,8 +132,7 @@ async def _opened(settings: Settings, stop: asyncio.Event) -> Db | None:
             return db
         except PyMongoError as exc:
             log.warning("dispatcher: MongoDB unreachable (%s); trying again in %.0fs", exc, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
+        await _pause(stop, delay)
         delay = min(delay * 2, 30.0)
     return None
 
