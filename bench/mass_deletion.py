@@ -57,13 +57,20 @@ async def provision(bench: Bench, settings: Settings, ids: list[str], console: C
 
 
 async def sample_queue(
-    permits: PermitRepository, samples: list[tuple[float, int, int]], began: float
+    permits: PermitRepository,
+    samples: list[tuple[float, int, int]],
+    began: float,
+    console: Console,
 ) -> None:
+    """Every second a sample; every 30 s a line, so a long drain shows it moves."""
     while True:
         regions = await asyncio.to_thread(permits.regions)
         running = sum(len(r.get("holders") or []) for r in regions)
         queued = sum(len(r.get("queue") or []) for r in regions)
-        samples.append((round(time.perf_counter() - began, 2), running, queued))
+        elapsed = round(time.perf_counter() - began, 2)
+        if len(samples) % 30 == 0:
+            console.log(f"{elapsed:.0f} s: {running} deleting, {queued} queued")
+        samples.append((elapsed, running, queued))
         await asyncio.sleep(1.0)
 
 
@@ -94,7 +101,7 @@ async def measure(n: int, limit: int, console: Console) -> dict[str, object]:
         samples: list[tuple[float, int, int]] = []
         began = time.perf_counter()
         sampler = asyncio.create_task(
-            sample_queue(PermitRepository(bench.db(scoped)), samples, began)
+            sample_queue(PermitRepository(bench.db(scoped)), samples, began, console)
         )
         console.log(f"update_many: {n} gateways to state Deleted (limit {limit} per region)")
         try:
