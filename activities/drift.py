@@ -1,6 +1,7 @@
 """The drift check: label-selected lists per kind and gateway namespace, compared with every
 converged gateway's phase (gatewayflow/cluster/expected.py), and the record of a repair."""
 
+import random
 from collections import defaultdict
 
 from temporalio import activity
@@ -76,7 +77,7 @@ class DriftActivities:
                         kinds=sorted({d.ref.kind.value for d in found}),
                     )
                 )
-        return report
+        return _at_most(report, self.deps.settings.drift_max_repairs)
 
     @activity.defn
     @translated
@@ -115,3 +116,15 @@ def _domain_route_missing(finding: DriftFinding) -> bool:
         p.startswith(prefix) and "-stage-" not in p and p.endswith(" missing")
         for p in finding.problems
     )
+
+
+def _at_most(report: DriftReport, limit: int) -> DriftReport:
+    """A round repairs at most `limit` gateways: a drift of thousands at once (a region's
+    cluster rebuilt, a wrong kubeconfig) must not become thousands of signals and
+    operations in one burst. A random draw, so that gateways whose repair cannot be
+    signalled never keep the others waiting."""
+    found = len(report.drifted)
+    if found > limit:
+        report.drifted = sorted(random.sample(report.drifted, limit), key=lambda f: f.gateway_id)
+        report.deferred = found - limit
+    return report

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         validation_alias=_env("GATEWAYFLOW_DRIFT_INTERVAL"),
         description="seconds between drift checks of converged gateways; 0 turns them off",
     )
+    drift_max_repairs: int = Field(
+        default=25,
+        ge=1,
+        validation_alias=_env("GATEWAYFLOW_DRIFT_MAX_REPAIRS"),
+        description="drifted gateways repaired per drift check; the rest wait for later rounds",
+    )
     reap_grace_seconds: float = Field(
         default=3600.0,
         ge=0,

@@ -36,8 +36,9 @@ class DriftCheck:
             except Exception:  # its workflow is not running: the sweep restarts it
                 workflow.logger.warning("could not signal %s to repair drift", wid)
         drifted = ", ".join(f.gateway_id for f in report.drifted) or "none"
+        later = f"; {report.deferred} more drifted, left to later rounds" if report.deferred else ""
         workflow.set_current_details(
             f"checked **{report.checked}** gateways in {', '.join(report.regions) or 'no region'}"
-            f"; drifted: {drifted}"
+            f"; drifted: {drifted}{later}"
         )
         return report

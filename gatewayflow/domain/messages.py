@@ -167,6 +167,9 @@ class DriftReport(BaseModel):
     checked: int = 0
     regions: list[str] = Field(default_factory=list)
     drifted: list[DriftFinding] = Field(default_factory=list)
+    """Repaired this round: at most GATEWAYFLOW_DRIFT_MAX_REPAIRS of those found."""
+    deferred: int = 0
+    """Found drifted but left to later rounds (drawn again at random from what is found)."""
     signalled: list[str] = Field(default_factory=list)
 
 
