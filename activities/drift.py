@@ -58,7 +58,7 @@ class DriftActivities:
                     live[(region, owner)][ObjectRef.of(obj)] = obj
             activity.heartbeat(f"listed {len(inside)} gateway namespace(s) in {region}")
         after = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
-        self.deps.gateways.mark_drift_checked(utcnow())
+        self.deps.drift_checks.mark(wanted, utcnow())
         report = DriftReport(regions=wanted)
         for gid, gw in before.items():
             if gw.region not in wanted:

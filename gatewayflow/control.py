@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,6 +230,8 @@ class Tracked:
     links: dict[str, str]
     """Workflow id -> Temporal UI link (the run's page, or a query when no run is known)."""
     _gateways: GatewayRepository = field(repr=False)
+    drift_checked_at: datetime | None = None
+    """When the drift check last looked at the gateway's region (`gatewayflow status`)."""
 
     async def follow(self, on_change: OnChange) -> ApiGateway | None:
         """Follow live progress until the intent is reached; GatewayflowError if it is not."""
@@ -308,10 +310,12 @@ async def gateway_status(settings: Settings, gateway_id: str) -> Tracked:
     """One gateway and the links of its three workflows, read-only."""
     with _expected():
         validate_gateway_id(gateway_id)
-        gateways = _gateways(settings)
-        gateway = gateways.require(gateway_id)
+        deps = _reader(settings)
+        gateway = deps.gateways.require(gateway_id)
+        checked = deps.drift_checks.last(gateway.placed_region)
     want = gateway.state if gateway.state is not GatewayState.RESTARTING else GatewayState.RUNNING
-    return Tracked(gateway, want, await workflow_links(settings, gateway_id), gateways)
+    links = await workflow_links(settings, gateway_id)
+    return Tracked(gateway, want, links, deps.gateways, drift_checked_at=checked)
 
 
 async def workflow_links(settings: Settings, gateway_id: str) -> dict[str, str]:

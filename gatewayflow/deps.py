@@ -11,6 +11,7 @@ from gatewayflow.store.children import ChildRepository
 from gatewayflow.store.client import connect
 from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
 from gatewayflow.store.domains import RuntimeDomainRepository
+from gatewayflow.store.drift_checks import DriftCheckRepository
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
 from gatewayflow.store.permits import PermitRepository
@@ -56,6 +57,10 @@ class Deps:
     @cached_property
     def permits(self) -> PermitRepository:
         return PermitRepository(self.db)
+
+    @cached_property
+    def drift_checks(self) -> DriftCheckRepository:
+        return DriftCheckRepository(self.db)
 
     @cached_property
     def sightings(self) -> SightingRepository:

@@ -96,7 +96,9 @@ def status_table(gateways: list[ApiGateway]) -> Table:
     return table
 
 
-def status_detail(gw: ApiGateway, workflow_links: dict[str, str]) -> RenderableType:
+def status_detail(
+    gw: ApiGateway, workflow_links: dict[str, str], drift_checked_at: datetime | None = None
+) -> RenderableType:
     p = gw.progress
     table = Table(show_header=False, box=None)
     table.add_row("gateway", gw.gateway_id)
@@ -107,7 +109,7 @@ def status_detail(gw: ApiGateway, workflow_links: dict[str, str]) -> RenderableT
     table.add_row("completed", ", ".join(p.completed) or "-")
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
-    table.add_row("drift check", drift_text(gw))
+    table.add_row("drift check", drift_text(gw, drift_checked_at))
     if p.next_attempt_at:
         table.add_row("retry", next_attempt(p.next_attempt_at))
     region = gw.placed_region
@@ -141,13 +143,15 @@ def leftovers_table(found: dict[str, list["Item"]]) -> Table:
     return table
 
 
-def drift_text(gw: ApiGateway) -> str:
-    """When the drift check last looked, and what it last repaired."""
+def drift_text(gw: ApiGateway, checked_at: datetime | None) -> str:
+    """When the drift check last looked at the gateway's region (documents written before
+    it kept that per gateway), and what it last repaired."""
     drift = gw.progress.drift
-    if drift.checked_at is None:
+    checked_at = checked_at or drift.checked_at
+    if checked_at is None:
         text = "not checked yet (GATEWAYFLOW_DRIFT_INTERVAL; only Started and Stopped gateways)"
     else:
-        text = f"last checked {drift.checked_at.isoformat(timespec='seconds')}"
+        text = f"last checked {checked_at.isoformat(timespec='seconds')} (its region)"
     if drift.repaired_at is not None:
         text += (
             f"; {drift.repairs} repair(s), last {drift.repaired_at.isoformat(timespec='seconds')}: "

@@ -109,7 +109,8 @@ def status(
 
     async def run() -> None:
         tracked = await control.gateway_status(settings, gateway_id)
-        console.print(status_detail(tracked.gateway, tracked.links), soft_wrap=True)
+        detail = status_detail(tracked.gateway, tracked.links, tracked.drift_checked_at)
+        console.print(detail, soft_wrap=True)
         if watch:
             await tracked.follow(progress(gateway_id))
 

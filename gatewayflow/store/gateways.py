@@ -337,14 +337,6 @@ class GatewayRepository:
             found += parse_all(ApiGateway, cursor, log_malformed)
         return found
 
-    def mark_drift_checked(self, checked_at: datetime) -> None:
-        """One write per pair and round, not one per gateway."""
-        for state, phase in CONVERGED:
-            self._col.update_many(
-                {"state": state.value, "phase": phase.value},
-                {"$set": {"progress.drift.checkedAt": checked_at}},
-            )
-
     def record_drift_repair(self, gateway_id: str, problems: list[str]) -> bool:
         now = utcnow()
         result = self._col.update_one(
