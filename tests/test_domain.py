@@ -104,7 +104,12 @@ def test_phase_conditions_cover_every_phase() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "UPPER", "under_score", "-lead", "trail-", "9starts-with-digit", "a" * 31, "a.b"]
+    "bad",
+    [
+        *("", "UPPER", "under_score", "-lead", "trail-", "9starts-with-digit", "a" * 31, "a.b"),
+        # `$` alone also matches before a final newline: the whole id must match.
+        *("abc\n", "abc\n\n", "\nabc", "ab c"),
+    ],
 )
 def test_invalid_gateway_ids_are_rejected(bad: str) -> None:
     with pytest.raises(naming.InvalidGatewayId):

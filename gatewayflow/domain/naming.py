@@ -9,7 +9,7 @@ ENVIRONMENTS: tuple[str, ...] = ("dev", "staging", "prod")
 
 # A DNS-1123 label that starts with a letter (a Service name must, DNS-1035), short
 # enough that every derived name fits: CronJob names are capped at 52 characters.
-_ID_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_ID_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 MAX_ID_LENGTH = 30
 
 
@@ -25,7 +25,7 @@ def validate_gateway_id(gateway_id: str) -> str:
             f"gateway id {gateway_id!r} is {len(gateway_id)} characters; at most "
             f"{MAX_ID_LENGTH} are allowed"
         )
-    if not _ID_RE.match(gateway_id):
+    if not _ID_RE.fullmatch(gateway_id):
         raise InvalidGatewayId(
             f"gateway id {gateway_id!r} is not a DNS-1123 label: use lower-case letters, "
             "digits and '-', starting with a letter and ending with a letter or digit"
