@@ -245,7 +245,7 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes and probes are not logged."""
 
 
-def serve(port: int, registry: CollectorRegistry) -> None:
+def serve(address: str, port: int, registry: CollectorRegistry) -> None:
     """`/healthz` and, on every other path, the registry; in a daemon thread."""
     metrics_app = make_wsgi_app(registry)
 
@@ -256,13 +256,13 @@ def serve(port: int, registry: CollectorRegistry) -> None:
         response: Iterable[bytes] = metrics_app(environ, start_response)
         return response
 
-    server = make_server("", port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    server = make_server(address, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
 
 
 def start_metrics(settings: Settings, db: Db) -> Runtime | None:
-    """Serve `/metrics` and `/healthz` on `settings.metrics_port` for the rest of the
-    process; nothing (and None) when it is unset.
+    """Serve `/metrics` and `/healthz` on `metrics_address:metrics_port` for the rest of
+    the process (loopback unless told otherwise); nothing (and None) when the port is unset.
 
     Returns the Temporal runtime the worker's client must connect with: the SDK metrics in
     `/metrics` are those of this runtime.
@@ -278,6 +278,7 @@ def start_metrics(settings: Settings, db: Db) -> Runtime | None:
         SdkMetrics(f"http://127.0.0.1:{sdk_port}/metrics"),
     ):
         registry.register(collector)
-    serve(settings.metrics_port, registry)
-    log.info("metrics on :%d/metrics (SDK exporter: 127.0.0.1:%d)", settings.metrics_port, sdk_port)
+    address, port = settings.metrics_address, settings.metrics_port
+    serve(address, port, registry)
+    log.info("metrics on %s:%d/metrics (SDK exporter: 127.0.0.1:%d)", address, port, sdk_port)
     return runtime

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, validation_alias=_env("GATEWAYFLOW_METRICS_PORT")
     )
+    metrics_address: str = Field(
+        default="127.0.0.1",
+        validation_alias=_env("GATEWAYFLOW_METRICS_ADDRESS"),
+        description="the address /metrics listens on; 0.0.0.0 where a scraper must reach it",
+    )
     dispatcher: bool = Field(default=True, validation_alias=_env("GATEWAYFLOW_DISPATCHER"))
     change_streams: bool = Field(
         default=True,

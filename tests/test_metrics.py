@@ -7,6 +7,7 @@ own, so its deletion fails for good, until that ConfigMap goes and it is request
 """
 
 import asyncio
+import socket
 import urllib.request
 from collections.abc import AsyncIterator
 
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
-from gatewayflow.metrics import GatewayPhases, pipeline
+from gatewayflow.metrics import GatewayPhases, pipeline, start_metrics
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import Db
 from gatewayflow.store.indexes import ensure_indexes
@@ -173,3 +174,36 @@ def test_the_gateway_count_is_served_by_the_state_phase_index(mongo: Db) -> None
             )
         )
         assert "COLLSCAN" not in plan and "IXSCAN" in plan, plan
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_metrics_listen_on_loopback_unless_told_otherwise(stack: Settings, mongo: Db) -> None:
+    outward = _outward_address()
+    if outward is None:
+        pytest.skip("this machine has no address but loopback: nothing to reach /metrics from")
+    private, public = free_ports(2)
+    start_metrics(stack.model_copy(update={"metrics_port": private}), mongo)
+    assert "gatewayflow_" in scrape(private)
+    assert not _reachable(outward, private), f"/metrics answered on {outward}"
+    start_metrics(
+        stack.model_copy(update={"metrics_port": public, "metrics_address": "0.0.0.0"}), mongo
+    )
+    assert _reachable(outward, public)
