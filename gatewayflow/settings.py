@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -234,18 +233,6 @@ def temporal_profile(env: Mapping[str, str] | None = None) -> ClientConfigProfil
             f"{missing} is not set"
         )
     return profile
-
-
-def redact_uri(uri: str | None) -> str:
-    """A URI as it may be printed: any password replaced by `***`."""
-    if not uri:
-        return uri or ""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def environment_settings() -> Settings:

@@ -10,7 +10,8 @@ from rich.text import Text
 from gatewayflow import links
 from gatewayflow.domain.documents import ApiGateway, Progress
 from gatewayflow.domain.messages import Orphan, ReapResult
-from gatewayflow.settings import Settings, redact_uri
+from gatewayflow.domain.redaction import redact_uri
+from gatewayflow.settings import Settings
 
 if TYPE_CHECKING:  # not at run time: the inventory brings in the Kubernetes client
     from gatewayflow.inventory import Item, PlanStep

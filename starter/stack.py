@@ -23,7 +23,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from gatewayflow import links
-from gatewayflow.settings import Settings, environment_settings, redact_uri
+from gatewayflow.domain.redaction import redact_uri
+from gatewayflow.settings import Settings, environment_settings
 from starter.output import console, fail
 
 

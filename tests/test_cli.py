@@ -240,3 +240,20 @@ async def test_read_only_commands_write_nothing(stack: Settings) -> None:
     client: MongoClient[dict[str, object]] = MongoClient(stack.mongodb_uri)
     with client:
         assert fresh.db_name not in client.list_database_names()
+
+
+@pytest.mark.parametrize("args", [("status",), ("status", "shop"), ("audit",)], ids=" ".join)
+def test_a_password_in_an_unreachable_uri_is_never_printed(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    (port,) = free_ports(1)
+    password = "S3cretPassw0rd"
+    settings = embedded_settings(tmp_path / "home").model_copy(
+        update={"mongodb_uri": f"mongodb://admin:{password}@127.0.0.1:{port}/?authSource=admin"}
+    )
+    result = subprocess.run(
+        [GATEWAYFLOW, *args], env=stack_env(settings), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot reach MongoDB at mongodb://admin:***@127.0.0.1:{port}/" in result.stdout
+    assert password not in result.stdout + result.stderr

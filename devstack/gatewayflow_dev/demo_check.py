@@ -11,7 +11,8 @@ from pymongo import MongoClient
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
 from gatewayflow.client import connect
-from gatewayflow.settings import Settings, redact_uri
+from gatewayflow.domain.redaction import redact_uri
+from gatewayflow.settings import Settings
 
 
 @dataclass(frozen=True)

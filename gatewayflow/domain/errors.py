@@ -12,6 +12,8 @@ from datetime import timedelta
 
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from gatewayflow.domain.redaction import redact_uri
+
 
 class GatewayflowError(Exception):
     """An expected failure whose message tells the user what to do."""
@@ -72,9 +74,11 @@ def reason(failure: BaseException) -> str:
 
 
 class Unreachable(TransientError):
-    """A server a command needs did not answer: says which, where, and what to run."""
+    """A server a command needs did not answer: says which, where (never with the
+    password an address carries), and what to run."""
 
     def __init__(self, part: str, address: str, remedy: str) -> None:
+        address = redact_uri(address)
         super().__init__(f"cannot reach {part} at {address}: {remedy}")
         self.part = part
         self.address = address
