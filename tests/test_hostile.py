@@ -351,3 +351,25 @@ async def test_a_rotated_token_is_read_again_on_a_401(emulator: Emulator, tmp_pa
         cluster.get(missing)
     cluster.close()
     wait_until(lambda: emulator.request("DELETE", "/_admin/auth") == {"tokens": 0})
+
+
+async def test_a_progress_that_is_not_an_object_never_holds_up_a_deletion(
+    stack: Settings,
+) -> None:
+    """Every progress write uses dotted paths, which fail inside a string: the write must
+    still land, or the handler that makes it retries forever and the delete queues behind."""
+    async with harness(stack) as h:
+        gid = await started(h, "junk-progress")
+        raw = h.deps.db["ApiGateway"]
+        await asyncio.to_thread(
+            raw.update_one, {"gatewayId": gid}, {"$set": {"progress": "not an object"}}
+        )
+        # The CLI refuses a malformed document; a signal reaches the workflow's handler.
+        await h.client.get_workflow_handle(naming.gateway_workflow_id(gid)).signal("stop")
+        await asyncio.to_thread(
+            raw.update_one, {"gatewayId": gid}, {"$set": {"state": GatewayState.DELETED.value}}
+        )
+        await asyncio.to_thread(
+            wait_until, lambda: raw.find_one({"gatewayId": gid}) is None, timeout=60, every=0.2
+        )
+        assert await h.traces(gid) == []

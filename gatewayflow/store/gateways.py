@@ -41,6 +41,9 @@ SWEEP_ORDER: tuple[GatewayState, ...] = (
 )
 
 log = logging.getLogger("gatewayflow.store")
+# MongoDB's code for a dotted path through a field that is not an object.
+_PATH_NOT_VIABLE = 28
+AFTER = ReturnDocument.AFTER
 
 
 def refusal(problem: Exception) -> str:
@@ -73,6 +76,35 @@ UNSET = Unset.UNSET
 class GatewayRepository:
     def __init__(self, db: Db) -> None:
         self._col = db[COLLECTION]
+
+    def _update(self, query: RawDoc, update: RawDoc | list[RawDoc]) -> bool:
+        """One conditional update; whether it matched.
+
+        Progress is written by dotted path, which fails on a document whose `progress`
+        (or `progress.drift`) is not an object; that field is the workflow's own, so it is
+        set aside under `malformed` and the write made again, never retried for ever."""
+        try:
+            return self._col.update_one(query, update).matched_count == 1
+        except WriteError as exc:
+            if exc.code != _PATH_NOT_VIABLE or not self._set_aside_progress(query["gatewayId"]):
+                raise
+        return self._col.update_one(query, update).matched_count == 1
+
+    def _set_aside_progress(self, gateway_id: str) -> bool:
+        """Replace a `progress` or `progress.drift` that is not an object; whether one was."""
+        raw = self._col.find_one({"gatewayId": gateway_id}, {"progress": 1})
+        progress = None if raw is None else raw.get("progress")
+        if progress is not None and not isinstance(progress, dict):
+            replaced = {"progress": {"malformed": progress}}
+            found = {"gatewayId": gateway_id, "progress": progress}
+        elif isinstance(progress, dict) and not isinstance(progress.get("drift", {}), dict):
+            replaced = {"progress.drift": {"malformed": progress["drift"]}}
+            found = {"gatewayId": gateway_id, "progress.drift": progress["drift"]}
+        else:
+            return False
+        log.warning("gateway %s: progress was not an object; set aside as 'malformed'", gateway_id)
+        self._col.update_one(found, {"$set": replaced})
+        return True
 
     def insert(self, gateway: ApiGateway) -> None:
         """A new gateway; its region is where its resources will live, for good."""
@@ -116,19 +148,21 @@ class GatewayRepository:
             # through the (gatewayId, phase) index, a negation not at all.
             refused = {GatewayPhase(p) for p in refuse_if_phase_in}
             query["phase"] = {"$in": [p.value for p in GatewayPhase if p not in refused]}
-        raw = self._col.find_one_and_update(
-            query,
-            # A new request from the user: the error of the previous one is history.
-            {
-                "$set": {
-                    "state": GatewayState(state).value,
-                    "updatedAt": utcnow(),
-                    "progress.lastError": None,
-                    "progress.nextAttemptAt": None,
-                }
-            },
-            return_document=ReturnDocument.AFTER,
-        )
+        # A new request from the user: the error of the previous one is history.
+        update: RawDoc = {
+            "$set": {
+                "state": GatewayState(state).value,
+                "updatedAt": utcnow(),
+                "progress.lastError": None,
+                "progress.nextAttemptAt": None,
+            }
+        }
+        try:
+            raw = self._col.find_one_and_update(query, update, return_document=AFTER)
+        except WriteError as exc:
+            if exc.code != _PATH_NOT_VIABLE or not self._set_aside_progress(gateway_id):
+                raise
+            raw = self._col.find_one_and_update(query, update, return_document=AFTER)
         if raw is not None:
             return parse(ApiGateway, raw)
         current = self._col.find_one({"gatewayId": gateway_id}, {"state": 1, "phase": 1})
@@ -186,7 +220,7 @@ class GatewayRepository:
         to_set: RawDoc = {"state": GatewayState(state).value, "updatedAt": utcnow()}
         if reason is not None:
             to_set["progress.lastError"] = reason
-        return self._col.update_one(query, {"$set": to_set}).matched_count == 1
+        return self._update(query, {"$set": to_set})
 
     def set_phase(
         self,
@@ -242,7 +276,7 @@ class GatewayRepository:
             "phase": {"$in": [GatewayPhase(p).value for p in expected]},
         }
         update: RawDoc = {"$set": to_set, "$addToSet": {"progress.completed": step}}
-        return self._col.update_one(query, update).matched_count == 1
+        return self._update(query, update)
 
     def record_progress(
         self,
@@ -280,7 +314,7 @@ class GatewayRepository:
         update: RawDoc = {"$set": to_set}
         if completed is not None:
             update["$addToSet"] = {"progress.completed": completed}
-        return self._col.update_one({"gatewayId": gateway_id}, update).matched_count == 1
+        return self._update({"gatewayId": gateway_id}, update)
 
     def begin(
         self,
@@ -308,9 +342,9 @@ class GatewayRepository:
         query: RawDoc = {"gatewayId": gateway_id, "state": GatewayState(state).value}
         phases = {"$in": [GatewayPhase(p).value for p in from_phases]}
         moved = {"$set": {**to_set, "phase": GatewayPhase(phase).value}}
-        if self._col.update_one({**query, "phase": phases}, moved).matched_count == 1:
+        if self._update({**query, "phase": phases}, moved):
             return True
-        return self._col.update_one(query, {"$set": to_set}).matched_count == 1
+        return self._update(query, {"$set": to_set})
 
     def reset_progress(self, gateway_id: str, operation: str, total_steps: int) -> bool:
         """Start a new operation's progress; whether the gateway exists.
@@ -339,7 +373,7 @@ class GatewayRepository:
 
     def record_drift_repair(self, gateway_id: str, problems: list[str]) -> bool:
         now = utcnow()
-        result = self._col.update_one(
+        return self._update(
             {"gatewayId": gateway_id},
             {
                 "$set": {
@@ -350,7 +384,6 @@ class GatewayRepository:
                 "$inc": {"progress.drift.repairs": 1},
             },
         )
-        return result.matched_count == 1
 
     def adopt_orphan(self, gateway_id: str, region: str) -> bool:
         """A document for an orphan's leftovers, state Deleted, so the ordinary deletion
