@@ -37,9 +37,30 @@ def _object(kind: Kind, gateway_id: str, name: str, **body: Any) -> Manifest:
     return {"apiVersion": kind.api_version, "kind": kind.value, "metadata": metadata, **body}
 
 
+# Tenant code runs here: the API server admits only pods of the `restricted` standard.
+POD_SECURITY = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")
+}
+RESTRICTED_POD = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 def namespace(gateway_id: str) -> Manifest:
     naming.validate_gateway_id(gateway_id)
-    return _object(Kind.NAMESPACE, gateway_id, naming.namespace(gateway_id))
+    manifest = _object(Kind.NAMESPACE, gateway_id, naming.namespace(gateway_id))
+    manifest["metadata"]["labels"].update(POD_SECURITY)
+    return manifest
+
+
+def _restricted_pod(containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    """A pod spec that passes `restricted` and holds no service account token: tenant
+    code has no business with the Kubernetes API."""
+    return {
+        **spec,
+        "automountServiceAccountToken": False,
+        "securityContext": dict(RESTRICTED_POD),
+        "containers": [{**c, "securityContext": dict(RESTRICTED_CONTAINER)} for c in containers],
+    }
 
 
 def role_binding(gateway_id: str, service_account: str) -> Manifest:
@@ -106,7 +127,7 @@ def deployment(gateway_id: str, spec: InstanceSpec, restarted_at: str | None = N
         spec={
             "replicas": spec.replicas,
             "selector": {"matchLabels": naming.owner_labels(gateway_id)},
-            "template": {"metadata": template_metadata, "spec": {"containers": [container]}},
+            "template": {"metadata": template_metadata, "spec": _restricted_pod([container])},
         },
     )
 
@@ -133,7 +154,7 @@ def cron_job(gateway_id: str, trigger: CronTrigger, suspend: bool) -> Manifest:
     container = {"name": "trigger", "image": TRIGGER_IMAGE, "args": ["-fsS", "-X", "POST", url]}
     pod = {
         "metadata": {"labels": naming.owner_labels(gateway_id)},
-        "spec": {"restartPolicy": "Never", "containers": [container]},
+        "spec": _restricted_pod([container], restartPolicy="Never"),
     }
     return _object(
         Kind.CRON_JOB,
