@@ -85,7 +85,7 @@ class DomainActivities(Activities):
                 heartbeat(f"applied {ObjectRef.of(obj)}")
             doc = domains.moved(gid, phase=DomainPhase.CREATED)
         else:
-            if action is DomainAction.REMOVE_ROUTES:  # what a stopped gateway has not
+            if action is DomainAction.REMOVE_ROUTES:  # the routes: what a stopped gateway has not
                 refs = part.removed(Owner(gid), only=lambda o: o.when_stopped is WhenStopped.GONE)
             else:
                 refs = part.removed(Owner(gid))
