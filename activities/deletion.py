@@ -1,67 +1,50 @@
 """Deletion steps of GatewayDeletion that are not shared with stop."""
 
-from temporalio import activity
-
-from activities.errors import translated
-from activities.recording import Waiting, heartbeat, recorded, recorded_before
+from activities.base import Activities, activity_method, step_activity
+from activities.recording import Waiting, heartbeat, recorded_before
 from gatewayflow.cluster.errors import NotOwnedError
-from gatewayflow.cluster.kinds import Kind, ObjectRef
-from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import StepInput, StepResult
+from gatewayflow.ownership import Owner
 
 
-def stage_route_refs(gateway_id: str) -> list[ObjectRef]:
-    ns = naming.namespace(gateway_id)
-    return [
-        ObjectRef(Kind.APISIX_ROUTE, ns, naming.stage_route(gateway_id, env))
-        for env in naming.ENVIRONMENTS
-    ]
-
-
-class DeletionActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
-    @recorded
+class DeletionActivities(Activities):
+    @step_activity
     def delete_functions(self, step: StepInput) -> StepResult:
-        count = self.deps.children.delete_all("CloudFunction", step.gateway_id)
-        return StepResult(step=step.step, removed=[f"{count} CloudFunction docs"])
+        removed = []
+        for collection in self.deps.ownership.functions.documents:
+            count = self.deps.children.delete_all(collection, step.gateway_id)
+            removed.append(f"{count} {collection} docs")
+        return StepResult(step=step.step, removed=removed)
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def delete_stages(self, step: StepInput) -> StepResult:
         """Stage routes first (traffic), then the documents behind them."""
         gid = step.gateway_id
+        part = self.deps.ownership.stages
         deleted = self.deps.cluster(step.region).delete_owned_and_wait(
-            gid, stage_route_refs(gid), timeout=300, on_wait=heartbeat
+            gid, part.removed(Owner(gid)), timeout=300, on_wait=heartbeat
         )
         removed = [str(ref) for ref in deleted]
-        for collection in ("ClientApp", "Environment", "Stage"):
+        for collection in part.documents:
             count = self.deps.children.delete_all(collection, gid)
             removed.append(f"{count} {collection} docs")
         return StepResult(step=step.step, removed=removed)
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def delete_database(self, step: StepInput) -> StepResult:
         """Only once the pods are gone: nothing writes to it any more."""
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         self.deps.runtime.drop(gid)
-        secret = ObjectRef(Kind.SECRET, naming.namespace(gid), naming.db_secret(gid))
-        deleted = cluster.delete_owned_and_wait(gid, [secret], timeout=120, on_wait=heartbeat)
+        deleted = cluster.delete_owned_and_wait(
+            gid, self.deps.ownership.database.removed(Owner(gid)), timeout=120, on_wait=heartbeat
+        )
         removed = [naming.runtime_database(gid), *map(str, deleted)]
         self.deps.databases.delete(gid)
         return StepResult(step=step.step, removed=[*removed, "Database doc"])
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def delete_namespace(self, step: StepInput) -> StepResult:
         """Refuses to take anything it does not own down with the namespace."""
         gid = step.gateway_id
@@ -73,17 +56,17 @@ class DeletionActivities:
             refused = NotOwnedError.in_namespace(ns, gid, foreign)
             self.deps.gateways.record_progress(gid, error=str(refused))
             raise refused
-        config = ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid))
-        namespace = ObjectRef(Kind.NAMESPACE, None, ns)
-        # The ConfigMap is gone before the namespace goes: the namespace takes the worker's
+        refs = self.deps.ownership.base.removed(Owner(gid))
+        inside = [ref for ref in refs if ref.kind.namespaced]
+        namespace = [ref for ref in refs if not ref.kind.namespaced]
+        # What is in it is gone before the namespace goes: the namespace takes the worker's
         # RoleBinding with it, and with it the right to look inside.
-        deleted = cluster.delete_owned_and_wait(gid, [config], timeout=120, on_wait=heartbeat)
+        deleted = cluster.delete_owned_and_wait(gid, inside, timeout=120, on_wait=heartbeat)
         waiting = Waiting(self.deps, gid, f"namespace {ns} to be gone")
-        deleted += cluster.delete_owned_and_wait(gid, [namespace], timeout=600, on_wait=waiting)
+        deleted += cluster.delete_owned_and_wait(gid, namespace, timeout=600, on_wait=waiting)
         return StepResult(step=step.step, removed=[str(ref) for ref in deleted])
 
-    @activity.defn
-    @translated
+    @activity_method
     @recorded_before
     def finalize_deletion(self, step: StepInput) -> StepResult:
         """Phase Deleted is recorded first: then the ApiGateway document goes, only while

@@ -1,42 +1,16 @@
 """RuntimeDomain: APISIX routes, plugin config, TLS and the custom-domain Certificate."""
 
-from temporalio import activity
-
-from activities.errors import translated
+from activities.base import Activities, activity_method
 from activities.recording import heartbeat
-from gatewayflow.cluster import manifests
-from gatewayflow.cluster.kinds import Kind, ObjectRef
-from gatewayflow.deps import Deps
+from gatewayflow.cluster.kinds import ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import RuntimeDomain
 from gatewayflow.domain.messages import DomainInput, DomainStatus, DomainStep
 from gatewayflow.domain.states import DomainPhase, DomainState
 from gatewayflow.domain.transitions import DomainAction
+from gatewayflow.ownership import Owner, WhenStopped
 
 DOMAIN_STEP = "runtime-domain"  # the step of a gateway operation this child workflow is
-
-
-def route_refs(gateway_id: str) -> list[ObjectRef]:
-    ns = naming.namespace(gateway_id)
-    return [
-        ObjectRef(Kind.APISIX_ROUTE, ns, naming.domain_route(gateway_id, env))
-        for env in naming.ENVIRONMENTS
-    ]
-
-
-def all_refs(gateway_id: str) -> list[ObjectRef]:
-    """Routes first (traffic), then what they use."""
-    ns = naming.namespace(gateway_id)
-    return [
-        *route_refs(gateway_id),
-        ObjectRef(Kind.APISIX_PLUGIN_CONFIG, ns, naming.plugin_config(gateway_id)),
-        *(
-            ObjectRef(Kind.APISIX_TLS, ns, naming.tls(gateway_id, env))
-            for env in naming.ENVIRONMENTS
-        ),
-        ObjectRef(Kind.APISIX_TLS, ns, naming.custom_tls(gateway_id)),
-        ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gateway_id)),
-    ]
 
 
 def _status(doc: RuntimeDomain | None, gateway_id: str) -> DomainStatus:
@@ -50,12 +24,8 @@ def _status(doc: RuntimeDomain | None, gateway_id: str) -> DomainStatus:
     return DomainStatus(gateway_id=gateway_id, exists=True, state=doc.state, phase=doc.phase)
 
 
-class DomainActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
+class DomainActivities(Activities):
+    @activity_method
     def set_domain_target(self, target: DomainInput) -> DomainStatus:
         """Write the target state; a missing document is created (Active) or cleaned up."""
         gid = target.gateway_id
@@ -95,8 +65,7 @@ class DomainActivities:
         )
         return doc if doc is not None else domains.get(gid)
 
-    @activity.defn
-    @translated
+    @activity_method
     def converge_domain(self, step: DomainStep) -> DomainStatus:
         """Each phase write also reads the document back: no separate reads."""
         gid = step.gateway_id
@@ -106,33 +75,23 @@ class DomainActivities:
             domains.delete(gid)
             return _status(None, gid)
         cluster = self.deps.cluster(step.region)
+        part = self.deps.ownership.domain
         if action is DomainAction.APPLY_ROUTES:
             doc = domains.moved(gid, phase=DomainPhase.CREATING)
             assert doc is not None, "apply needs the RuntimeDomain document"
-            for obj in self._manifests(doc):
+            owner = Owner(gid, region=doc.region, custom_domain=doc.custom_domain, hosts=doc.hosts)
+            for obj in part.manifests(owner):
                 cluster.ensure(gid, obj)
                 heartbeat(f"applied {ObjectRef.of(obj)}")
             doc = domains.moved(gid, phase=DomainPhase.CREATED)
         else:
-            refs = route_refs(gid) if action is DomainAction.REMOVE_ROUTES else all_refs(gid)
+            if action is DomainAction.REMOVE_ROUTES:  # the routes: what a stopped gateway has not
+                refs = part.removed(Owner(gid), only=lambda o: o.when_stopped is WhenStopped.GONE)
+            else:
+                refs = part.removed(Owner(gid))
             doc = domains.moved(gid, phase=DomainPhase.DELETING)
             # Routes are deleted first (traffic), then what they use; all awaited together.
             cluster.delete_owned_and_wait(gid, refs, timeout=300, on_wait=heartbeat)
             if doc is not None:
                 doc = domains.moved(gid, phase=DomainPhase.DELETED)
         return _status(doc, gid)
-
-    @staticmethod
-    def _manifests(doc: RuntimeDomain) -> list[dict[str, object]]:
-        gid = doc.gateway_id
-        objects = [manifests.plugin_config(gid)]
-        for env in naming.ENVIRONMENTS:
-            host = doc.hosts.get(env) or naming.host(gid, env, doc.region)
-            objects.append(manifests.tls(gid, env, host))
-        if doc.custom_domain:
-            objects.append(manifests.certificate(gid, doc.custom_domain))
-            objects.append(manifests.custom_tls(gid, doc.custom_domain))
-        for env in naming.ENVIRONMENTS:
-            host = doc.hosts.get(env) or naming.host(gid, env, doc.region)
-            objects.append(manifests.domain_route(gid, env, host, naming.plugin_config(gid)))
-        return objects

@@ -1,33 +1,27 @@
-"""The drift check: label-selected lists per kind and gateway namespace, compared with every
-converged gateway's phase (gatewayflow/cluster/expected.py), and the record of a repair."""
+"""The drift check: label-selected lists per kind and gateway namespace, compared with what
+every converged gateway's phase implies (gatewayflow/ownership.py), and the record of a
+repair."""
 
 import random
 from collections import defaultdict
 
 from temporalio import activity
 
-from activities.errors import translated
+from activities.base import Activities, activity_method
 from activities.provision import trigger_docs
 from gatewayflow.cluster.client import labels_of
 from gatewayflow.cluster.expected import Live, differences
-from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
-from gatewayflow.deps import Deps
+from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, utcnow
 from gatewayflow.domain.messages import DriftFinding, DriftReport
 from gatewayflow.domain.naming import OWNER_LABEL
 from gatewayflow.domain.states import DomainPhase, GatewayPhase
-
-# Kinds the RuntimeDomain child makes; it re-applies them only when its phase says so.
-DOMAIN_KINDS = {Kind.APISIX_PLUGIN_CONFIG.value, Kind.APISIX_TLS.value, Kind.CERTIFICATE.value}
+from gatewayflow.ownership import Owner
 
 
-class DriftActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
+class DriftActivities(Activities):
+    @activity_method
     def find_drift(self, regions: list[str]) -> DriftReport:
         """Compare every converged gateway (of `regions`, all when empty) with its objects.
 
@@ -49,8 +43,9 @@ class DriftActivities:
                 {naming.namespace(gid) for gid, gw in before.items() if gw.region == region}
                 & existing
             )
+            kinds = [kind for kind in self.deps.ownership.kinds() if kind.namespaced]
             listed = [namespaces] + [
-                cluster.list_labelled(kind, ns) for kind in NAMESPACED_KINDS for ns in inside
+                cluster.list_labelled(kind, ns) for kind in kinds for ns in inside
             ]
             for objects in listed:
                 for obj in objects:
@@ -66,7 +61,8 @@ class DriftActivities:
             report.checked += 1
             if not _unchanged(gw, after.get(gid)):
                 continue
-            found = differences(gw, _trigger_ids(gw), _owned(live, gw))
+            expected = self.deps.ownership.expected(gw.phase, owner_of(gw))
+            found = differences(expected, _owned(live, gw))
             if found:
                 report.drifted.append(
                     DriftFinding(
@@ -74,26 +70,35 @@ class DriftActivities:
                         region=gw.region,
                         phase=gw.phase,
                         problems=[str(d) for d in found],
-                        kinds=sorted({d.ref.kind.value for d in found}),
+                        kinds=sorted({d.ref.kind.name for d in found}),
                     )
                 )
         return _at_most(report, self.deps.settings.drift_max_repairs)
 
-    @activity.defn
-    @translated
+    @activity_method
     def record_drift_repair(self, finding: DriftFinding) -> bool:
-        """Record what is being repaired; a started gateway's missing APISIX objects also
-        put its RuntimeDomain back to Creating, so that the start re-applies them."""
+        """Record what is being repaired; a started gateway's missing domain objects also
+        put its RuntimeDomain back to Creating, so that the start makes them again (the
+        domain's workflow makes them only when its phase says so)."""
         gid = finding.gateway_id
-        if finding.phase is GatewayPhase.STARTED and (
-            DOMAIN_KINDS & set(finding.kinds) or _domain_route_missing(finding)
+        domain = [f"{ref} " for ref in self.deps.ownership.domain.removed(Owner(gid))]
+        if finding.phase is GatewayPhase.STARTED and any(
+            problem.startswith(ref) for problem in finding.problems for ref in domain
         ):
             self.deps.domains.set_phase(gid, DomainPhase.CREATING)
         return self.deps.gateways.record_drift_repair(gid, finding.problems)
 
 
-def _trigger_ids(gw: ApiGateway) -> list[str]:
-    return [t.trigger_id for t in trigger_docs(gw.gateway_id, gw.triggers, gw.functions)]
+def owner_of(gw: ApiGateway) -> Owner:
+    """What the drift check knows of a gateway: its document (triggers by count)."""
+    triggers = trigger_docs(gw.gateway_id, gw.triggers, gw.functions)
+    return Owner(
+        gw.gateway_id,
+        region=gw.placed_region,
+        custom_domain=gw.custom_domain,
+        instance=gw.instance,
+        triggers=triggers,
+    )
 
 
 def _owned(live: dict[tuple[str, str], dict[ObjectRef, dict[str, object]]], gw: ApiGateway) -> Live:
@@ -106,15 +111,6 @@ def _unchanged(before: ApiGateway, after: ApiGateway | None) -> bool:
         and after.phase is before.phase
         and after.state is before.state
         and after.progress.updated_at == before.progress.updated_at
-    )
-
-
-def _domain_route_missing(finding: DriftFinding) -> bool:
-    """A domain route (`<id>-<env>`, not a stage route `<id>-stage-<env>`) is missing."""
-    prefix = f"{Kind.APISIX_ROUTE.value} "
-    return any(
-        p.startswith(prefix) and "-stage-" not in p and p.endswith(" missing")
-        for p in finding.problems
     )
 
 

@@ -5,9 +5,9 @@ import asyncio
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
 
-from activities.errors import translated, validate_input
+from activities.base import Activities, activity_method
+from activities.errors import validate_input
 from activities.recording import complete_step
-from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.errors import DeletionFailed, reason, to_application_error
 from gatewayflow.domain.messages import (
@@ -26,12 +26,8 @@ from gatewayflow.metrics import REQUESTS_REFUSED
 from gatewayflow.store.errors import MalformedDocument, UnknownGateway
 
 
-class GatewayActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
+class GatewayActivities(Activities):
+    @activity_method
     def read_intent(self, gateway_id: str) -> Intent:
         try:
             gw = self.deps.gateways.get(gateway_id)
@@ -49,8 +45,7 @@ class GatewayActivities:
             next_attempt_at=gw.progress.next_attempt_at,
         )
 
-    @activity.defn
-    @translated
+    @activity_method
     def begin_operation(self, update: PhaseUpdate) -> bool:
         """Enter the operation's phase with a fresh progress record, only while the state
         is still `expected_state`; False (and nothing written) when it is not: the
@@ -71,15 +66,13 @@ class GatewayActivities:
             total_steps=update.total_steps,
         )
 
-    @activity.defn
-    @translated
+    @activity_method
     def set_state(self, update: StateUpdate) -> bool:
         return self.deps.gateways.set_state_if(
             update.gateway_id, update.state, expected=update.expected_state, reason=update.reason
         )
 
-    @activity.defn
-    @translated
+    @activity_method
     def apply_request(self, req: RequestInput) -> RequestOutcome:
         """A request sent to the workflow, checked against the same rules as the CLI's and
         written as the intent with a compare-and-set; a refusal writes nothing but
@@ -104,8 +97,7 @@ class GatewayActivities:
             written=written,
         )
 
-    @activity.defn
-    @translated
+    @activity_method
     def record_progress(self, update: ProgressUpdate) -> None:
         self.deps.gateways.record_progress(
             update.gateway_id,
@@ -116,8 +108,7 @@ class GatewayActivities:
             next_attempt_at=update.next_attempt_at,
         )
 
-    @activity.defn
-    @translated
+    @activity_method
     def record_step(self, step: StepInput) -> StepResult:
         complete_step(self.deps, step)
         return StepResult(step=step.step)

@@ -1,43 +1,26 @@
 """The instance: Deployment and Service. Started, rolled, stopped, deleted."""
 
-from temporalio import activity
-
-from activities.errors import translated
-from activities.recording import Waiting, begin_step, complete_step, heartbeat, recorded
-from gatewayflow.cluster import manifests
-from gatewayflow.cluster.kinds import Kind, ObjectRef
-from gatewayflow.deps import Deps
+from activities.base import Activities, activity_method, step_activity
+from activities.recording import Waiting, begin_step, complete_step, heartbeat
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import InstanceInput, ReadyCheck, StepInput, StepResult
+from gatewayflow.ownership import Owner
 
 
-def instance_refs(gateway_id: str) -> list[ObjectRef]:
-    ns = naming.namespace(gateway_id)
-    return [
-        ObjectRef(Kind.DEPLOYMENT, ns, naming.deployment(gateway_id)),
-        ObjectRef(Kind.SERVICE, ns, naming.service(gateway_id)),
-    ]
-
-
-class InstanceActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
-    @recorded
+class InstanceActivities(Activities):
+    @step_activity
     def apply_instance(self, step: InstanceInput) -> StepResult:
         """Create or update; a new `restarted_at` makes it a rolling update."""
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
         cluster = self.deps.cluster(step.region)
-        cluster.apply(gid, manifests.deployment(gid, gw.instance, step.restarted_at))
-        cluster.apply(gid, manifests.service(gid))
-        return StepResult(step=step.step, created=[str(ref) for ref in instance_refs(gid)])
+        part = self.deps.ownership.instance
+        owner = Owner(gid, region=step.region, instance=gw.instance, restarted_at=step.restarted_at)
+        for obj in part.manifests(owner):
+            cluster.apply(gid, obj)
+        return StepResult(step=step.step, created=[str(ref) for ref in part.made(owner)])
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def wait_instance_ready(self, step: InstanceInput) -> StepResult:
         gid = step.gateway_id
         ns = naming.namespace(gid)
@@ -48,8 +31,7 @@ class InstanceActivities:
         )
         return StepResult(step=step.step)
 
-    @activity.defn
-    @translated
+    @activity_method
     def check_instance_ready(self, step: InstanceInput) -> ReadyCheck:
         """One look at the Deployment; the workflow owns the deadline and the pauses (on
         its own clock), so a start's timeout is a timer, not an activity's sleep."""
@@ -65,14 +47,12 @@ class InstanceActivities:
         )
         return ReadyCheck(ready=False, why=why)
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def delete_instance(self, step: StepInput) -> StepResult:
         """Pods go before the database they use: wait until they are really gone."""
         gid = step.gateway_id
         waiting = Waiting(self.deps, gid, "Deployment and Service to be gone")
         deleted = self.deps.cluster(step.region).delete_owned_and_wait(
-            gid, instance_refs(gid), timeout=300, on_wait=waiting
+            gid, self.deps.ownership.instance.removed(Owner(gid)), timeout=300, on_wait=waiting
         )
         return StepResult(step=step.step, removed=[str(ref) for ref in deleted])

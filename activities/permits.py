@@ -1,19 +1,12 @@
 """Per-region deletion permits (gatewayflow/store/permits.py): the limit is this worker's
 GATEWAYFLOW_REGION_DELETION_LIMIT, the queue and the holders live in MongoDB."""
 
-from temporalio import activity
-
-from activities.errors import translated
-from gatewayflow.deps import Deps
+from activities.base import Activities, activity_method
 from gatewayflow.domain.messages import PermitPlace, PermitRequest
 
 
-class PermitActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
+class PermitActivities(Activities):
+    @activity_method
     def acquire_permit(self, request: PermitRequest) -> PermitPlace:
         """Never waits: a deletion that is queued waits in its workflow (holding no
         activity slot), woken by the release that frees its permit."""
@@ -29,8 +22,7 @@ class PermitActivities:
         self.deps.gateways.record_progress(gid, waiting_on=waiting)
         return place
 
-    @activity.defn
-    @translated
+    @activity_method
     def release_permit(self, request: PermitRequest) -> PermitPlace:
         """Returns who got a permit by this release: their workflows are signalled."""
         limit = self.deps.settings.region_deletion_limit

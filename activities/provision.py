@@ -2,14 +2,10 @@
 
 import base64
 import secrets
+from typing import Any
 
-from temporalio import activity
-
-from activities.errors import translated
-from activities.recording import recorded
-from gatewayflow.cluster import manifests
+from activities.base import Activities, step_activity
 from gatewayflow.cluster.kinds import Kind, ObjectRef
-from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import (
     ClientApp,
@@ -21,6 +17,7 @@ from gatewayflow.domain.documents import (
 )
 from gatewayflow.domain.messages import StepInput, StepResult
 from gatewayflow.domain.states import DatabasePhase
+from gatewayflow.ownership import Owner
 
 
 def function_names(count: int) -> list[str]:
@@ -37,40 +34,30 @@ def trigger_docs(gateway_id: str, triggers: int, functions: int) -> list[CronTri
     ]
 
 
-class ProvisionActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
-    @recorded
+class ProvisionActivities(Activities):
+    @step_activity
     def create_namespace(self, step: StepInput) -> StepResult:
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
-        made = [
-            cluster.ensure(gid, manifests.namespace(gid)),
-            # Before anything else in it: the worker's rights in this namespace.
-            cluster.ensure(gid, manifests.role_binding(gid, self.deps.settings.service_account)),
-            cluster.ensure(gid, manifests.config_map(gid, step.region)),
-        ]
+        owner = Owner(gid, region=step.region, service_account=self.deps.settings.service_account)
+        made = [cluster.ensure(gid, obj) for obj in self.deps.ownership.base.manifests(owner)]
         return StepResult(step=step.step, created=[str(ObjectRef.of(obj)) for obj in made])
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def create_database(self, step: StepInput) -> StepResult:
-        """The password is made here and lives only in the Secret and the runtime server."""
+        """The password is made here and lives only in the Secret and the runtime server;
+        a Secret that exists keeps its own."""
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
-        ns = naming.namespace(gid)
-        secret = cluster.get(ObjectRef(Kind.SECRET, ns, naming.db_secret(gid)))
-        if secret is None:
-            password = secrets.token_urlsafe(24)
-            secret = cluster.ensure(
-                gid, manifests.db_secret(gid, naming.runtime_user(gid), password)
-            )
-        password = _secret_password(secret)
-        self.deps.runtime.create(gid, password)
+        part = self.deps.ownership.database
+        owner = Owner(gid, region=step.region, password=secrets.token_urlsafe(24))
+        secret: dict[str, Any] | None = None
+        for ref, manifest in zip(part.made(owner), part.manifests(owner), strict=True):
+            live = cluster.get(ref) or cluster.ensure(gid, manifest)
+            if ref.kind == Kind.SECRET:
+                secret = live
+        assert secret is not None, "the database part holds the Secret of its password"
+        self.deps.runtime.create(gid, _secret_password(secret))
         self.deps.databases.upsert(
             Database(
                 gateway_id=gid,
@@ -82,17 +69,17 @@ class ProvisionActivities:
         )
         return StepResult(step=step.step, created=[naming.runtime_database(gid)])
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def create_stages(self, step: StepInput) -> StepResult:
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
         cluster = self.deps.cluster(step.region)
-        children = self.deps.children
-        for env in naming.ENVIRONMENTS:
-            children.insert_many(
-                [
+        part = self.deps.ownership.stages
+        self.deps.children.insert_many(
+            [
+                doc
+                for env in naming.ENVIRONMENTS
+                for doc in (
                     Stage(gateway_id=gid, name=env),
                     Environment(gateway_id=gid, name=env),
                     ClientApp(
@@ -101,17 +88,16 @@ class ProvisionActivities:
                         name=f"{env}-app",
                         client_id=f"{gid}-{env}-app",
                     ),
-                ]
-            )
-            host = naming.host(gid, env, gw.placed_region)
-            cluster.ensure(gid, manifests.stage_route(gid, env, host))
-        return StepResult(
-            step=step.step, created=[naming.stage_route(gid, env) for env in naming.ENVIRONMENTS]
+                )
+            ]
         )
+        created = []
+        for obj in part.manifests(Owner(gid, region=gw.placed_region)):
+            cluster.ensure(gid, obj)
+            created.append(ObjectRef.of(obj).name)
+        return StepResult(step=step.step, created=created)
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def create_functions(self, step: StepInput) -> StepResult:
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
@@ -120,20 +106,19 @@ class ProvisionActivities:
         )
         return StepResult(step=step.step, created=function_names(gw.functions))
 
-    @activity.defn
-    @translated
-    @recorded
+    @step_activity
     def create_triggers(self, step: StepInput) -> StepResult:
-        """CronJobs are created suspended: start resumes them once the pods run."""
+        """CronJobs are made suspended: start resumes them once the pods run."""
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
         cluster = self.deps.cluster(step.region)
-        created = []
         triggers = trigger_docs(gid, gw.triggers, gw.functions)
         self.deps.children.insert_many(triggers)
-        for trigger in triggers:
-            cluster.ensure(gid, manifests.cron_job(gid, trigger, suspend=True))
-            created.append(naming.cron_job(gid, trigger.trigger_id))
+        created = []
+        owner = Owner(gid, region=step.region, triggers=triggers, suspended=True)
+        for obj in self.deps.ownership.triggers.manifests(owner):
+            cluster.ensure(gid, obj)
+            created.append(ObjectRef.of(obj).name)
         return StepResult(step=step.step, created=created)
 
 

@@ -3,21 +3,14 @@ their first sightings, and adopting one so the ordinary deletion removes it."""
 
 from datetime import timedelta
 
-from temporalio import activity
-
-from activities.errors import translated
+from activities.base import Activities, activity_method
 from gatewayflow import inventory
-from gatewayflow.deps import Deps
 from gatewayflow.domain.documents import utcnow
 from gatewayflow.domain.messages import Orphan, OrphanScan, ReapInput
 
 
-class ReaperActivities:
-    def __init__(self, deps: Deps) -> None:
-        self.deps = deps
-
-    @activity.defn
-    @translated
+class ReaperActivities(Activities):
+    @activity_method
     def find_orphans(self, input: ReapInput) -> OrphanScan:
         """Every region's orphans (one audit), each sighting recorded; due once seen for
         the grace period."""
@@ -36,15 +29,13 @@ class ReaperActivities:
             (scan.due if orphan.due else scan.waiting).append(orphan)
         return scan
 
-    @activity.defn
-    @translated
+    @activity_method
     def adopt_orphan(self, orphan: Orphan) -> bool:
         """An ApiGateway document (state Deleted) for the leftovers, unless a gateway of
         that id exists again: then nothing of it is an orphan, and nothing is written."""
         return self.deps.gateways.adopt_orphan(orphan.gateway_id, orphan.region)
 
-    @activity.defn
-    @translated
+    @activity_method
     def record_reaped(self, orphan: Orphan) -> None:
         """Reaped: its sighting is forgotten (the metric counts its items by kind)."""
         self.deps.sightings.forget(orphan.gateway_id)

@@ -338,14 +338,14 @@ async def workflow_links(settings: Settings, gateway_id: str) -> dict[str, str]:
 
 def deletion_plan(settings: Settings, gateway_id: str) -> list["PlanStep"]:
     """Every document and object a deletion would remove, step by step; changes nothing."""
-    from gatewayflow import inventory
+    from control.plan import plan
 
     with _expected():
         validate_gateway_id(gateway_id)
         deps = _reader(settings)
         gateway = deps.gateways.require(gateway_id)
         with _cluster_errors(settings, deps, gateway.region):
-            return inventory.plan(deps, gateway_id)
+            return plan(deps, gateway_id)
 
 
 def audit(settings: Settings, regions: Sequence[str] = ()) -> dict[str, list["Item"]]:

@@ -1,4 +1,5 @@
-"""What activities need, built once per worker: store repositories and cluster regions."""
+"""What activities need, built once per worker: store repositories, cluster regions and
+the declaration of what a gateway owns."""
 
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -6,6 +7,7 @@ from typing import TYPE_CHECKING
 from pymongo import MongoClient
 from pymongo.database import Database as MongoDatabase
 
+from gatewayflow.ownership import OWNERSHIP, Ownership
 from gatewayflow.settings import Settings
 from gatewayflow.store.children import ChildRepository
 from gatewayflow.store.client import connect
@@ -26,9 +28,13 @@ if TYPE_CHECKING:  # the Kubernetes client is imported on first use: a CLI comma
 class Deps:
     """Lazily connected; shared by every activity thread of a worker."""
 
-    def __init__(self, settings: Settings, *, indexes: bool = True) -> None:
-        """`indexes`: create every index on first connect (read-only commands pass False)."""
+    def __init__(
+        self, settings: Settings, *, indexes: bool = True, ownership: Ownership = OWNERSHIP
+    ) -> None:
+        """`indexes`: create every index on first connect (read-only commands pass False).
+        `ownership`: what a gateway owns; every step, check and listing reads it here."""
         self.settings = settings
+        self.ownership = ownership
         self._indexes = indexes
 
     @cached_property

@@ -1,26 +1,21 @@
-"""What a gateway owns right now, step by step: the deletion plan and the leak check.
+"""What a gateway owns right now: the leak check, and the shape of a deletion's plan.
 
-Read-only. `plan` follows the order of GatewayDeletion; `leftovers` looks everywhere
-(every collection, every owned kind in the gateway's namespace, the runtime database) so
-that "nothing is left behind" is checked, not assumed; `orphans` does so for every gateway
-that is gone, in every region. Kubernetes is read by label selector and as metadata only.
+Read-only. `leftovers` looks everywhere (every collection, every kind a gateway owns in its
+namespace, the runtime database) so that "nothing is left behind" is checked, not
+assumed; `orphans` does so for every gateway that is gone, in every region. Kubernetes is
+read by label selector and as metadata only. The plan itself, which follows the order of
+the deletion, is control/plan.py.
 """
 
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from activities.deletion import stage_route_refs
-from activities.domain import all_refs
-from activities.instance import instance_refs
-from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from gatewayflow.cluster.kinds import Kind
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import COLLECTIONS
 from gatewayflow.domain.messages import Orphan
-from workflows import operations as ops
-from workflows.operations import Step
 
 
 @dataclass(frozen=True)
@@ -38,84 +33,19 @@ class Item:
 
 @dataclass
 class PlanStep:
+    """One step of a deletion and what it would remove."""
+
     number: int
     name: str
     title: str
     items: list[Item] = field(default_factory=list)
 
 
-def _docs(deps: Deps, collection: str, gateway_id: str) -> list[Item]:
-    return [
-        Item(
-            "mongo",
-            collection,
-            deps.settings.db_name,
-            str(doc.get("name") or doc.get("triggerId") or doc.get("gatewayId")),
-        )
-        for doc in deps.children.list(collection, gateway_id)
-    ]
-
-
-def _live(deps: Deps, region: str, refs: list[ObjectRef]) -> list[Item]:
-    cluster = deps.cluster(region)
-    return [
-        Item("kubernetes", ref.kind.value, ref.namespace, ref.name)
-        for ref in refs
-        if cluster.get(ref) is not None
-    ]
-
-
-def plan(deps: Deps, gateway_id: str) -> list[PlanStep]:
-    """Every document and object the deletion would remove, in its order; changes nothing."""
-    gw = deps.gateways.require(gateway_id)
-    region, gid, ns = gw.placed_region, gateway_id, naming.namespace(gateway_id)
-    cluster = deps.cluster(region)
-    db = deps.settings.db_name
-    cron_jobs = [ObjectRef.of(obj) for obj in cluster.list_owned(gid, Kind.CRON_JOB, ns)]
-    domain = _live(deps, region, all_refs(gid))
-    if deps.domains.get(gid) is not None:
-        domain.append(Item("mongo", "RuntimeDomain", db, gid))
-    database = []
-    if deps.runtime.exists(gid):
-        database.append(Item("runtime-db", "database+user", None, naming.runtime_database(gid)))
-    database += _live(deps, region, [ObjectRef(Kind.SECRET, ns, naming.db_secret(gid))])
-    if deps.databases.get(gid) is not None:
-        database.append(Item("mongo", "Database", db, gid))
-    items: dict[Step[Any], list[Item]] = {
-        ops.DELETE_TRIGGERS: [*_live(deps, region, cron_jobs), *_docs(deps, "CronTrigger", gid)],
-        ops.DELETE_FUNCTIONS: _docs(deps, "CloudFunction", gid),
-        ops.DELETE_STAGES: [
-            *_live(deps, region, stage_route_refs(gid)),
-            *(
-                item
-                for coll in ("ClientApp", "Environment", "Stage")
-                for item in _docs(deps, coll, gid)
-            ),
-        ],
-        ops.DOMAIN_DELETED: domain,
-        ops.REMOVE_INSTANCE: _live(deps, region, instance_refs(gid)),
-        ops.DELETE_DATABASE: database,
-        ops.DELETE_NAMESPACE: _live(
-            deps,
-            region,
-            [
-                ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid)),
-                ObjectRef(Kind.NAMESPACE, None, ns),
-            ],
-        ),
-        ops.FINALIZE: [Item("mongo", "ApiGateway", db, gid)],
-    }
-    delete = ops.DELETE
-    return [
-        PlanStep(delete.number(step), step.name, step.title, items[step]) for step in delete.steps
-    ]
-
-
 def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
     """Everything of this gateway that still exists anywhere; empty after a deletion.
 
     Kubernetes is read by the ownership label only, as metadata: the gateway's Namespace
-    and the owned objects of every kind inside it (where all of them are created).
+    and its objects of every kind it owns inside it (where all of them are created).
     """
     found = [
         Item("mongo", collection, deps.settings.db_name, f"{count} document(s)")
@@ -128,9 +58,11 @@ def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
     namespaces = cluster.owned_refs(gateway_id, Kind.NAMESPACE)
     found += [Item("kubernetes", "Namespace", None, ref.name, region) for ref in namespaces]
     if namespaces:  # the worker may only look inside a gateway's own namespace
-        for kind in NAMESPACED_KINDS:
+        for kind in deps.ownership.kinds():
+            if not kind.namespaced:
+                continue
             for ref in cluster.owned_refs(gateway_id, kind, naming.namespace(gateway_id)):
-                found.append(Item("kubernetes", kind.value, ref.namespace, ref.name, region))
+                found.append(Item("kubernetes", kind.name, ref.namespace, ref.name, region))
     if deps.runtime.exists(gateway_id):
         found.append(Item("runtime-db", "database", None, naming.runtime_database(gateway_id)))
     return found

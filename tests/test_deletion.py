@@ -18,13 +18,13 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
+from control.plan import plan
 from gatewayflow import dispatcher
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, Progress
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
-from gatewayflow.inventory import plan
 from gatewayflow.settings import Settings
 from gatewayflow.store.errors import UnknownGateway
 from tests.emulator_admin import (

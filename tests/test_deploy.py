@@ -25,9 +25,10 @@ from temporalio.common import SearchAttributeKey
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.client import IN_CLUSTER, Cluster, Manifest
 from gatewayflow.cluster.errors import NotReadyError
-from gatewayflow.cluster.kinds import NAMESPACED_KINDS, Kind, ObjectRef
+from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import CronTrigger, InstanceSpec
+from gatewayflow.ownership import OWNERSHIP
 from gatewayflow.settings import TEMPORAL_ENV_VARS, Settings
 from tests.kube_fixtures import Emulator
 from workflows import search
@@ -38,6 +39,9 @@ WORKER = REPO / "deploy" / "worker.yaml"
 DEV_CRDS = REPO / "deploy" / "dev-crds.yaml"
 KUBERNETES = "1.33"  # the k3s of docker-compose.yml
 BUILT_IN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io"}
+# What the worker must be granted: every kind a gateway owns.
+KINDS = OWNERSHIP.kinds()
+NAMESPACED = [kind for kind in KINDS if kind.namespaced]
 
 Triple = tuple[str, str, str]  # (apiGroup, resource, verb), as RBAC rules grant them
 
@@ -247,14 +251,14 @@ def test_dev_crds_serve_every_custom_kind() -> None:
     crds = {
         (doc["spec"]["group"], doc["spec"]["names"]["plural"]): doc for doc in load_all(DEV_CRDS)
     }
-    custom = [kind for kind in Kind if "/" in kind.api_version]
+    custom = [kind for kind in KINDS if "/" in kind.api_version]
     custom = [kind for kind in custom if kind.api_version.split("/")[0] not in BUILT_IN_GROUPS]
     assert len(crds) == len(custom)
     for kind in custom:
         group, version = kind.api_version.split("/")
         crd = crds[(group, kind.plural)]
         assert crd["metadata"]["name"] == f"{kind.plural}.{group}"
-        assert crd["spec"]["names"]["kind"] == kind.value
+        assert crd["spec"]["names"]["kind"] == kind.name
         assert crd["spec"]["scope"] == ("Namespaced" if kind.namespaced else "Cluster")
         assert [v["name"] for v in crd["spec"]["versions"] if v["served"]] == [version]
 
@@ -349,7 +353,7 @@ def manifest_of(kind: Kind, gid: str) -> Manifest:
         Kind.APISIX_TLS: lambda: manifests.tls(gid, "dev", "dev.example.com"),
         Kind.CERTIFICATE: lambda: manifests.certificate(gid, "api.example.com"),
     }
-    assert set(builders) == set(Kind), "a new Kind needs a manifest here"
+    assert set(builders) == set(KINDS), "a new kind needs a manifest here"
     return builders[kind]()
 
 
@@ -358,8 +362,8 @@ def drive(cluster: Cluster, gid: str) -> None:
     the RoleBinding made right after the Namespace, everything else inside it."""
     ns = naming.namespace(gid)
     namespace = manifest_of(Kind.NAMESPACE, gid)
-    objects = [manifest_of(kind, gid) for kind in NAMESPACED_KINDS]
-    assert NAMESPACED_KINDS[0] is Kind.ROLE_BINDING
+    objects = [manifest_of(kind, gid) for kind in NAMESPACED]
+    assert NAMESPACED[0] == Kind.ROLE_BINDING
     cluster.ping()  # discovery only: what the CLI asks before it reports an unreachable API
     for obj in [namespace, *objects]:
         cluster.ensure(gid, obj)
@@ -371,7 +375,7 @@ def drive(cluster: Cluster, gid: str) -> None:
     cluster.owned_refs(gid, Kind.NAMESPACE)
     cluster.gateway_namespaces()
     cluster.list_labelled(Kind.NAMESPACE)
-    for kind in NAMESPACED_KINDS:
+    for kind in NAMESPACED:
         cluster.list_owned(gid, kind, ns)
         cluster.list_all(kind, ns)
         cluster.owned_refs(gid, kind, ns)
@@ -382,7 +386,7 @@ def drive(cluster: Cluster, gid: str) -> None:
     assert cluster.foreign_objects(gid, ns) == []
     # Each wait starts while its deletion still runs (the emulator's delete delay), so it
     # watches every kind; the RoleBinding goes last: it grants the rest.
-    for kind in reversed(NAMESPACED_KINDS):
+    for kind in reversed(NAMESPACED):
         cluster.wait_until_gone(cluster.delete_owned_all(gid, kind, ns), timeout=30)
     cluster.delete_owned(gid, ObjectRef.of(namespace))
     cluster.wait_until_gone(ObjectRef.of(namespace), timeout=30)
@@ -451,8 +455,8 @@ def test_roles_grant_exactly_what_the_adapter_requests(emulator: Emulator) -> No
     assert {t for t in in_namespace if not covers(gateway, t)} == set(), "requested, not granted"
     exact = {t for t in gateway if "*" not in t}
     assert exact - in_namespace == set(), "granted but never requested (least privilege)"
-    groups = {kind: kind.api_version.rpartition("/")[0] for kind in Kind}
-    owned = {(groups[kind], kind.plural) for kind in Kind if kind.namespaced}
+    groups = {kind: kind.api_version.rpartition("/")[0] for kind in KINDS}
+    owned = {(groups[kind], kind.plural) for kind in NAMESPACED}
     assert owned == {(g, r) for g, r, _ in exact}
     (bind,) = [rule for rule in roles["gatewayflow-worker"]["rules"] if "resourceNames" in rule]
     assert bind["resourceNames"] == [manifests.GATEWAY_ROLE]

@@ -13,19 +13,23 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import ScheduleActionExecutionStartWorkflow, WorkflowExecutionStatus
 
+from activities.drift import owner_of
 from gatewayflow import control
-from gatewayflow.cluster import expected, manifests
+from gatewayflow.cluster import manifests
+from gatewayflow.cluster.expected import differences
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, utcnow
 from gatewayflow.domain.messages import DriftReport
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
+from gatewayflow.ownership import OWNERSHIP
 from gatewayflow.schedules import drift_schedule_id
 from gatewayflow.settings import Settings
 from gatewayflow.views import drift_text
 from tests.conftest import free_ports
 from tests.gateway_harness import Harness, harness, unique_id
+from tests.test_lifecycle import expected_objects
 from tests.test_metrics import scrape
 
 INTERVAL = 2.0  # seconds between drift checks in these tests
@@ -150,39 +154,44 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         apps.delete_namespaced_deployment("operator-tool", ns)
 
 
+def drift_of(gw: ApiGateway, live: dict[ObjectRef, dict[str, Any]]) -> list[str]:
+    expected = OWNERSHIP.expected(gw.phase, owner_of(gw))
+    return [str(d) for d in differences(expected, live)]
+
+
 def test_differences_follow_the_phase() -> None:
     """The comparison itself, on manifests: what a started and a stopped gateway imply."""
     gid, ns = "shop", naming.namespace("shop")
-    started = ApiGateway(gateway_id=gid, phase=GatewayPhase.STARTED, custom_domain="a.example")
+    started = ApiGateway(
+        gateway_id=gid, phase=GatewayPhase.STARTED, custom_domain="a.example", triggers=1
+    )
     live: dict[ObjectRef, dict[str, Any]] = {
-        ref: {"spec": {}} for ref in expected.started_objects(started, ["t1"])
+        ObjectRef(Kind.named(kind), namespace, name): {"spec": {}}
+        for kind, namespace, name in expected_objects(gid, 1, custom_domain=True)
     }
     deployment = ObjectRef(Kind.DEPLOYMENT, ns, gid)
     cron = ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, "t1"))
     live[deployment] = manifests.deployment(gid, started.instance, restarted_at="now")
     live[cron] = {"spec": {"suspend": False}}
-    assert expected.differences(started, ["t1"], live) == []
+    assert drift_of(started, live) == []
     del live[ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gid))]
     live[deployment]["spec"]["replicas"] = 3
     live[cron]["spec"]["suspend"] = True
-    assert [str(d) for d in expected.differences(started, ["t1"], live)] == [
+    assert drift_of(started, live) == [
         f"Certificate {ns}/{naming.certificate(gid)} missing",
         f"Deployment {ns}/{gid} spec changed",
         f"CronJob {ns}/{naming.cron_job(gid, 't1')} suspended",
     ]
     stopped = started.model_copy(update={"phase": GatewayPhase.STOPPED})
-    assert [str(d) for d in expected.differences(stopped, ["t1"], live)] == [
-        f"Deployment {ns}/{gid} unexpected",
-        f"Service {ns}/{gid} unexpected",
+    assert drift_of(stopped, live) == [
         *(
             f"ApisixRoute {ns}/{naming.domain_route(gid, e)} unexpected"
             for e in naming.ENVIRONMENTS
         ),
+        f"Deployment {ns}/{gid} unexpected",
+        f"Service {ns}/{gid} unexpected",
     ]
-    assert (
-        expected.differences(started.model_copy(update={"phase": GatewayPhase.STARTING}), [], {})
-        == []
-    )
+    assert drift_of(started.model_copy(update={"phase": GatewayPhase.STARTING}), {}) == []
 
 
 def bare_gateways(count: int) -> list[dict[str, Any]]:

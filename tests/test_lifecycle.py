@@ -18,7 +18,7 @@ from gatewayflow.domain.states import DomainPhase, GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused
 from gatewayflow.settings import Settings
 from tests.gateway_harness import Harness, harness, unique_id
-from tests.oracles import history_texts
+from tests.oracles import history_texts, kube_owned
 from workflows import operations as ops
 from workflows.operations import Operation
 
@@ -65,13 +65,8 @@ def ran(gw: ApiGateway | None, operation: Operation) -> None:
 
 
 def owned_objects(h: Harness, gid: str) -> set[tuple[str, str | None, str]]:
-    cluster = h.deps.cluster("local")
-    found = set()
-    for kind in Kind:
-        for obj in cluster.list_owned(gid, kind):
-            ref = ObjectRef.of(obj)
-            found.add((kind.value, ref.namespace, ref.name))
-    return found
+    """Every object of any kind the API serves that is the gateway's (the oracle's view)."""
+    return {(kind, ns or None, name) for kind, ns, name in kube_owned(h.settings, gid)}
 
 
 async def test_create_provisions_exactly_the_inventory(stack: Settings) -> None:

@@ -260,7 +260,7 @@ async def _orphan_scene(console: Console, client: Client, deps: Deps, gid: str) 
 
 
 def _print_inventory(console: Console, deps: Deps, gateway_id: str) -> None:
-    from gatewayflow.inventory import plan
+    from control.plan import plan
 
     steps = plan(deps, gateway_id)
     count = sum(len(step.items) for step in steps)

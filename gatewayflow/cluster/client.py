@@ -36,7 +36,7 @@ from gatewayflow.cluster.errors import (
     TransientClusterError,
     classify,
 )
-from gatewayflow.cluster.kinds import NAMESPACED_KINDS, ForeignObject, Kind, ObjectRef, Resource
+from gatewayflow.cluster.kinds import ForeignObject, Kind, ObjectRef, Resource
 from gatewayflow.domain.naming import OWNER_LABEL, owner_selector
 
 log = logging.getLogger(__name__)
@@ -460,7 +460,7 @@ class Cluster:
         }
         for obj in present.values():
             obj.setdefault("apiVersion", kind.api_version)
-            obj.setdefault("kind", kind.value)
+            obj.setdefault("kind", kind.name)
         return present, str((answer.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(
@@ -659,7 +659,7 @@ class Cluster:
         for obj in items:
             # List items come without kind and apiVersion from a real API server.
             obj.setdefault("apiVersion", kind.api_version)
-            obj.setdefault("kind", kind.value)
+            obj.setdefault("kind", kind.name)
         return items
 
     # -- helpers ------------------------------------------------------------------------
@@ -678,15 +678,17 @@ class Cluster:
             raise NotOwnedError.for_object(ref, gateway_id, labels_of(live))
 
     def _with_blockers(self, present: Mapping[ObjectRef, Manifest | None], description: str) -> str:
-        """Add what still sits in each remaining namespace, the usual reason it stays."""
+        """Add what still sits in each remaining namespace, the usual reason it stays: of
+        every kind the server serves, but for what Kubernetes puts in every namespace."""
         for ref in present:
-            if ref.kind is not Kind.NAMESPACE:
+            if ref.kind != Kind.NAMESPACE:
                 continue
             try:
                 inside = [
-                    str(ObjectRef.of(obj))
-                    for kind in NAMESPACED_KINDS
-                    for obj in self._list(kind, ref.name, None)
+                    f"{resource.kind} {ref.name}/{obj['metadata']['name']}"
+                    for resource in self._namespaced_resources()
+                    for obj in self._list_metadata(resource.collection_path(ref.name))
+                    if not _is_system_object(resource.kind, obj)
                 ]
             except ClusterError as err:
                 description += f"; cannot list the contents of {ref}: {err}"

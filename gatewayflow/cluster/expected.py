@@ -1,24 +1,30 @@
-"""What a converged gateway's phase implies in its cluster, and how live objects differ.
+"""How a gateway's live objects differ from what its phase implies.
 
-Pure: the drift check lists the labelled objects of each region (activities/drift.py) and hands
-every gateway's share to `differences`. Started: the whole tree exists, the Deployment's
-spec is as applied and the CronJobs run. Stopped: no Deployment, Service or domain route,
-and the CronJobs are suspended (the base a stopped gateway keeps is made again by its
-next start).
+Pure: what a phase implies is declared with what a gateway owns (gatewayflow/ownership.py);
+the drift check lists the labelled objects of each region (activities/drift.py) and hands
+every gateway's share to `differences`.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayflow.cluster import manifests
-from gatewayflow.cluster.kinds import Kind, ObjectRef
-from gatewayflow.domain import naming
-from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.states import GatewayPhase
+from gatewayflow.cluster.kinds import ObjectRef
 
 Manifest = dict[str, Any]
 Live = Mapping[ObjectRef, Manifest]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a converged gateway's phase implies in its cluster."""
+
+    present: list[ObjectRef] = field(default_factory=list)
+    absent: list[ObjectRef] = field(default_factory=list)
+    specs: dict[ObjectRef, Manifest] = field(default_factory=dict)
+    """Spec fields each object must hold as applied (the server may add more)."""
+    suspended: dict[ObjectRef, bool] = field(default_factory=dict)
+    """What each object's `spec.suspend` must be, where it exists."""
 
 
 @dataclass(frozen=True)
@@ -30,77 +36,18 @@ class Difference:
         return f"{self.ref} {self.problem}"
 
 
-def _instance(gid: str) -> list[ObjectRef]:
-    ns = naming.namespace(gid)
-    return [
-        ObjectRef(Kind.DEPLOYMENT, ns, naming.deployment(gid)),
-        ObjectRef(Kind.SERVICE, ns, naming.service(gid)),
+def differences(expected: Expected, live: Live) -> list[Difference]:
+    """How `live` (the gateway's labelled objects) differs from `expected`."""
+    found = [Difference(ref, "missing") for ref in expected.present if ref not in live]
+    found += [Difference(ref, "unexpected") for ref in expected.absent if ref in live]
+    found += [
+        Difference(ref, "spec changed")
+        for ref, spec in expected.specs.items()
+        if ref in live and not is_subset(spec, live[ref].get("spec"))
     ]
-
-
-def _domain_routes(gid: str) -> list[ObjectRef]:
-    ns = naming.namespace(gid)
-    return [
-        ObjectRef(Kind.APISIX_ROUTE, ns, naming.domain_route(gid, env))
-        for env in naming.ENVIRONMENTS
-    ]
-
-
-def _cron_jobs(gid: str, trigger_ids: list[str]) -> list[ObjectRef]:
-    ns = naming.namespace(gid)
-    return [ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, t)) for t in trigger_ids]
-
-
-def started_objects(gw: ApiGateway, trigger_ids: list[str]) -> list[ObjectRef]:
-    """Every object a started gateway has (docs/inventory.md)."""
-    gid, ns = gw.gateway_id, naming.namespace(gw.gateway_id)
-    refs = [
-        ObjectRef(Kind.NAMESPACE, None, ns),
-        ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid)),
-        ObjectRef(Kind.SECRET, ns, naming.db_secret(gid)),
-        *_instance(gid),
-        *_cron_jobs(gid, trigger_ids),
-        *(
-            ObjectRef(Kind.APISIX_ROUTE, ns, naming.stage_route(gid, e))
-            for e in naming.ENVIRONMENTS
-        ),
-        *_domain_routes(gid),
-        ObjectRef(Kind.APISIX_PLUGIN_CONFIG, ns, naming.plugin_config(gid)),
-        *(ObjectRef(Kind.APISIX_TLS, ns, naming.tls(gid, e)) for e in naming.ENVIRONMENTS),
-    ]
-    if gw.custom_domain:
-        refs.append(ObjectRef(Kind.APISIX_TLS, ns, naming.custom_tls(gid)))
-        refs.append(ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gid)))
-    return refs
-
-
-def stopped_absent(gid: str) -> list[ObjectRef]:
-    """What a stopped gateway must not have: the pods and the traffic to them."""
-    return [*_instance(gid), *_domain_routes(gid)]
-
-
-def differences(gw: ApiGateway, trigger_ids: list[str], live: Live) -> list[Difference]:
-    """How `live` (the gateway's labelled objects) differs from what its phase implies."""
-    gid = gw.gateway_id
-    found: list[Difference] = []
-    if gw.phase is GatewayPhase.STARTED:
-        found += [
-            Difference(r, "missing") for r in started_objects(gw, trigger_ids) if r not in live
-        ]
-        deployment = _instance(gid)[0]
-        if deployment in live and not is_subset(
-            manifests.deployment(gid, gw.instance)["spec"], live[deployment].get("spec")
-        ):
-            found.append(Difference(deployment, "spec changed"))
-        suspended = True
-    elif gw.phase is GatewayPhase.STOPPED:
-        found += [Difference(r, "unexpected") for r in stopped_absent(gid) if r in live]
-        suspended = False
-    else:
-        return []
-    for ref in _cron_jobs(gid, trigger_ids):
-        if ref in live and bool((live[ref].get("spec") or {}).get("suspend")) is suspended:
-            found.append(Difference(ref, "suspended" if suspended else "not suspended"))
+    for ref, suspend in expected.suspended.items():
+        if ref in live and bool((live[ref].get("spec") or {}).get("suspend")) is not suspend:
+            found.append(Difference(ref, "not suspended" if suspend else "suspended"))
     return found
 
 

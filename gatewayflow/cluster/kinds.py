@@ -1,40 +1,55 @@
-"""The Kubernetes kinds a gateway owns, and how to address one object of them.
+"""Kubernetes kinds, where the API serves each, and how to address one object.
 
-The set of kinds is fixed (docs/inventory.md), so their API paths are written down here
-instead of being discovered from the server on every start. What else a namespace may
-hold is not: `Resource` is a kind the server announces through API discovery.
+A kind's API path is written down here instead of being discovered from the server on
+every start. Which kinds a gateway owns is declared in gatewayflow/ownership.py, and only
+there; the constants below are the kinds the code refers to by name. What else a namespace
+may hold is not known in advance: `Resource` is a kind the server announces through API
+discovery.
 """
 
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
+
+_KNOWN: dict[str, "Kind"] = {}
 
 
-class Kind(StrEnum):
-    NAMESPACE = "Namespace"
+@dataclass(frozen=True)
+class Kind:
+    """A kind and where its API serves it. Once made, a kind is known by its name
+    (`Kind.named`), so that the manifests and live objects of it read back into refs."""
+
+    name: str  # "Deployment"
+    api_version: str  # "v1" or "<group>/<version>"
+    plural: str  # the resource's name in its path: "deployments"
+    namespaced: bool = True
+
+    NAMESPACE: ClassVar["Kind"]
     # First in its namespace: it grants the worker its rights there (deploy/worker.yaml).
-    ROLE_BINDING = "RoleBinding"
-    CONFIG_MAP = "ConfigMap"
-    SECRET = "Secret"
-    SERVICE = "Service"
-    DEPLOYMENT = "Deployment"
-    CRON_JOB = "CronJob"
-    APISIX_ROUTE = "ApisixRoute"
-    APISIX_PLUGIN_CONFIG = "ApisixPluginConfig"
-    APISIX_TLS = "ApisixTls"
-    CERTIFICATE = "Certificate"
+    ROLE_BINDING: ClassVar["Kind"]
+    CONFIG_MAP: ClassVar["Kind"]
+    SECRET: ClassVar["Kind"]
+    SERVICE: ClassVar["Kind"]
+    DEPLOYMENT: ClassVar["Kind"]
+    CRON_JOB: ClassVar["Kind"]
+    APISIX_ROUTE: ClassVar["Kind"]
+    APISIX_PLUGIN_CONFIG: ClassVar["Kind"]
+    APISIX_TLS: ClassVar["Kind"]
+    CERTIFICATE: ClassVar["Kind"]
 
-    @property
-    def api_version(self) -> str:
-        return _API[self][0]
+    def __post_init__(self) -> None:
+        known = _KNOWN.setdefault(self.name, self)
+        if known != self:
+            raise ValueError(f"kind {self.name} is known already, as {known!r}")
 
-    @property
-    def plural(self) -> str:
-        return _API[self][1]
+    def __str__(self) -> str:
+        return self.name
 
-    @property
-    def namespaced(self) -> bool:
-        return self is not Kind.NAMESPACE
+    @classmethod
+    def named(cls, name: str) -> "Kind":
+        try:
+            return _KNOWN[name]
+        except KeyError:
+            raise ValueError(f"unknown kind {name!r}") from None
 
     def collection_path(self, namespace: str | None = None) -> str:
         """The REST path of the kind's collection, in one namespace or across all of them."""
@@ -44,21 +59,19 @@ class Kind(StrEnum):
         return f"{prefix}/{self.plural}"
 
 
-_API: dict[Kind, tuple[str, str]] = {
-    Kind.NAMESPACE: ("v1", "namespaces"),
-    Kind.ROLE_BINDING: ("rbac.authorization.k8s.io/v1", "rolebindings"),
-    Kind.CONFIG_MAP: ("v1", "configmaps"),
-    Kind.SECRET: ("v1", "secrets"),
-    Kind.SERVICE: ("v1", "services"),
-    Kind.DEPLOYMENT: ("apps/v1", "deployments"),
-    Kind.CRON_JOB: ("batch/v1", "cronjobs"),
-    Kind.APISIX_ROUTE: ("apisix.apache.org/v2", "apisixroutes"),
-    Kind.APISIX_PLUGIN_CONFIG: ("apisix.apache.org/v2", "apisixpluginconfigs"),
-    Kind.APISIX_TLS: ("apisix.apache.org/v2", "apisixtlses"),
-    Kind.CERTIFICATE: ("cert-manager.io/v1", "certificates"),
-}
-
-NAMESPACED_KINDS: tuple[Kind, ...] = tuple(kind for kind in Kind if kind.namespaced)
+Kind.NAMESPACE = Kind("Namespace", "v1", "namespaces", namespaced=False)
+Kind.ROLE_BINDING = Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings")
+Kind.CONFIG_MAP = Kind("ConfigMap", "v1", "configmaps")
+Kind.SECRET = Kind("Secret", "v1", "secrets")
+Kind.SERVICE = Kind("Service", "v1", "services")
+Kind.DEPLOYMENT = Kind("Deployment", "apps/v1", "deployments")
+Kind.CRON_JOB = Kind("CronJob", "batch/v1", "cronjobs")
+Kind.APISIX_ROUTE = Kind("ApisixRoute", "apisix.apache.org/v2", "apisixroutes")
+Kind.APISIX_PLUGIN_CONFIG = Kind(
+    "ApisixPluginConfig", "apisix.apache.org/v2", "apisixpluginconfigs"
+)
+Kind.APISIX_TLS = Kind("ApisixTls", "apisix.apache.org/v2", "apisixtlses")
+Kind.CERTIFICATE = Kind("Certificate", "cert-manager.io/v1", "certificates")
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class ObjectRef:
     @classmethod
     def of(cls, obj: dict[str, Any]) -> "ObjectRef":
         """The reference of a manifest or a live object."""
-        kind = Kind(obj["kind"])
+        kind = Kind.named(obj["kind"])
         metadata = obj["metadata"]
         return cls(kind, metadata.get("namespace") if kind.namespaced else None, metadata["name"])
 

@@ -34,7 +34,7 @@ def _object(kind: Kind, gateway_id: str, name: str, **body: Any) -> Manifest:
     metadata: dict[str, Any] = {"name": name, "labels": labels(gateway_id)}
     if kind.namespaced:
         metadata["namespace"] = naming.namespace(gateway_id)
-    return {"apiVersion": kind.api_version, "kind": kind.value, "metadata": metadata, **body}
+    return {"apiVersion": kind.api_version, "kind": kind.name, "metadata": metadata, **body}
 
 
 # Tenant code runs here: the API server admits only pods of the `restricted` standard.
