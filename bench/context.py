@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from bench.processes import ROOT, ChildProcess
-from gatewayflow import control
+from control import service
+from control.worker import run_worker
 from gatewayflow.client import connect
 from gatewayflow.cluster.client import Cluster
 from gatewayflow.cluster.kinds import Kind, ObjectRef
@@ -27,7 +28,6 @@ from gatewayflow.settings import Settings
 from gatewayflow.store.client import Client as MongoClient
 from gatewayflow.store.client import Db, make_client
 from gatewayflow.store.gateways import GatewayRepository
-from gatewayflow.worker import run_worker
 from gatewayflow_dev import stack as devstack
 from tests.conftest import stack_env
 
@@ -100,7 +100,7 @@ class Bench:
         for first in range(0, len(ids), PROVISION_WAVE):
             wave = ids[first : first + PROVISION_WAVE]
             await asyncio.gather(
-                *(control.create(self.client, settings, gateways, full_tree(gid)) for gid in wave)
+                *(service.create(self.client, settings, gateways, full_tree(gid)) for gid in wave)
             )
             await self.wait_started(settings, wave)
 

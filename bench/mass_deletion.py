@@ -22,7 +22,7 @@ from rich.table import Table
 
 from bench.context import DELETION_TIMEOUT, Bench
 from bench.processes import ChildProcess
-from gatewayflow import control
+from control import service
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
@@ -43,7 +43,7 @@ async def provision(bench: Bench, settings: Settings, ids: list[str], console: C
         wave = ids[first : first + WAVE]
         await asyncio.gather(
             *(
-                control.create(
+                service.create(
                     bench.client,
                     settings,
                     gateways,

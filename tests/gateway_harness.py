@@ -22,17 +22,17 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from gatewayflow import control
+from control import service
+from control.schedules import remove_schedules
+from control.worker import run_worker
 from gatewayflow.client import connect
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, target_phase
-from gatewayflow.schedules import remove_schedules
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
-from gatewayflow.worker import run_worker
 from tests.oracles import traces
 
 
@@ -52,18 +52,18 @@ class Harness:
 
     async def create(self, gateway_id: str, **fields: object) -> ApiGateway:
         gw = ApiGateway(gateway_id=gateway_id, **fields)
-        return await control.create(self.client, self.settings, self.gateways, gw)
+        return await service.create(self.client, self.settings, self.gateways, gw)
 
     async def request(self, gateway_id: str, what: Request) -> ApiGateway:
-        return await control.request(self.client, self.settings, self.gateways, gateway_id, what)
+        return await service.request(self.client, self.settings, self.gateways, gateway_id, what)
 
     async def wait_for(
         self, gateway_id: str, state: GatewayState, timeout: float = 90.0
     ) -> ApiGateway | None:
-        gw = await control.follow(
+        gw = await service.follow(
             self.gateways, gateway_id, state, lambda _snap: None, timeout=timeout
         )
-        assert control.converged(gw, state), (
+        assert service.converged(gw, state), (
             f"{gateway_id} stopped at {gw and (gw.state, gw.phase, gw.progress)}"
         )
         return gw

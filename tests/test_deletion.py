@@ -18,7 +18,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
-from gatewayflow import dispatcher
+from control import dispatcher
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, Progress

@@ -17,7 +17,7 @@ def test_pip_install_holds_only_the_runtime_names(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("gatewayflow-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if ".dist-info/" not in name}
-    assert top == {"gatewayflow", "workflows", "activities", "starter", "worker.py"}
+    assert top == {"gatewayflow", "workflows", "activities", "control", "starter", "worker.py"}
     assert not [n for n in names if "kube_emulator" in n or "gatewayflow_dev" in n]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayflow import control
+from control import service
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayState
@@ -35,7 +35,7 @@ async def test_two_workers_delete_a_dozen_gateways(stack: Settings, tmp_path: Pa
             ids = [unique_id(f"s{n:02d}") for n in range(GATEWAYS)]
             since = admin.last_seq()
             for gid in ids:
-                await control.create(
+                await service.create(
                     h.client,
                     h.settings,
                     h.gateways,

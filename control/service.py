@@ -45,8 +45,8 @@ from workflows import search
 from workflows.gateway import GatewayWorkflow
 
 if TYPE_CHECKING:  # imported where used: a command that fails early loads neither
+    from control.replay import ReplayResult
     from gatewayflow.inventory import Item, PlanStep
-    from gatewayflow.replay import ReplayResult
 
 REACH_TIMEOUT = 2.0
 """Seconds a command waits for a server before saying it cannot reach it."""
@@ -369,7 +369,7 @@ def deletion_queues(settings: Settings) -> list[dict[str, Any]]:
 def find_orphans(settings: Settings, gateway_ids: Sequence[str] = ()) -> list[Orphan]:
     """What the reaper would hand over (every region, the runtime MongoDB), with when
     each was first seen and whether its grace period is over; read-only."""
-    from gatewayflow import reaper
+    from control import reaper
 
     with _expected():
         deps = _reader(settings)
@@ -387,7 +387,7 @@ async def reap_orphans(
 ) -> ReapResult:
     """Run the OrphanReaper now, on the worker (only on `gateway_ids` when given), and
     wait for its result; `on_start` gets the link to its run in the Temporal UI first."""
-    from gatewayflow import reaper
+    from control import reaper
 
     with _expected():
         for gid in gateway_ids:
@@ -421,7 +421,7 @@ async def replay_histories(
     query: str | None = None,
 ) -> list["ReplayResult"]:
     """Replay history files and/or the runs the server has for an id or a query."""
-    from gatewayflow import replay
+    from control import replay
 
     if not files and workflow_id is None and query is None:
         raise GatewayflowError("give history files, --workflow-id or --query")
