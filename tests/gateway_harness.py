@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -50,12 +51,23 @@ class Harness:
     def gateways(self) -> GatewayRepository:
         return self.deps.gateways
 
-    async def create(self, gateway_id: str, **fields: object) -> ApiGateway:
-        gw = ApiGateway(gateway_id=gateway_id, **fields)
-        return await service.create(self.client, self.settings, self.gateways, gw)
+    @property
+    def connections(self) -> service.Connections:
+        return service.Connections(self.client, self.gateways)
+
+    async def create(self, gateway_id: str, **options: Any) -> ApiGateway:
+        """As `gatewayflow create` asks; `options` are its (region, custom_domain, ...)."""
+        tracked = await service.create_gateway(
+            self.settings, gateway_id, connections=self.connections, **options
+        )
+        return tracked.gateway
 
     async def request(self, gateway_id: str, what: Request) -> ApiGateway:
-        return await service.request(self.client, self.settings, self.gateways, gateway_id, what)
+        """As `gatewayflow stop|start|restart|delete` asks: an update the workflow answers."""
+        tracked = await service.request_gateway(
+            self.settings, gateway_id, what, connections=self.connections
+        )
+        return tracked.gateway
 
     async def wait_for(
         self, gateway_id: str, state: GatewayState, timeout: float = 90.0

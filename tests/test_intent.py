@@ -17,7 +17,6 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import ActivityEnvironment
 
 from activities.deletion import DeletionActivities
-from control import service
 from control.dispatcher import deliver
 from gatewayflow import metrics
 from gatewayflow.domain import naming
@@ -128,7 +127,7 @@ async def test_a_request_never_undoes_a_delete_that_lands_after_its_check(
         racing = _DeleteLandsAfterTheCheck(h.deps.db)
         for what in (Request.START, Request.STOP, Request.RESTART):
             with pytest.raises(RequestRefused, match="being deleted"):
-                await service.request(h.client, h.settings, racing, gid, what)
+                await asyncio.to_thread(racing.request, gid, what)
             doc = h.deps.db["ApiGateway"].find_one({"gatewayId": gid})
             assert doc is not None and doc["state"] == "Deleted", what
 

@@ -22,7 +22,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from control.service import signal_gateway
+from control.intents import signal_gateway
 from control.worker import build_worker
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming

@@ -119,29 +119,26 @@ async def run_demo(settings: Settings, console: Console) -> bool:
     # The periodic work at the pace of a demo; put back as configured at the end.
     paced = settings.model_copy(update=DEMO_PACE)
     deps = Deps(paced)
+    # Asked as `gatewayflow create|stop|start|delete` asks, on connections kept open.
+    connections = service.Connections(client, deps.gateways)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(paced, stop=stop))
     try:
         console.rule("1. create three gateways with their full resource trees")
         await asyncio.gather(
-            service.create(
-                client,
-                settings,
-                deps.gateways,
-                ApiGateway(gateway_id=shop, custom_domain=f"{shop}.example.com"),
+            service.create_gateway(
+                settings, shop, custom_domain=f"{shop}.example.com", connections=connections
             ),
-            service.create(client, settings, deps.gateways, ApiGateway(gateway_id=blog)),
-            service.create(
-                client, settings, deps.gateways, ApiGateway(gateway_id=api, functions=3, triggers=2)
-            ),
+            service.create_gateway(settings, blog, connections=connections),
+            service.create_gateway(settings, api, functions=3, triggers=2, connections=connections),
         )
         await _follow_all(console, deps, ids, GatewayState.RUNNING, "creating")
         _print_inventory(console, deps, shop)
 
         console.rule(f"2. stop and start {blog}")
-        await service.request(client, settings, deps.gateways, blog, Request.STOP)
+        await service.request_gateway(settings, blog, Request.STOP, connections=connections)
         await _follow_all(console, deps, [blog], GatewayState.STOPPED, f"stopping {blog}")
-        await service.request(client, settings, deps.gateways, blog, Request.START)
+        await service.request_gateway(settings, blog, Request.START, connections=connections)
         await _follow_all(console, deps, [blog], GatewayState.RUNNING, f"starting {blog}")
 
         console.rule(f"3. drift: {shop}'s Deployment deleted by hand comes back")
@@ -152,7 +149,7 @@ async def run_demo(settings: Settings, console: Console) -> bool:
 
         console.rule(f"5. delete {shop} and {blog} (state = Deleted)")
         for gid in (shop, blog):
-            await service.request(client, settings, deps.gateways, gid, Request.DELETE)
+            await service.request_gateway(settings, gid, Request.DELETE, connections=connections)
         await _follow_all(
             console, deps, [shop, blog], GatewayState.DELETED, "deleting: 8 steps each"
         )
