@@ -1,14 +1,14 @@
 """The worker process (`python worker.py`): a Temporal worker plus the dispatcher.
 
 Configured by environment variables (gatewayflow/settings.py); the work is in
-gatewayflow/worker.py.
+control/worker.py.
 """
 
 import asyncio
 import logging
 
+from control.worker import run_worker, until_signalled
 from gatewayflow.settings import SettingsError, load_settings
-from gatewayflow.worker import run_worker, until_signalled
 
 
 def main() -> None:

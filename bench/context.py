@@ -15,19 +15,18 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from bench.processes import ROOT, ChildProcess
-from gatewayflow import control
+from control import service
+from control.worker import run_worker
 from gatewayflow.client import connect
 from gatewayflow.cluster.client import Cluster
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.cluster.regions import Regions
 from gatewayflow.domain import naming
-from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import Client as MongoClient
 from gatewayflow.store.client import Db, make_client
 from gatewayflow.store.gateways import GatewayRepository
-from gatewayflow.worker import run_worker
 from gatewayflow_dev import stack as devstack
 from tests.conftest import stack_env
 
@@ -37,11 +36,19 @@ PROVISION_WAVE = 50
 DELETION_TIMEOUT = 600.0
 
 
-def full_tree(gateway_id: str) -> ApiGateway:
+async def create_full_tree(
+    settings: Settings, connections: service.Connections, gateway_id: str
+) -> None:
     """3 stages, 3 environments (and their client apps), 3 functions, 2 cron triggers and
-    a custom domain (so a Certificate and a fourth ApisixTls)."""
-    return ApiGateway(
-        gateway_id=gateway_id, custom_domain=f"{gateway_id}.example.com", functions=3, triggers=2
+    a custom domain (so a Certificate and a fourth ApisixTls), asked as `gatewayflow
+    create` asks."""
+    await service.create_gateway(
+        settings,
+        gateway_id,
+        custom_domain=f"{gateway_id}.example.com",
+        functions=3,
+        triggers=2,
+        connections=connections,
     )
 
 
@@ -73,6 +80,10 @@ class Bench:
     def db(self, settings: Settings) -> Db:
         return self.mongo[settings.db_name]
 
+    def connections(self, settings: Settings) -> service.Connections:
+        """What a request to `settings`' gateways goes through, kept open for the run."""
+        return service.Connections(self.client, GatewayRepository(self.db(settings)))
+
     def stack_pids(self) -> dict[str, int]:
         """Pids of the Temporal server, SecantusDB and the Kubernetes API emulator."""
         pids = {name: p.pid() for name, p in devstack.all_processes(self.settings).items()}
@@ -96,12 +107,10 @@ class Bench:
         In waves of PROVISION_WAVE: set-up is not measured, and a wave no larger than the
         worker's activity slots keeps it from overloading the 2-core machine.
         """
-        gateways = GatewayRepository(self.db(settings))
+        connections = self.connections(settings)
         for first in range(0, len(ids), PROVISION_WAVE):
             wave = ids[first : first + PROVISION_WAVE]
-            await asyncio.gather(
-                *(control.create(self.client, settings, gateways, full_tree(gid)) for gid in wave)
-            )
+            await asyncio.gather(*(create_full_tree(settings, connections, gid) for gid in wave))
             await self.wait_started(settings, wave)
 
     async def wait_started(self, settings: Settings, ids: Sequence[str]) -> None:

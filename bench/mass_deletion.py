@@ -22,10 +22,8 @@ from rich.table import Table
 
 from bench.context import DELETION_TIMEOUT, Bench
 from bench.processes import ChildProcess
-from gatewayflow import control
-from gatewayflow.domain.documents import ApiGateway
+from control import service
 from gatewayflow.settings import Settings
-from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.permits import PermitRepository
 from gatewayflow_dev import stack as devstack
 from tests.conftest import embedded_settings
@@ -38,16 +36,13 @@ OUT = Path(__file__).resolve().parent / "results" / "mass_deletion.json"
 
 async def provision(bench: Bench, settings: Settings, ids: list[str], console: Console) -> None:
     """Light gateways (one function, one trigger): the set-up is not what is measured."""
-    gateways = GatewayRepository(bench.db(settings))
+    connections = bench.connections(settings)
     for first in range(0, len(ids), WAVE):
         wave = ids[first : first + WAVE]
         await asyncio.gather(
             *(
-                control.create(
-                    bench.client,
-                    settings,
-                    gateways,
-                    ApiGateway(gateway_id=gid, functions=1, triggers=1),
+                service.create_gateway(
+                    settings, gid, functions=1, triggers=1, connections=connections
                 )
                 for gid in wave
             )

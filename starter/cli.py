@@ -1,6 +1,6 @@
 """The `gatewayflow` command line: the app, and how every failure reaches the user.
 
-Commands live in `starter.gateways` (each calls one function of `gatewayflow.control`)
+Commands live in `starter.gateways` (each calls one function of `control.service`)
 and `starter.stack` (the embedded stack, a dev install). An expected failure is a
 `GatewayflowError`: one line, exit 1. Anything else is a bug: a short line naming the log
 file under GATEWAYFLOW_HOME that holds the full trace, exit 2.

@@ -1,4 +1,4 @@
-"""Commands on gateways: each parses, calls one function of `gatewayflow.control`, prints."""
+"""Commands on gateways: each parses, calls one function of `control.service`, prints."""
 
 import asyncio
 from collections.abc import Callable
@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from gatewayflow import control, links
-from gatewayflow.domain.transitions import Request
-from gatewayflow.settings import Settings, load_settings
-from gatewayflow.views import (
+from control import service
+from control.views import (
     deletion_queue,
     leftovers_table,
     orphans_table,
@@ -20,6 +18,9 @@ from gatewayflow.views import (
     status_table,
     where_to_look,
 )
+from gatewayflow import links
+from gatewayflow.domain.transitions import Request
+from gatewayflow.settings import Settings, load_settings
 from starter.output import console, fail, progress
 
 GatewayId = Annotated[str, typer.Argument(help="The gateway id (a DNS-1123 label).")]
@@ -56,7 +57,7 @@ def create(
     settings = load_settings()
 
     async def run() -> None:
-        tracked = await control.create_gateway(
+        tracked = await service.create_gateway(
             settings,
             gateway_id,
             region=region,
@@ -75,7 +76,7 @@ def _request_command(what: Request) -> Callable[[str, bool], None]:
         settings = load_settings()
 
         async def run() -> None:
-            tracked = await control.request_gateway(settings, gateway_id, what)
+            tracked = await service.request_gateway(settings, gateway_id, what)
             gw = tracked.gateway
             console.print(f"{gateway_id}: state -> {gw.state.value} (phase {gw.phase.value})")
             await _accepted(settings, tracked, wait)
@@ -85,7 +86,7 @@ def _request_command(what: Request) -> Callable[[str, bool], None]:
     return command
 
 
-async def _accepted(settings: Settings, tracked: control.Tracked, wait: bool) -> None:
+async def _accepted(settings: Settings, tracked: service.Tracked, wait: bool) -> None:
     gateway_id = tracked.gateway.gateway_id
     [link] = tracked.links.values()
     console.print(where_to_look(settings, gateway_id, link), soft_wrap=True)
@@ -101,14 +102,14 @@ def status(
     """State, phase, current step, last error and the Temporal UI links. Writes nothing."""
     settings = load_settings()
     if gateway_id is None:
-        console.print(status_table(control.list_gateways(settings)))
+        console.print(status_table(service.list_gateways(settings)))
         limit = settings.region_deletion_limit
-        console.print(deletion_queue(control.deletion_queues(settings), limit))
+        console.print(deletion_queue(service.deletion_queues(settings), limit))
         console.print(f"Temporal UI: {links.query_link(settings, 'GatewayId IS NOT NULL')}")
         return
 
     async def run() -> None:
-        tracked = await control.gateway_status(settings, gateway_id)
+        tracked = await service.gateway_status(settings, gateway_id)
         detail = status_detail(tracked.gateway, tracked.links, tracked.drift_checked_at)
         console.print(detail, soft_wrap=True)
         if watch:
@@ -120,7 +121,7 @@ def status(
 def plan(gateway_id: GatewayId) -> None:
     """Dry run: every document and object the deletion would remove, step by step."""
     settings = load_settings()
-    steps = control.deletion_plan(settings, gateway_id)
+    steps = service.deletion_plan(settings, gateway_id)
     console.print(plan_table(gateway_id, steps))
     total = sum(len(step.items) for step in steps)
     console.print(f"{total} items in {len(steps)} steps; nothing was changed.")
@@ -134,7 +135,7 @@ def audit(
 ) -> None:
     """Find leaks: resources of gateways whose ApiGateway document is gone, in every region
     and on the runtime MongoDB (databases and users). Exit 1 if any."""
-    found = control.audit(load_settings(), region or ())
+    found = service.audit(load_settings(), region or ())
     if found:
         console.print(leftovers_table(found))
         fail(f"{len(found)} deleted gateway(s) left resources behind")
@@ -155,7 +156,7 @@ def reap(
     """Orphans (resources whose gateway is gone): listed; removed with --apply."""
     settings = load_settings()
     chosen = gateway or []
-    found = control.find_orphans(settings, chosen)
+    found = service.find_orphans(settings, chosen)
     console.print(orphans_table(found))
     if not apply:
         console.print(
@@ -167,7 +168,7 @@ def reap(
     def started(link: str) -> None:
         console.print(f"Reaping on the worker: {link}", soft_wrap=True)
 
-    result = asyncio.run(control.reap_orphans(settings, grace, chosen, started))
+    result = asyncio.run(service.reap_orphans(settings, grace, chosen, started))
     console.print(reap_table(result))
     console.print(f"Reaped {len(result.reaped)}; `gatewayflow audit` checks what is left.")
 
@@ -188,11 +189,11 @@ def replay(
     ] = None,
 ) -> None:
     """Replay workflow histories against the current code. Exit 1 if one does not replay."""
-    from gatewayflow.replay import results_table  # with the SDK's replayer: only here
+    from control.replay import results_table  # with the SDK's replayer: only here
 
     settings = load_settings()
     results = asyncio.run(
-        control.replay_histories(settings, files or [], workflow_id=workflow_id, query=query)
+        service.replay_histories(settings, files or [], workflow_id=workflow_id, query=query)
     )
     console.print(results_table(results))
     for result in results:

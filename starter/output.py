@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from control.views import progress_line
 from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.views import progress_line
 
 console = Console()
 

@@ -44,7 +44,7 @@ def up(
     ] = False,
 ) -> None:
     """Bring up the embedded stack and run the worker until Ctrl-C."""
-    from gatewayflow.worker import until_signalled  # the worker's SDK: only here
+    from control.worker import until_signalled  # the worker's SDK: only here
 
     settings = environment_settings()
     started = _start(settings)
@@ -146,7 +146,7 @@ def print_addresses(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, stop: asyncio.Event, *, run: bool) -> None:
-    from gatewayflow.worker import run_worker
+    from control.worker import run_worker
 
     if run:
         logging.basicConfig(

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -22,17 +23,17 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from gatewayflow import control
+from control import service
+from control.schedules import remove_schedules
+from control.worker import run_worker
 from gatewayflow.client import connect
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, target_phase
-from gatewayflow.schedules import remove_schedules
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
-from gatewayflow.worker import run_worker
 from tests.oracles import traces
 
 
@@ -50,20 +51,31 @@ class Harness:
     def gateways(self) -> GatewayRepository:
         return self.deps.gateways
 
-    async def create(self, gateway_id: str, **fields: object) -> ApiGateway:
-        gw = ApiGateway(gateway_id=gateway_id, **fields)
-        return await control.create(self.client, self.settings, self.gateways, gw)
+    @property
+    def connections(self) -> service.Connections:
+        return service.Connections(self.client, self.gateways)
+
+    async def create(self, gateway_id: str, **options: Any) -> ApiGateway:
+        """As `gatewayflow create` asks; `options` are its (region, custom_domain, ...)."""
+        tracked = await service.create_gateway(
+            self.settings, gateway_id, connections=self.connections, **options
+        )
+        return tracked.gateway
 
     async def request(self, gateway_id: str, what: Request) -> ApiGateway:
-        return await control.request(self.client, self.settings, self.gateways, gateway_id, what)
+        """As `gatewayflow stop|start|restart|delete` asks: an update the workflow answers."""
+        tracked = await service.request_gateway(
+            self.settings, gateway_id, what, connections=self.connections
+        )
+        return tracked.gateway
 
     async def wait_for(
         self, gateway_id: str, state: GatewayState, timeout: float = 90.0
     ) -> ApiGateway | None:
-        gw = await control.follow(
+        gw = await service.follow(
             self.gateways, gateway_id, state, lambda _snap: None, timeout=timeout
         )
-        assert control.converged(gw, state), (
+        assert service.converged(gw, state), (
             f"{gateway_id} stopped at {gw and (gw.state, gw.phase, gw.progress)}"
         )
         return gw

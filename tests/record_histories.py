@@ -426,7 +426,7 @@ async def record_all(settings: Settings) -> Recorded:
     """Independent scenarios run side by side; those that change the emulator for
     everyone (faults, readiness) run alone afterwards."""
     admin = EmulatorAdmin.of(settings)
-    # The dispatcher stays off: the scenarios signal through `control` as the CLI does,
+    # The dispatcher stays off: the scenarios ask through `control.service` as the CLI does,
     # and nothing can start `gateway/<id>` before continue_as_new starts it itself.
     async with harness(settings.model_copy(update={"dispatcher": False})) as h:
         backing_off = asyncio.create_task(failure_backoff(h))

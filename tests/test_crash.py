@@ -2,7 +2,7 @@
 MongoDB-wire server killed and started again, and a start that never gets ready.
 
 Each test runs its own `worker.py` subprocess on its own database and task queue, and
-drives it the way the CLI does (`control.create` / `control.request`).
+asks as the CLI does (`create_gateway` and `request_gateway` of control/service.py).
 """
 
 import asyncio

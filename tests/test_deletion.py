@@ -18,8 +18,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
+from control import dispatcher
 from control.plan import plan
-from gatewayflow import dispatcher
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, Progress

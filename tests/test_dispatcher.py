@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gatewayflow.dispatcher import run_dispatcher
+from control.dispatcher import run_dispatcher
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings

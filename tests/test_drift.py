@@ -14,7 +14,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import ScheduleActionExecutionStartWorkflow, WorkflowExecutionStatus
 
 from activities.drift import owner_of
-from gatewayflow import control
+from control import service
+from control.schedules import drift_schedule_id
+from control.views import drift_text
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.expected import differences
 from gatewayflow.cluster.kinds import Kind, ObjectRef
@@ -24,9 +26,7 @@ from gatewayflow.domain.messages import DriftReport
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.ownership import OWNERSHIP
-from gatewayflow.schedules import drift_schedule_id
 from gatewayflow.settings import Settings
-from gatewayflow.views import drift_text
 from tests.conftest import free_ports
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.test_lifecycle import expected_objects
@@ -105,7 +105,7 @@ async def test_hand_deleted_objects_come_back_and_are_recorded(
         await h.wait_for(gid, GatewayState.RUNNING)
         drift = (await gateway(h, gid)).progress.drift
         assert drift.repairs >= 1
-        assert (await control.gateway_status(h.settings, gid)).drift_checked_at is not None
+        assert (await service.gateway_status(h.settings, gid)).drift_checked_at is not None
         repaired = " ".join(drift.repaired)
         for gone in (f"Deployment {ns}/{gid} missing", f"CronJob {ns}/{cron}", f"{route} missing"):
             assert gone in repaired
@@ -260,7 +260,7 @@ async def test_a_round_writes_no_gateway_document(stack: Settings) -> None:
             assert stored is not None
             assert stored.get("progress", {}).get("drift", {}).get("checkedAt") is None
         # `gatewayflow status <id>` still says when the check last looked.
-        tracked = await control.gateway_status(h.settings, docs[-1]["gatewayId"])
+        tracked = await service.gateway_status(h.settings, docs[-1]["gatewayId"])
         checked = tracked.drift_checked_at
         assert checked is not None and checked >= began.replace(microsecond=0)
         assert "last checked" in drift_text(tracked.gateway, checked)

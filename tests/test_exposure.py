@@ -12,9 +12,9 @@ from celpy.adapter import json_to_cel
 from rich.console import Console
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
+from control.views import where_to_look
 from gatewayflow.client import connect
 from gatewayflow.settings import Settings, SettingsError, load_settings
-from gatewayflow.views import where_to_look
 from starter import stack
 from tests.test_deploy import SETTINGS_VARS
 

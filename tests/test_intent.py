@@ -17,8 +17,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import ActivityEnvironment
 
 from activities.deletion import DeletionActivities
-from gatewayflow import control, metrics
-from gatewayflow.dispatcher import deliver
+from control.dispatcher import deliver
+from gatewayflow import metrics
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.messages import DeletionInput, GatewayInput, StepInput
@@ -127,7 +127,7 @@ async def test_a_request_never_undoes_a_delete_that_lands_after_its_check(
         racing = _DeleteLandsAfterTheCheck(h.deps.db)
         for what in (Request.START, Request.STOP, Request.RESTART):
             with pytest.raises(RequestRefused, match="being deleted"):
-                await control.request(h.client, h.settings, racing, gid, what)
+                await asyncio.to_thread(racing.request, gid, what)
             doc = h.deps.db["ApiGateway"].find_one({"gatewayId": gid})
             assert doc is not None and doc["state"] == "Deleted", what
 

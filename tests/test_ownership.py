@@ -21,13 +21,13 @@ from temporalio.worker import Worker
 
 from activities.registry import all_activities
 from control.plan import plan
+from control.schedules import ensure_schedules
 from gatewayflow.cluster.kinds import Kind
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.ownership import OWNERSHIP, Owned, Owner, Ownership
-from gatewayflow.schedules import ensure_schedules
 from gatewayflow.settings import Settings
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id

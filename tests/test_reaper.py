@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayflow import control, reaper
+from control import reaper, service
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import ReapResult
 from gatewayflow.domain.states import GatewayPhase, GatewayState
@@ -121,7 +121,7 @@ async def test_documents_alone_are_not_an_orphan(stack: Settings) -> None:
         h.deps.db["Stage"].insert_one(leaf)
         assert not [o for o in reaper.dry_run(h.deps) if o.gateway_id == ghost]
 
-        result = await control.reap_orphans(h.settings, 0.0, [ghost])
+        result = await service.reap_orphans(h.settings, 0.0, [ghost])
 
         assert not result.reaped, result
         assert h.deps.db["Stage"].find_one({"gatewayId": ghost}) == leaf
@@ -148,7 +148,7 @@ async def test_a_document_deleted_by_hand_mid_operation_is_reaped(
                         break
                     await asyncio.sleep(0.1)
             h.deps.db["ApiGateway"].delete_one({"gatewayId": gid})
-            result = await control.reap_orphans(h.settings, 0.0, [gid])
+            result = await service.reap_orphans(h.settings, 0.0, [gid])
             assert [o.gateway_id for o in result.reaped] == [gid]
             async with asyncio.timeout(60):
                 while left := await owned(h, gid):

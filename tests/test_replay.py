@@ -22,18 +22,18 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.workflow import ParentClosePolicy
 
-from gatewayflow.client import connect
-from gatewayflow.domain import naming
-from gatewayflow.domain.messages import DeletionInput, DeletionResult
-from gatewayflow.domain.states import GatewayPhase, GatewayState
-from gatewayflow.domain.transitions import Request
-from gatewayflow.replay import (
+from control.replay import (
     HistoryFormatError,
     fetch_histories,
     load_history,
     replay_histories,
     results_table,
 )
+from gatewayflow.client import connect
+from gatewayflow.domain import naming
+from gatewayflow.domain.messages import DeletionInput, DeletionResult
+from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
 from tests.conftest import stack_env
 from tests.gateway_harness import harness, unique_id

@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayflow import control
 from gatewayflow.domain import naming
-from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
 from tests.emulator_admin import (
@@ -35,12 +33,7 @@ async def test_two_workers_delete_a_dozen_gateways(stack: Settings, tmp_path: Pa
             ids = [unique_id(f"s{n:02d}") for n in range(GATEWAYS)]
             since = admin.last_seq()
             for gid in ids:
-                await control.create(
-                    h.client,
-                    h.settings,
-                    h.gateways,
-                    ApiGateway(gateway_id=gid, functions=1, triggers=1),
-                )
+                await h.create(gid, functions=1, triggers=1)
             await asyncio.gather(*(h.wait_for(gid, GatewayState.RUNNING, 240) for gid in ids))
             # Raw writes, as an operator would: both dispatchers see every one of them.
             h.deps.db["ApiGateway"].update_many(

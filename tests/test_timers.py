@@ -22,12 +22,12 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from gatewayflow.control import signal_gateway
+from control.intents import signal_gateway
+from control.worker import build_worker
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import GatewayInput
 from gatewayflow.settings import Settings
-from gatewayflow.worker import build_worker
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import remove_gateways, unique_id
 

@@ -22,17 +22,9 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
-from gatewayflow import control, links, reaper
-from gatewayflow.client import connect
-from gatewayflow.deps import Deps
-from gatewayflow.domain import naming
-from gatewayflow.domain.documents import ApiGateway
-from gatewayflow.domain.states import GatewayState
-from gatewayflow.domain.transitions import Request
-from gatewayflow.inventory import Item, leftovers, orphans
-from gatewayflow.schedules import ensure_schedules
-from gatewayflow.settings import Settings
-from gatewayflow.views import (
+from control import reaper, service
+from control.schedules import ensure_schedules
+from control.views import (
     PHASE_STYLE,
     leftovers_table,
     orphans_table,
@@ -40,7 +32,16 @@ from gatewayflow.views import (
     reap_table,
     step_text,
 )
-from gatewayflow.worker import run_worker
+from control.worker import run_worker
+from gatewayflow import links
+from gatewayflow.client import connect
+from gatewayflow.deps import Deps
+from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.states import GatewayState
+from gatewayflow.domain.transitions import Request
+from gatewayflow.inventory import Item, leftovers, orphans
+from gatewayflow.settings import Settings
 
 
 @dataclass
@@ -74,7 +75,7 @@ async def _follow(
     on_change: Callable[[str], Callable[[ApiGateway | None], None]],
 ) -> list[ApiGateway | None]:
     return await asyncio.gather(
-        *(control.follow(deps.gateways, gid, want, on_change(gid), timeout=90) for gid in ids)
+        *(service.follow(deps.gateways, gid, want, on_change(gid), timeout=90) for gid in ids)
     )
 
 
@@ -103,7 +104,7 @@ async def _follow_all(
 
         results = await _follow(deps, ids, want, on_change)
     for gid, gw in zip(ids, results, strict=True):
-        if not control.converged(gw, want):
+        if not service.converged(gw, want):
             reason = gw.progress.last_error if gw else "?"
             raise RuntimeError(f"{gid} did not reach {want.value}: {reason}")
 
@@ -118,29 +119,26 @@ async def run_demo(settings: Settings, console: Console) -> bool:
     # The periodic work at the pace of a demo; put back as configured at the end.
     paced = settings.model_copy(update=DEMO_PACE)
     deps = Deps(paced)
+    # Asked as `gatewayflow create|stop|start|delete` asks, on connections kept open.
+    connections = service.Connections(client, deps.gateways)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(paced, stop=stop))
     try:
         console.rule("1. create three gateways with their full resource trees")
         await asyncio.gather(
-            control.create(
-                client,
-                settings,
-                deps.gateways,
-                ApiGateway(gateway_id=shop, custom_domain=f"{shop}.example.com"),
+            service.create_gateway(
+                settings, shop, custom_domain=f"{shop}.example.com", connections=connections
             ),
-            control.create(client, settings, deps.gateways, ApiGateway(gateway_id=blog)),
-            control.create(
-                client, settings, deps.gateways, ApiGateway(gateway_id=api, functions=3, triggers=2)
-            ),
+            service.create_gateway(settings, blog, connections=connections),
+            service.create_gateway(settings, api, functions=3, triggers=2, connections=connections),
         )
         await _follow_all(console, deps, ids, GatewayState.RUNNING, "creating")
         _print_inventory(console, deps, shop)
 
         console.rule(f"2. stop and start {blog}")
-        await control.request(client, settings, deps.gateways, blog, Request.STOP)
+        await service.request_gateway(settings, blog, Request.STOP, connections=connections)
         await _follow_all(console, deps, [blog], GatewayState.STOPPED, f"stopping {blog}")
-        await control.request(client, settings, deps.gateways, blog, Request.START)
+        await service.request_gateway(settings, blog, Request.START, connections=connections)
         await _follow_all(console, deps, [blog], GatewayState.RUNNING, f"starting {blog}")
 
         console.rule(f"3. drift: {shop}'s Deployment deleted by hand comes back")
@@ -151,7 +149,7 @@ async def run_demo(settings: Settings, console: Console) -> bool:
 
         console.rule(f"5. delete {shop} and {blog} (state = Deleted)")
         for gid in (shop, blog):
-            await control.request(client, settings, deps.gateways, gid, Request.DELETE)
+            await service.request_gateway(settings, gid, Request.DELETE, connections=connections)
         await _follow_all(
             console, deps, [shop, blog], GatewayState.DELETED, "deleting: 8 steps each"
         )
@@ -171,7 +169,7 @@ async def run_demo(settings: Settings, console: Console) -> bool:
         console.print(f"Temporal UI, every workflow of {shop}:")
         console.print(f"  {links.gateway_link(settings, shop)}", soft_wrap=True)
         deletion = naming.deletion_workflow_id(shop)
-        deletion_link = (await control.workflow_links(settings, shop))[deletion]
+        deletion_link = (await service.workflow_links(settings, shop))[deletion]
         console.print(f"  {deletion}: {deletion_link}", soft_wrap=True)
         console.print(f"Demo finished in {time.monotonic() - began:.1f}s")
         return clean

@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from pymongo.errors import DuplicateKeyError
 from urllib3.exceptions import HTTPError
 
-from gatewayflow import control
+from control import service
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
@@ -285,7 +285,7 @@ class TortureMachine(RuleBasedStateMachine):
 
     def _reap(self) -> None:
         try:
-            result = asyncio.run(control.reap_orphans(self.settings, 0.0))
+            result = asyncio.run(service.reap_orphans(self.settings, 0.0))
         except Exception as exc:  # a server the torture just killed: the next run reaps
             self.world.say(f"episode {self.episode}: reap failed: {exc}")
             return

@@ -1,7 +1,8 @@
-"""The worker: a Temporal worker on task queue `gatewayflow`, plus the dispatcher.
+"""The worker's composition: a Temporal worker on task queue `gatewayflow`, the schedules
+and the dispatcher.
 
-Both entry points (`python worker.py` and `gatewayflow up`) run it through `serve`, so
-SIGINT and SIGTERM are handled in this one place.
+Both entry points (`python worker.py` and `gatewayflow up`) run it through
+`until_signalled`, so SIGINT and SIGTERM are handled in this one place.
 """
 
 import asyncio
@@ -49,14 +50,14 @@ async def run_worker(
     if settings.metrics_port is not None:
         runtime = start_metrics(settings, connect_db(settings.mongodb_uri or "", settings.db_name))
     client = await connect(settings, runtime)
-    from gatewayflow.schedules import ensure_schedules
+    from control.schedules import ensure_schedules
 
     await ensure_schedules(client, settings)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         worker = build_worker(client, settings, executor)
         tasks: list[asyncio.Task[None]] = []
         if settings.dispatcher if dispatcher is None else dispatcher:
-            from gatewayflow.dispatcher import run_dispatcher
+            from control.dispatcher import run_dispatcher
 
             dispatching = asyncio.create_task(run_dispatcher(client, settings, stop))
             dispatching.add_done_callback(lambda task: _ended(task, stop))

@@ -1,9 +1,10 @@
-"""The service layer of the CLI (or an API): intents, status, plan, audit and replay.
+"""The service layer of the CLI (or an API): requests, status, plan, audit, reap and replay.
 
-MongoDB is the source of truth. A CLI request is an update sent to `gateway/<id>`
-(update-with-start): the workflow checks it against the transition rules, writes the
-intent with a compare-and-set and answers with what it accepted. `request` (the demo,
-tests) writes the intent itself and then only wakes the workflow.
+MongoDB is the source of truth. A request is an update sent to `gateway/<id>`
+(update-with-start, control/intents.py): the workflow checks it against the transition
+rules, writes the intent with a compare-and-set and answers with what it accepted. The
+CLI, the demo, the tests and the bench all ask through `create_gateway` and
+`request_gateway`.
 
 Each service function takes the settings and returns a result. Expected failures (bad
 input, a refused request, a server that does not answer) come out as `GatewayflowError`
@@ -21,18 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client
 from temporalio.service import RPCError
 
+from control.intents import SIGNAL_FOR_STATE, ask_gateway, signal_gateway
 from gatewayflow import links
 from gatewayflow.client import connect
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.errors import GatewayflowError, Unreachable
-from gatewayflow.domain.messages import GatewayInput, Orphan, ReapResult, RequestAccepted
+from gatewayflow.domain.messages import Orphan, ReapResult
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused, check_request, target_phase
@@ -41,128 +41,31 @@ from gatewayflow.store.client import ping
 from gatewayflow.store.errors import StoreError, StoreUnreachable
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
-from workflows import search
-from workflows.gateway import GatewayWorkflow
 
 if TYPE_CHECKING:  # imported where used: a command that fails early loads neither
+    from control.replay import ReplayResult
     from gatewayflow.inventory import Item, PlanStep
-    from gatewayflow.replay import ReplayResult
 
 REACH_TIMEOUT = 2.0
 """Seconds a command waits for a server before saying it cannot reach it."""
 ANSWER_TIMEOUT = 60.0
 """Seconds a request waits for the gateway's workflow to answer (a worker must run)."""
 
-# What our own senders (the dispatcher, `request`) signal once the intent is in MongoDB:
-# nothing new, so never a request the workflow would write again; a `delete`, which
-# preempts the operation in flight and which the workflow finds already written.
-SIGNAL_FOR_STATE: dict[GatewayState, str] = {
-    GatewayState.RUNNING: "reconcile",
-    GatewayState.STOPPED: "reconcile",
-    GatewayState.RESTARTING: "reconcile",
-    GatewayState.DELETED: "delete",
-}
-
 OnChange = Callable[[ApiGateway | None], None]
 
 
-# -- the intents, on open connections (the dispatcher, the demo and tests use these) ----
+# -- the service layer: settings in, results out -----------------------------------------
 
 
-async def signal_gateway(
-    client: Client, settings: Settings, gateway_id: str, signal: str = "reconcile"
-) -> str:
-    """Signal `gateway/<id>`, starting it first if it is not running; returns its run id."""
-    handle = await client.start_workflow(
-        GatewayWorkflow.run,
-        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
-        id=naming.gateway_workflow_id(gateway_id),
-        task_queue=settings.task_queue,
-        start_signal=signal,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search.for_gateway(gateway_id),
-        static_summary=f"gateway {gateway_id}",
-    )
-    return handle.result_run_id or ""
+@dataclass(frozen=True)
+class Connections:
+    """Connections a caller keeps open across many requests (the demo, tests, the bench).
 
-
-async def ask_gateway(
-    client: Client, settings: Settings, gateway_id: str, what: Request
-) -> tuple[RequestAccepted, str]:
-    """Send a request as an update to `gateway/<id>`, starting the workflow if it is not
-    running (update-with-start); returns the workflow's answer and its run id.
-
-    RequestRefused, with the workflow's reason, when the rules refuse it.
+    Without them, each call opens and checks its own, as one CLI command does.
     """
-    start = WithStartWorkflowOperation(
-        GatewayWorkflow.run,
-        GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
-        id=naming.gateway_workflow_id(gateway_id),
-        task_queue=settings.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=search.for_gateway(gateway_id),
-        static_summary=f"gateway {gateway_id}",
-    )
-    try:
-        accepted: RequestAccepted = await client.execute_update_with_start_workflow(
-            what.value,  # the update is named for the request, like the signal
-            start_workflow_operation=start,
-            result_type=RequestAccepted,
-        )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        why = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise RequestRefused(why) from exc
-    handle = await start.workflow_handle()
-    return accepted, handle.result_run_id or ""
 
-
-async def create(
-    client: Client,
-    settings: Settings,
-    gateways: GatewayRepository,
-    gateway: ApiGateway,
-) -> ApiGateway:
-    await _create(client, settings, gateways, gateway)
-    return gateway
-
-
-async def _create(
-    client: Client, settings: Settings, gateways: GatewayRepository, gateway: ApiGateway
-) -> str:
-    """Insert, then signal; returns the run id of the gateway's workflow."""
-    validate_gateway_id(gateway.gateway_id)
-    await asyncio.to_thread(gateways.insert, gateway)
-    return await signal_gateway(client, settings, gateway.gateway_id, "reconcile")
-
-
-async def request(
-    client: Client,
-    settings: Settings,
-    gateways: GatewayRepository,
-    gateway_id: str,
-    what: Request,
-) -> ApiGateway:
-    """Refused requests raise RequestRefused and change nothing."""
-    gateway, _run_id = await _request(client, settings, gateways, gateway_id, what)
-    return gateway
-
-
-async def _request(
-    client: Client,
-    settings: Settings,
-    gateways: GatewayRepository,
-    gateway_id: str,
-    what: Request,
-) -> tuple[ApiGateway, str]:
-    """Check and write (`GatewayRepository.request`), then wake the workflow; returns
-    the gateway and the run id of its workflow."""
-    validate_gateway_id(gateway_id)
-    updated, _written = await asyncio.to_thread(gateways.request, gateway_id, what)
-    run_id = await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[updated.state])
-    return updated, run_id
+    client: Client
+    gateways: GatewayRepository
 
 
 def converged(gateway: ApiGateway | None, want: GatewayState) -> bool:
@@ -218,9 +121,6 @@ async def follow(
         await asyncio.sleep(poll)
 
 
-# -- the service layer: settings in, results out -----------------------------------------
-
-
 @dataclass
 class Tracked:
     """A gateway as a command found or left it, with the UI links of its workflows."""
@@ -257,6 +157,7 @@ async def create_gateway(
     custom_domain: str | None = None,
     functions: int = 2,
     triggers: int = 1,
+    connections: Connections | None = None,
 ) -> Tracked:
     """Insert a new gateway (state Running) and signal its workflow."""
     with _expected():
@@ -268,23 +169,30 @@ async def create_gateway(
             functions=functions,
             triggers=triggers,
         )
-        gateways = _gateways(settings, indexes=True)
-        client = await _temporal(settings)
-        run_id = await _create(client, settings, gateways, gateway)
+        gateways = connections.gateways if connections else _gateways(settings, indexes=True)
+        client = connections.client if connections else await _temporal(settings)
+        await asyncio.to_thread(gateways.insert, gateway)
+        run_id = await signal_gateway(client, settings, gateway_id, SIGNAL_FOR_STATE[gateway.state])
     return _tracked(settings, gateways, gateway, GatewayState.RUNNING, run_id)
 
 
-async def request_gateway(settings: Settings, gateway_id: str, what: Request) -> Tracked:
+async def request_gateway(
+    settings: Settings,
+    gateway_id: str,
+    what: Request,
+    *,
+    connections: Connections | None = None,
+) -> Tracked:
     """Ask the gateway's workflow for a stop, start, restart or delete (an update): it
     checks the request, writes the intent and answers."""
     with _expected():
         validate_gateway_id(gateway_id)
-        gateways = _gateways(settings, indexes=True)
+        gateways = connections.gateways if connections else _gateways(settings, indexes=True)
         # Refused at once, without a round trip, when the document already refuses it; an
         # unknown gateway starts no workflow. The workflow checks again before writing.
-        current = gateways.require(gateway_id)
+        current = await asyncio.to_thread(gateways.require, gateway_id)
         check_request(what, current.state, current.phase)
-        client = await _temporal(settings)
+        client = connections.client if connections else await _temporal(settings)
         try:
             _accepted, run_id = await asyncio.wait_for(
                 ask_gateway(client, settings, gateway_id, what), timeout=ANSWER_TIMEOUT
@@ -295,7 +203,7 @@ async def request_gateway(settings: Settings, gateway_id: str, what: Request) ->
                 f"{ANSWER_TIMEOUT:.0f}s: is a worker running on task queue "
                 f"{settings.task_queue}? See `gatewayflow status {gateway_id}`."
             ) from exc
-        gateway = gateways.require(gateway_id)
+        gateway = await asyncio.to_thread(gateways.require, gateway_id)
     want = GatewayState.RUNNING if what is Request.RESTART else gateway.state
     return _tracked(settings, gateways, gateway, want, run_id)
 
@@ -369,7 +277,7 @@ def deletion_queues(settings: Settings) -> list[dict[str, Any]]:
 def find_orphans(settings: Settings, gateway_ids: Sequence[str] = ()) -> list[Orphan]:
     """What the reaper would hand over (every region, the runtime MongoDB), with when
     each was first seen and whether its grace period is over; read-only."""
-    from gatewayflow import reaper
+    from control import reaper
 
     with _expected():
         deps = _reader(settings)
@@ -387,7 +295,7 @@ async def reap_orphans(
 ) -> ReapResult:
     """Run the OrphanReaper now, on the worker (only on `gateway_ids` when given), and
     wait for its result; `on_start` gets the link to its run in the Temporal UI first."""
-    from gatewayflow import reaper
+    from control import reaper
 
     with _expected():
         for gid in gateway_ids:
@@ -421,7 +329,7 @@ async def replay_histories(
     query: str | None = None,
 ) -> list["ReplayResult"]:
     """Replay history files and/or the runs the server has for an id or a query."""
-    from gatewayflow import replay
+    from control import replay
 
     if not files and workflow_id is None and query is None:
         raise GatewayflowError("give history files, --workflow-id or --query")

@@ -15,7 +15,7 @@ import threading
 from pymongo.errors import PyMongoError
 from temporalio.client import Client
 
-from gatewayflow.control import SIGNAL_FOR_STATE, signal_gateway
+from control.intents import SIGNAL_FOR_STATE, signal_gateway
 from gatewayflow.metrics import DISPATCH_FAILURES
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import Db, connect
