@@ -3,7 +3,7 @@
 from temporalio import activity
 
 from activities.errors import translated
-from activities.recording import Waiting, begin_step, complete_step, heartbeat, recorded
+from activities.recording import Waiting, begin_step, complete_step, recorded
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.deps import Deps
@@ -34,19 +34,6 @@ class InstanceActivities:
         cluster.apply(gid, manifests.deployment(gid, gw.instance, step.restarted_at))
         cluster.apply(gid, manifests.service(gid))
         return StepResult(step=step.step, created=[str(ref) for ref in instance_refs(gid)])
-
-    @activity.defn
-    @translated
-    @recorded
-    def wait_instance_ready(self, step: InstanceInput) -> StepResult:
-        gid = step.gateway_id
-        ns = naming.namespace(gid)
-        # Cleared by the step's completion record.
-        self.deps.gateways.record_progress(gid, waiting_on=f"Deployment {ns}/{gid} to be available")
-        self.deps.cluster(step.region).wait_until_ready(
-            ns, naming.deployment(gid), timeout=step.timeout_seconds, on_wait=heartbeat
-        )
-        return StepResult(step=step.step)
 
     @activity.defn
     @translated
