@@ -304,7 +304,7 @@ class NewStepPatched(DeletionCopy):
     [
         (Unchanged, None),
         (InstanceBeforeStages, "delete_stages"),
-        (NewStep, "finalize_deletion"),
+        (NewStep, "LocalActivity"),  # where the history has finalize_deletion
         (NewStepPatched, None),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else str(value),
