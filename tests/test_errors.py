@@ -236,11 +236,12 @@ async def test_a_transient_error_is_retried(probing: Probing, key: str) -> None:
 async def test_a_permanent_error_fails_the_activity_without_a_retry(
     probing: Probing, key: str
 ) -> None:
-    assert await probing.run(key) == f"NON_RETRYABLE_FAILURE: {PERMANENT[key]}"
+    error = PERMANENT[key]
+    assert await probing.run(key) == f"NON_RETRYABLE_FAILURE: {type(error).__name__}: {error}"
     assert probing.probe.attempts[key] == 1
 
 
 async def test_an_invalid_gateway_id_fails_before_the_activity_runs(probing: Probing) -> None:
     outcome = await probing.run("Not-A-Gateway")
-    assert outcome.startswith("NON_RETRYABLE_FAILURE: gateway id 'Not-A-Gateway'")
+    assert outcome.startswith("NON_RETRYABLE_FAILURE: InvalidGatewayId: gateway id")
     assert probing.probe.attempts["Not-A-Gateway"] == 0

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from gatewayflow.domain import naming
     from gatewayflow.domain.messages import (
         DomainInput,
+        GatewayInput,
         InstanceInput,
         ReadyCheck,
         StepInput,
@@ -28,7 +29,7 @@ In = TypeVar("In", bound=StepInput)
 # An until-ready step looks again after each pause, doubling up to the maximum.
 _READY_PAUSE_FIRST = timedelta(milliseconds=500)
 _READY_PAUSE_MAX = timedelta(seconds=15)
-_START_TIMEOUT = 900.0  # seconds; GatewayInput.start_timeout_seconds
+_START_TIMEOUT: float = GatewayInput.model_fields["start_timeout_seconds"].default
 
 
 class OperationStopped(Exception):
@@ -67,24 +68,23 @@ async def run_operation(
     ran = Ran()
     rollout: str | None = None  # the stamp of this operation's rolling update, once made
     for step in operation.steps:
+        if step.rollout:
+            rollout = workflow.now().isoformat()
         arg = operation.input(step, gateway_id, region)
         if step.suspend is not None:
             arg = TriggersInput(**arg.model_dump(), suspend=step.suspend)
         elif step.instance or step.rollout:
-            if step.rollout:
-                rollout = workflow.now().isoformat()
             arg = InstanceInput(
                 **arg.model_dump(), restarted_at=rollout, timeout_seconds=start_timeout
             )
-        if step.until_ready is not None:
-            ran.not_ready = await _until_ready(operation, step, arg, start_timeout, after_step)
-            if ran.not_ready is not None:
-                return ran
-            continue
-        ran.steps.append(
-            await run_step(operation, step, arg, parent_close_policy=parent_close_policy)
-        )
-        after_step()
+        if step.until_ready is None:
+            ran.steps.append(
+                await run_step(operation, step, arg, parent_close_policy=parent_close_policy)
+            )
+            after_step()
+        elif (why := await _until_ready(operation, step, arg, start_timeout, after_step)):
+            ran.not_ready = why
+            return ran
     return ran
 
 
