@@ -5,7 +5,7 @@
 Brings up its own embedded stack (Temporal dev server, SecantusDB, the Kubernetes API
 emulator) in a temporary home on free ports, runs every scenario against an in-process
 worker, writes `<scenario>--<workflow-type>.json` (as `temporal workflow show --output
-json` would) plus one legacy tctl-style file, then stops the stack. About a minute.
+json` would) plus one legacy tctl-style file, then stops the stack. About three minutes.
 tests/histories/README.md says when to re-record.
 """
 
