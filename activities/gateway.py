@@ -50,13 +50,6 @@ class GatewayActivities(Activities):
         """Enter the operation's phase with a fresh progress record, only while the state
         is still `expected_state`; False (and nothing written) when it is not: the
         operation must not run, the intent it was decided on is gone."""
-        if update.expected_state is None:  # as workflows recorded before it sent it
-            self.deps.gateways.reset_progress(
-                update.gateway_id, update.operation, update.total_steps
-            )
-            return self.deps.gateways.set_phase(
-                update.gateway_id, update.phase, expected=begins_from(update.phase)
-            )
         return self.deps.gateways.begin(
             update.gateway_id,
             update.phase,

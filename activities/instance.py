@@ -1,7 +1,7 @@
 """The instance: Deployment and Service. Started, rolled, stopped, deleted."""
 
 from activities.base import Activities, activity_method, step_activity
-from activities.recording import Waiting, begin_step, complete_step, heartbeat
+from activities.recording import Waiting, begin_step, complete_step
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import InstanceInput, ReadyCheck, StepInput, StepResult
 from gatewayflow.ownership import Owner
@@ -19,17 +19,6 @@ class InstanceActivities(Activities):
         for obj in part.manifests(owner):
             cluster.apply(gid, obj)
         return StepResult(step=step.step, created=[str(ref) for ref in part.made(owner)])
-
-    @step_activity
-    def wait_instance_ready(self, step: InstanceInput) -> StepResult:
-        gid = step.gateway_id
-        ns = naming.namespace(gid)
-        # Cleared by the step's completion record.
-        self.deps.gateways.record_progress(gid, waiting_on=f"Deployment {ns}/{gid} to be available")
-        self.deps.cluster(step.region).wait_until_ready(
-            ns, naming.deployment(gid), timeout=step.timeout_seconds, on_wait=heartbeat
-        )
-        return StepResult(step=step.step)
 
     @activity_method
     def check_instance_ready(self, step: InstanceInput) -> ReadyCheck:

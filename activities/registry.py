@@ -41,7 +41,6 @@ def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callabl
         provision.create_functions,
         provision.create_triggers,
         instance.apply_instance,
-        instance.wait_instance_ready,
         instance.check_instance_ready,
         instance.delete_instance,
         triggers.set_triggers_suspended,

@@ -141,6 +141,7 @@ class TickBaseline:
                     phase=GatewayPhase.DELETING,
                     operation="delete",
                     total_steps=DELETE.total,
+                    expected_state=gateway.state,
                 ),
             )
             return

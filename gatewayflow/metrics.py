@@ -8,8 +8,10 @@
   families unchanged, so one scrape target carries everything with the SDK's own names and
   buckets. (Copying them through the SDK's `MetricBuffer` would mean choosing histogram
   buckets here and draining the buffer from a thread; two public ports, two scrape jobs.)
-- Ours (`gatewayflow_*`) are recorded by an activity interceptor, so activities carry no
-  metrics code, and the gateways per phase are counted in MongoDB on each scrape.
+- Ours (`gatewayflow_*`) are recorded by an activity interceptor (step durations, retries,
+  deletions, drift repairs, reaped objects), except refused requests, which
+  `apply_request` counts where it refuses them, and the gateways per phase, counted in
+  MongoDB on each scrape.
 """
 
 import logging

@@ -5,7 +5,7 @@
 Brings up its own embedded stack (Temporal dev server, SecantusDB, the Kubernetes API
 emulator) in a temporary home on free ports, runs every scenario against an in-process
 worker, writes `<scenario>--<workflow-type>.json` (as `temporal workflow show --output
-json` would) plus one legacy tctl-style file, then stops the stack. About a minute.
+json` would) plus one legacy tctl-style file, then stops the stack. About three minutes.
 tests/histories/README.md says when to re-record.
 """
 
@@ -166,12 +166,8 @@ async def delete(h: Harness) -> Recorded:
 
 
 async def continue_as_new(h: Harness) -> Recorded:
-    """With max_actions_per_run=1 the entity continues as new once it has converged.
-
-    Continue-as-new is only considered when the decision is "nothing to do": a new
-    gateway runs its create and then its start (2 actions) before it is converged, so
-    the first run ends after both; the next run reads the intent and waits.
-    """
+    """With max_actions_per_run=1 the entity continues as new after its first action,
+    the create; the next run reads the intent again, starts the gateway and waits."""
     gid = unique_id("rec-can")
     await asyncio.to_thread(h.gateways.insert, ApiGateway(gateway_id=gid))
     handle = await h.client.start_workflow(
@@ -248,8 +244,8 @@ async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
             return gw.phase is GatewayPhase.STARTING and gw.progress.step == APPLY_INSTANCE.name
 
         await _poll(f"{gid} did not apply its Deployment", applying)
-        # The step is named as soon as the one before it completes (local-short-steps
-        # era: one write per step); a second in, the 3 s create is under way.
+        # The step is named as soon as the one before it completes (one write per step);
+        # a second in, the 3 s create is under way.
         await asyncio.sleep(1.0)
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
@@ -262,8 +258,8 @@ async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
 
 async def failure_backoff(h: Harness) -> Recorded:
     """A deletion that fails (a ConfigMap in the namespace is not the gateway's): the
-    entity backs off (patch marker `failure-backoff`, then a timer) until the delete is
-    requested again once the ConfigMap is gone."""
+    entity backs off (a timer) until the delete is requested again once the ConfigMap is
+    gone."""
     gid = await created(h, "rec-backoff")
     ns = naming.namespace(gid)
     api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -279,7 +275,7 @@ async def failure_backoff(h: Harness) -> Recorded:
         async def backing_off() -> bool:
             progress = await handle.query(GatewayWorkflow.progress)
             detail = progress.detail if progress is not None else ""
-            return "retrying in" in detail or "next attempt" in detail
+            return "next attempt" in detail
 
         await _poll(f"gateway/{gid} did not back off", backing_off)
         core.delete_namespaced_config_map("not-the-gateways", ns)
@@ -316,9 +312,9 @@ async def drift_repair(h: Harness) -> Recorded:
 
 
 async def requests(h: Harness) -> Recorded:
-    """Temporal-native requests (patch marker `signal-requests`): a `stop` signal, a
-    `start` update, a `restart` signal, a `delete` update, and a `start` signal refused
-    during the deletion; the workflow writes each intent itself."""
+    """Temporal-native requests: a `stop` signal, a `start` update, a `restart` signal, a
+    `delete` update, and a `start` signal refused during the deletion; the workflow writes
+    each intent itself."""
     gid = await created(h, "rec-requests")
     handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
     await handle.signal("stop")
@@ -377,19 +373,6 @@ async def delete_queued(settings: Settings) -> Recorded:
     return {"delete-queued--GatewayDeletion.json": history}
 
 
-async def local_steps(h: Harness) -> Recorded:
-    """`create-start` and `delete` again, kept under their own names: with the
-    `local-short-steps` patch the RuntimeDomain step's record, functions and finalize run
-    as local activities (markers), beside the runs from before it."""
-    started, deleted = await asyncio.gather(create_start(h), delete(h))
-    return {
-        "local-steps-create-start--GatewayWorkflow.json": started[
-            "create-start--GatewayWorkflow.json"
-        ],
-        "local-steps-delete--GatewayDeletion.json": deleted[LEGACY_SOURCE],
-    }
-
-
 async def _holds(h: Harness, gid: str) -> bool:
     regions = await asyncio.to_thread(h.deps.permits.regions)
     return any(gid in region["holders"] for region in regions)
@@ -402,7 +385,6 @@ ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
     "requests": requests,
     "drift-repair": drift_repair,
     "reap": reap,
-    "local-steps": local_steps,
 }
 OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
     "delete-queued": delete_queued,

@@ -5,7 +5,6 @@ Offline: the compose file is checked against the Compose Specification schema ve
 check-jsonschema, the manifests against the Kubernetes schemas of kubernetes-validate.
 """
 
-import contextlib
 import inspect
 import itertools
 import subprocess
@@ -24,7 +23,6 @@ from temporalio.common import SearchAttributeKey
 
 from gatewayflow.cluster import manifests
 from gatewayflow.cluster.client import IN_CLUSTER, Cluster, Manifest
-from gatewayflow.cluster.errors import NotReadyError
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import CronTrigger, InstanceSpec
@@ -380,9 +378,7 @@ def drive(cluster: Cluster, gid: str) -> None:
         cluster.list_all(kind, ns)
         cluster.owned_refs(gid, kind, ns)
         cluster.list_labelled(kind, ns)
-    with contextlib.suppress(NotReadyError):
-        cluster.wait_until_ready(ns, naming.deployment(gid), timeout=0.1)
-    cluster.readiness(ns, naming.deployment(gid))  # the start's one look, without a watch
+    cluster.readiness(ns, naming.deployment(gid))  # the start's one look
     assert cluster.foreign_objects(gid, ns) == []
     # Each wait starts while its deletion still runs (the emulator's delete delay), so it
     # watches every kind; the RoleBinding goes last: it grants the rest.

@@ -1,51 +1,59 @@
-"""The error taxonomy: every error of ours is transient or permanent, and everything that
-decides about retries (the activity translation, the retry policy, the metrics, the
-workflows) agrees with the classes. Pure: no stack needed."""
+"""The error taxonomy: every error of ours is transient or permanent, and Temporal retries
+exactly the transient ones. The retry property runs real activities through our retry
+policy on the session's Temporal server."""
 
 import importlib
 import json
 import pkgutil
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+import pytest_asyncio
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.worker import Worker
 
 import activities
 import gatewayflow
 import workflows
 from activities.errors import translated
+from gatewayflow.client import connect
 from gatewayflow.cluster.errors import (
     ClusterError,
     NotOwnedError,
-    NotReadyError,
+    PermanentClusterError,
     StillPresentError,
     TransientClusterError,
 )
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain.errors import (
+    DeletionFailed,
     GatewayflowError,
     PermanentError,
     TransientError,
-    failed_with,
     is_permanent_failure,
     reason,
     to_application_error,
 )
-from gatewayflow.store.errors import StoreError, UnknownGateway
-from workflows.policies import ACTIVITY_ERRORS, STEP_RETRY
+from gatewayflow.domain.transitions import RequestRefused
+from gatewayflow.settings import Settings
+from gatewayflow.store.errors import StoreError, StoreUnreachable, UnknownGateway
+from workflows.calls import call
+from workflows.steps import OperationStopped
 
 HISTORIES = Path(__file__).parent / "histories"
 # Groupings: never raised themselves, their subclasses are classified.
 GROUPS = {GatewayflowError, TransientError, PermanentError, ClusterError, StoreError}
-# The layers activities stand on: what an activity can raise.
-BELOW_ACTIVITIES = (
-    "gatewayflow.domain.",
-    "gatewayflow.store.",
-    "gatewayflow.cluster.",
-    "gatewayflow.settings",
-)
+# Control flow inside a workflow, never a failure of an activity.
+CONTROL_FLOW = {OperationStopped}
 
 
 def modules(package: ModuleType) -> list[ModuleType]:
@@ -69,24 +77,13 @@ def project_errors() -> set[type[BaseException]]:
 
 
 def test_every_error_is_classified_exactly_once() -> None:
-    errors = project_errors() - GROUPS
+    errors = project_errors() - GROUPS - CONTROL_FLOW
     assert len(errors) >= 10
     for cls in errors:
         assert issubclass(cls, GatewayflowError), f"{cls.__qualname__} is not a GatewayflowError"
         kinds = [kind for kind in (TransientError, PermanentError) if issubclass(cls, kind)]
         assert len(kinds) == 1, f"{cls.__qualname__} is classified as {kinds}"
-
-
-def test_retry_policy_agrees_with_the_classes() -> None:
-    below = {
-        cls for cls in project_errors() - GROUPS if cls.__module__.startswith(BELOW_ACTIVITIES)
-    }
-    assert set(ACTIVITY_ERRORS) == below
-    permanent = {cls.__name__ for cls in below if issubclass(cls, PermanentError)}
-    assert set(STEP_RETRY.non_retryable_error_types or []) == permanent
-    # The start timeout is permanent: the start gives up and goes back to Stopped.
-    assert "NotReadyError" in permanent
-    assert {"TransientClusterError", "StillPresentError"}.isdisjoint(permanent)
+    assert not issubclass(OperationStopped, GatewayflowError)
 
 
 def test_error_types_in_recorded_histories_are_still_ours() -> None:
@@ -125,7 +122,6 @@ REF = ObjectRef(Kind.DEPLOYMENT, "gw-a", "a")
         (TransientClusterError("HTTP 429", status=429, retry_after=3.0), False, 3.0),
         (TransientClusterError("HTTP 503", status=503), False, None),
         (StillPresentError([REF], "Deployment gw-a/a", 300), False, None),
-        (NotReadyError(REF, "0 of 1 replicas available", 900), True, None),
         (NotOwnedError.in_namespace("gw-a", "a", [REF]), True, None),
         (UnknownGateway("a"), True, None),
     ],
@@ -140,9 +136,7 @@ def test_one_translation_into_temporal_failures(
     assert failure.next_retry_delay == (timedelta(seconds=delay) if delay else None)
     assert str(error) in str(failure)
     # What the metrics count as a deletion failed for good.
-    assert is_permanent_failure(failure, STEP_RETRY.non_retryable_error_types or []) is (
-        non_retryable
-    )
+    assert is_permanent_failure(failure, []) is non_retryable
 
     @translated
     def activity_body() -> None:
@@ -153,30 +147,101 @@ def test_one_translation_into_temporal_failures(
     assert (raised.value.type, raised.value.non_retryable) == (failure.type, non_retryable)
 
 
-def test_anything_else_is_left_to_the_retry_policy() -> None:
+# -- what Temporal does with them ------------------------------------------------------------
+# Raised by the probe activity on its first two attempts, by the key it is given.
+TRANSIENT: dict[str, Exception] = {
+    "cluster-503": TransientClusterError("HTTP 503", status=503),
+    "still-present": StillPresentError([REF], "Deployment gw-a/a", 300),
+    "store-unreachable": StoreUnreachable("MongoDB did not answer"),
+    "not-ours": ConnectionError("connection reset by peer"),  # pymongo's, a bug's: retried
+}
+PERMANENT: dict[str, Exception] = {
+    "unknown-gateway": UnknownGateway("a"),
+    "not-owned": NotOwnedError.in_namespace("gw-a", "a", [REF]),
+    "forbidden": PermanentClusterError("HTTP 403", status=403),
+    "refused": RequestRefused("cannot start: the gateway is being deleted"),
+    "deletion-failed": DeletionFailed("gateway-deletion/a failed"),
+}
+
+
+class Probe:
+    """An activity that raises its key's error on its first two attempts."""
+
+    def __init__(self) -> None:
+        self.attempts: Counter[str] = Counter()
+
+    @activity.defn(name="raise_twice")
     @translated
-    def activity_body() -> None:
-        raise ConnectionError("mongo went away")
-
-    with pytest.raises(ConnectionError):
-        activity_body()
-    assert not is_permanent_failure(
-        ConnectionError("x"), STEP_RETRY.non_retryable_error_types or []
-    )
+    def raise_twice(self, key: str) -> int:
+        self.attempts[key] += 1
+        attempt = activity.info().attempt
+        if attempt <= 2:
+            raise {**TRANSIENT, **PERMANENT}[key]
+        return attempt
 
 
-def test_workflows_recognise_a_failure_by_its_class() -> None:
-    cause = to_application_error(NotReadyError(REF, "0 of 1 replicas available", 900))
-    failure = ActivityError(
-        "activity failed",
-        scheduled_event_id=5,
-        started_event_id=6,
-        identity="worker",
-        activity_type="wait_instance_ready",
-        activity_id="3",
-        retry_state=RetryState.NON_RETRYABLE_FAILURE,
-    )
-    failure.__cause__ = cause
-    assert failed_with(failure, NotReadyError)
-    assert not failed_with(failure, StillPresentError)
-    assert "Deployment gw-a/a not ready after 900s" in reason(failure)
+@workflow.defn(name="RetryProbe", sandboxed=False)
+class RetryProbe:
+    """Runs the probe as every workflow of ours runs an activity (`call`, STEP_RETRY)."""
+
+    @workflow.run
+    async def run(self, key: str) -> str:
+        try:
+            attempt = await call(Probe.raise_twice, key, summary=f"raise {key} twice")
+        except ActivityError as err:
+            state = err.retry_state.name if err.retry_state is not None else None
+            return f"{state}: {reason(err)}"
+        return f"succeeded at attempt {attempt}"
+
+
+@dataclass
+class Probing:
+    client: Client
+    task_queue: str
+    probe: Probe
+
+    async def run(self, key: str) -> str:
+        return await self.client.execute_workflow(
+            RetryProbe.run,
+            key,
+            id=f"retry-probe-{key}-{uuid.uuid4().hex[:6]}",
+            task_queue=self.task_queue,
+            execution_timeout=timedelta(seconds=60),
+        )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def probing(stack: Settings) -> AsyncIterator[Probing]:
+    client = await connect(stack)
+    queue = f"retry-probe-{uuid.uuid4().hex[:8]}"
+    probe = Probe()
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[RetryProbe],
+            activities=[probe.raise_twice],
+            activity_executor=executor,
+        ):
+            yield Probing(client, queue, probe)
+
+
+@pytest.mark.parametrize("key", TRANSIENT)
+async def test_a_transient_error_is_retried(probing: Probing, key: str) -> None:
+    assert await probing.run(key) == "succeeded at attempt 3"
+    assert probing.probe.attempts[key] == 3
+
+
+@pytest.mark.parametrize("key", PERMANENT)
+async def test_a_permanent_error_fails_the_activity_without_a_retry(
+    probing: Probing, key: str
+) -> None:
+    error = PERMANENT[key]
+    assert await probing.run(key) == f"NON_RETRYABLE_FAILURE: {type(error).__name__}: {error}"
+    assert probing.probe.attempts[key] == 1
+
+
+async def test_an_invalid_gateway_id_fails_before_the_activity_runs(probing: Probing) -> None:
+    outcome = await probing.run("Not-A-Gateway")
+    assert outcome.startswith("NON_RETRYABLE_FAILURE: InvalidGatewayId: gateway id")
+    assert probing.probe.attempts["Not-A-Gateway"] == 0

@@ -6,7 +6,6 @@ the same way after the deploy: see tests/histories/README.md.
 """
 
 import asyncio
-import base64
 import json
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from control.replay import (
 )
 from gatewayflow.client import connect
 from gatewayflow.domain import naming
-from gatewayflow.domain.messages import DeletionInput, DeletionResult
+from gatewayflow.domain.messages import DeletionInput, DeletionResult, PermitRequest
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
@@ -39,8 +38,7 @@ from tests.conftest import stack_env
 from tests.gateway_harness import harness, unique_id
 from tests.record_histories import HISTORIES, LEGACY_FILE, LEGACY_SOURCE, to_tctl_style
 from workflows import operations as ops
-from workflows import search
-from workflows.gateway import INTENT_INTEGRITY
+from workflows import permits, search
 from workflows.operations import DELETE, Step
 from workflows.registry import ALL_WORKFLOWS
 from workflows.steps import run_step
@@ -89,7 +87,8 @@ async def test_recorded_history_replays(path: Path) -> None:
 
 
 def test_recorded_histories_hold_the_scenarios() -> None:
-    """Each file is what its name says: retries, a cancelled wait, a continue-as-new."""
+    """Each file is what its name says: retries, a cancelled wait, a backoff, requests, a
+    continue-as-new, short steps as local activities."""
 
     def events(name: str) -> list[str]:
         return [e["eventType"] for e in json.loads((HISTORIES / name).read_text())["events"]]
@@ -101,31 +100,20 @@ def test_recorded_histories_hold_the_scenarios() -> None:
         if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_STARTED"
     ]
     assert max(attempts) > 1
-    assert "EVENT_TYPE_ACTIVITY_TASK_CANCELED" in events("preempted-start--GatewayWorkflow.json")
+    # The wait for readiness is cancelled by the delete: its timer, or the look in flight.
+    preempted = events("preempted-start--GatewayWorkflow.json")
+    assert {
+        "EVENT_TYPE_TIMER_CANCELED",
+        "EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED",
+    } & set(preempted)
     assert events("continue-as-new--GatewayWorkflow.json")[-1] == (
         "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
     )
     assert events("delete--GatewayDeletion.json")[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
-    # The start stopped once the step the delete came during returned: no wait for
-    # readiness, the patch marker of the new path.
-    during = json.loads((HISTORIES / "delete-during-start--GatewayWorkflow.json").read_text())
-    patches = [
-        json.loads(base64.b64decode(payload["data"]))["id"]
-        for e in during["events"]
-        if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
-        for payload in e["markerRecordedEventAttributes"]["details"]["patch-data"]["payloads"]
-    ]
-    assert patches == [INTENT_INTEGRITY]
-    assert "wait_instance_ready" not in json.dumps(during)
-    # A failed operation: the backoff's patch marker, its timer, cut short by a request.
-    backoff = load_history(HISTORIES / "failure-backoff--GatewayWorkflow.json")
-    markers = [
-        event.marker_recorded_event_attributes
-        for event in backoff.events
-        if event.HasField("marker_recorded_event_attributes")
-    ]
-    assert [m.marker_name for m in markers] == ["core_patch"]
-    assert b'"failure-backoff"' in markers[0].details["patch-data"].payloads[0].data
+    # The start stopped once the step the delete came during returned: no readiness look.
+    during = (HISTORIES / "delete-during-start--GatewayWorkflow.json").read_text()
+    assert "apply_instance" in during and "check_instance_ready" not in during
+    # A failed operation: the backoff's timer, cut short by a request.
     kinds = events("failure-backoff--GatewayWorkflow.json")
     assert "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED" in kinds
     assert "EVENT_TYPE_TIMER_STARTED" in kinds and "EVENT_TYPE_TIMER_CANCELED" in kinds
@@ -148,12 +136,7 @@ def test_recorded_histories_hold_the_scenarios() -> None:
     ]
     assert signalled == ["reconcile", "stop", "restart", "start"]  # the first: the create
     assert updated == ["start", "delete"]
-    patched = [
-        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
-        for e in asked.events
-        if e.HasField("marker_recorded_event_attributes")
-    ]
-    assert len(applied) == 5 and any(b'"signal-requests"' in data for data in patched)
+    assert len(applied) == 5
 
     def signals(name: str) -> list[str]:
         return [
@@ -164,11 +147,11 @@ def test_recorded_histories_hold_the_scenarios() -> None:
 
     assert "repair" in signals("drift-repair--GatewayWorkflow.json")
     assert "permit_granted" in signals("delete-queued--GatewayDeletion.json")
-    # After the local-short-steps patch: the RuntimeDomain step's record, functions and
-    # finalize as local activities (markers), in both recorded operations.
+    # Short steps run as local activities (markers): the RuntimeDomain step's record,
+    # functions and finalize.
     for name, expected in (
-        ("local-steps-delete--GatewayDeletion.json", 3),  # domain record, functions, finalize
-        ("local-steps-create-start--GatewayWorkflow.json", 2),  # the domain steps' records
+        ("delete--GatewayDeletion.json", 3),  # domain record, functions, finalize
+        ("create-start--GatewayWorkflow.json", 2),  # the domain steps' records
     ):
         local = json.loads((HISTORIES / name).read_text())
         names = [
@@ -243,8 +226,9 @@ INSTANCE_FIRST = (
 
 
 class DeletionCopy:
-    """The steps of GatewayDeletion, re-run: each class below registers a variant under the
-    name GatewayDeletion. Not sandboxed: the sandbox would re-import this test module.
+    """GatewayDeletion again (its permit, then its steps), each class below a variant
+    registered under the name GatewayDeletion. Not sandboxed: the sandbox would re-import
+    this test module.
 
     ORDER: the steps in order. NEW_STEP: an extra activity after the namespace step,
     `"always"`, or `"patched"` (only where `workflow.patched` lets it run).
@@ -256,6 +240,8 @@ class DeletionCopy:
     async def steps(self, input: DeletionInput) -> DeletionResult:
         gid = input.gateway_id
         search.upsert(gid, state="Deleted", phase=GatewayPhase.DELETING.value)
+        permit = PermitRequest(gateway_id=gid, region=input.region)
+        await permits.acquire(permit, lambda: False, lambda: None)
         result = DeletionResult(gateway_id=gid)
         for step in self.ORDER:
             step_input = DELETE.input(step, gid, input.region)
@@ -272,6 +258,7 @@ class DeletionCopy:
                 await workflow.execute_activity(
                     "wait_namespace_gone", step_input, start_to_close_timeout=timedelta(minutes=1)
                 )
+        await permits.release(permit)
         search.upsert(gid, phase=GatewayPhase.DELETED.value)
         return result
 
@@ -317,7 +304,7 @@ class NewStepPatched(DeletionCopy):
     [
         (Unchanged, None),
         (InstanceBeforeStages, "delete_stages"),
-        (NewStep, "finalize_deletion"),
+        (NewStep, "LocalActivity"),  # where the history has finalize_deletion
         (NewStepPatched, None),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else str(value),

@@ -203,30 +203,13 @@ def test_set_state_if_compares_the_state(db: Db) -> None:
     assert not gateways.set_state_if("missing", S.STOPPED)
 
 
-def test_set_phase_only_from_expected(db: Db) -> None:
-    gateways = GatewayRepository(db)
-    gateways.insert(_gateway("gw", phase=P.STARTED))
-
-    assert not gateways.set_phase("gw", P.STOPPED, expected=[P.STOPPING], step="instance")
-    unchanged = gateways.require("gw")
-    assert unchanged.phase is P.STARTED and unchanged.progress.completed == []
-
-    assert gateways.set_phase("gw", P.STOPPING, expected=[P.STARTED, P.STARTING])
-    assert gateways.set_phase("gw", P.STOPPED, expected=[P.STOPPING], step="instance")
-    assert gateways.set_phase("gw", P.STOPPED, step="instance")  # unconditional, same step
-    gw = gateways.require("gw")
-    assert gw.phase is P.STOPPED
-    assert gw.progress.completed == ["instance"]
-    assert gw.progress.updated_at is not None
-
-    assert not gateways.set_phase("missing", P.STOPPED)
-
-
 def test_progress_recording_and_reset(db: Db) -> None:
     gateways = GatewayRepository(db)
     gateways.insert(_gateway("gw", state=S.DELETED, phase=P.DELETING))
 
-    assert gateways.reset_progress("gw", "delete", 8)
+    assert gateways.begin(
+        "gw", P.DELETING, state=S.DELETED, from_phases=[], operation="delete", total_steps=8
+    )
     assert gateways.record_progress(
         "gw", step="triggers", step_number=1, completed="triggers", waiting_on="CronJob x"
     )
@@ -245,7 +228,9 @@ def test_progress_recording_and_reset(db: Db) -> None:
     assert progress.last_error is None and progress.waiting_on is None
     assert progress.step == "functions" and progress.completed == ["triggers", "functions"]
 
-    assert gateways.reset_progress("gw", "stop", 3)
+    assert gateways.begin(
+        "gw", P.STOPPING, state=S.DELETED, from_phases=[P.STARTED], operation="stop", total_steps=3
+    )
     progress = gateways.require("gw").progress
     assert (progress.operation, progress.total_steps, progress.completed) == ("stop", 3, [])
     assert progress.step is None and progress.step_number == 0
@@ -517,7 +502,6 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
             gateways.set_state("tour", S.RUNNING, refuse_if_phase_in=[P.STARTED])
         gateways.set_state_if("tour", S.DELETED, expected=S.DELETED)
         gateways.set_state("tour", S.DELETED, expected=S.DELETED)
-        gateways.reset_progress("tour", "delete", 8)
         gateways.begin(
             "tour",
             P.DELETING,
@@ -527,7 +511,7 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
             total_steps=8,
         )
         gateways.record_progress("tour", step="triggers", completed="triggers", error=None)
-        gateways.set_phase("tour", P.DELETING, expected=[P.STARTED], step="triggers")
+        gateways.complete_step("tour", "triggers", P.DELETING, expected=[P.STARTED])
 
         children = ChildRepository(db)
         children.insert_many(_children("tour"))
@@ -558,7 +542,7 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
         feed.save_token({"_data": "00"})
         feed.load_token()
 
-        gateways.set_phase("tour", P.DELETED)
+        gateways.complete_step("tour", "finalize", P.DELETED, expected=[P.DELETING])
         gateways.remove_deleted("tour")
 
         explained: set[str] = set()
@@ -626,7 +610,8 @@ def test_change_feed_events_and_resume_after_restart(db: Db) -> None:
     _wait_for_token(feed)
 
     gateways.insert(_gateway("gw"))
-    gateways.set_phase("gw", P.CREATED)  # a phase change is not an intent change
+    # A phase change is not an intent change.
+    db.ApiGateway.update_one({"gatewayId": "gw"}, {"$set": {"phase": "Created"}})
     db.ApiGateway.update_one({"gatewayId": "gw"}, {"$set": {"state": "Deleted"}})  # raw write
     assert consumer.next() == GatewayEvent("gw", S.RUNNING, P.CREATING)
     assert consumer.next() == GatewayEvent("gw", S.DELETED, P.CREATED)

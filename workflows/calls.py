@@ -1,7 +1,6 @@
 """How workflows run activities: by typed reference, with our retry policy and a UI summary."""
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from temporalio import workflow
@@ -21,7 +20,6 @@ async def call(
     summary: str,
     waits: bool = False,
     local: bool = False,
-    timeout: timedelta | None = None,
 ) -> R: ...
 
 
@@ -33,7 +31,6 @@ async def call(
     summary: str,
     waits: bool = False,
     local: bool = False,
-    timeout: timedelta | None = None,
 ) -> R: ...
 
 
@@ -44,7 +41,6 @@ async def call(
     summary: str,
     waits: bool = False,
     local: bool = False,
-    timeout: timedelta | None = None,
 ) -> R:
     """Run one activity method (sync or async); mypy checks `arg` and the result against
     its signature.
@@ -58,7 +54,7 @@ async def call(
         done: R = await workflow.execute_local_activity_method(
             activity,
             arg,
-            start_to_close_timeout=timeout or SHORT,
+            start_to_close_timeout=SHORT,
             retry_policy=STEP_RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=summary,
@@ -67,7 +63,7 @@ async def call(
     result: R = await workflow.execute_activity_method(
         activity,
         arg,
-        start_to_close_timeout=timeout or (WAIT if waits else SHORT),
+        start_to_close_timeout=WAIT if waits else SHORT,
         heartbeat_timeout=HEARTBEAT if waits else None,
         retry_policy=STEP_RETRY,
         # A preempted step finishes its cleanup before the deletion that preempted it starts.

@@ -12,8 +12,6 @@ with workflow.unsafe.imports_passed_through():
     from gatewayflow.domain.transitions import Decision, GatewayAction
     from workflows.calls import call
 
-PATCH = "drift-repair"
-
 REPAIR_BY_PHASE = {
     GatewayPhase.STARTED: GatewayAction.START,
     GatewayPhase.STOPPED: GatewayAction.STOP,

@@ -1,7 +1,8 @@
 """Each operation once, as its ordered steps (docs/operations.md).
 
-Step numbers, progress totals, the phase each step records, the UI texts, `plan` and the
-replay test all derive from these declarations; nothing counts steps by hand.
+Running an operation is one loop over its steps (workflows/steps.py); step numbers,
+progress totals, the phase each step records, the UI texts, `plan` and the replay test
+all derive from these declarations; nothing counts steps by hand.
 """
 
 from collections.abc import Callable
@@ -18,34 +19,51 @@ with workflow.unsafe.imports_passed_through():
     from activities.provision import ProvisionActivities
     from activities.triggers import TriggerActivities
     from gatewayflow.domain import naming
-    from gatewayflow.domain.messages import StepInput, StepResult
+    from gatewayflow.domain.messages import StepInput
     from gatewayflow.domain.states import DomainState, GatewayPhase
+    from gatewayflow.domain.transitions import GatewayAction
 
 In = TypeVar("In", bound=StepInput)
 
 
 @dataclass(frozen=True)
 class Step(Generic[In]):
-    """One step: its name in progress, what it does (`title`, for plan and progress) and
-    how the UI names the activity (`summary`, with {gid}, {ns} and {db} filled in).
+    """One step: its name in progress, what it does (`title`, for plan and progress), how
+    the UI names its activity (`summary`, with {gid}, {ns} and {db} filled in) and the
+    activity that runs.
+
+    The activity gets the step's place in the operation (`StepInput`), and more where the
+    step says so: `suspend` (a TriggersInput with that flag), `instance` (an
+    InstanceInput: the start timeout and the operation's rollout stamp), `rollout` (an
+    InstanceInput with a new rollout stamp, so the Deployment rolls).
 
     With `domain` set, the child RuntimeDomainWorkflow converges to that state first, then
-    the activity (`record_step`) records the step like any other. Steps that `wait` on
-    asynchronous Kubernetes deletion or readiness heartbeat, so they can be cancelled and
-    a crashed worker's attempt is retried within the heartbeat timeout. A `local` step is
-    a few MongoDB writes that never wait: it runs as a local activity.
+    the activity (`record_step`) records the step like any other. With `until_ready` (what
+    the step waits for), the activity is one look that answers a ReadyCheck, taken again
+    after pauses on the workflow's clock until it is ready or the start timeout passes.
+    Steps that `wait` on asynchronous Kubernetes deletion heartbeat, so they can be
+    cancelled and a crashed worker's attempt is retried within the heartbeat timeout. A
+    `local` step is a few MongoDB writes that never wait: it runs as a local activity.
     """
 
     name: str
     title: str
     summary: str
-    activity: Callable[[Any, In], StepResult]
+    activity: Callable[[Any, In], Any]
     domain: DomainState | None = None
+    suspend: bool | None = None
+    instance: bool = False
+    rollout: bool = False
+    until_ready: str | None = None
     waits: bool = False
     local: bool = False
 
     def describe(self, gateway_id: str) -> str:
-        return self.summary.format(
+        return self.fill(self.summary, gateway_id)
+
+    @staticmethod
+    def fill(text: str, gateway_id: str) -> str:
+        return text.format(
             gid=gateway_id,
             ns=naming.namespace(gateway_id),
             db=naming.runtime_database(gateway_id),
@@ -139,25 +157,29 @@ RESUME_TRIGGERS = Step(
     "CronJobs resumed",
     "resume CronJobs in {ns}",
     TriggerActivities.set_triggers_suspended,
+    suspend=False,
 )
 APPLY_INSTANCE = Step(
     "instance",
     "Deployment and Service applied",
     "apply Deployment {gid}, Service {gid} in {ns}",
     InstanceActivities.apply_instance,
+    instance=True,
 )
 ROLL_INSTANCE = Step(
     "instance",
     "rolling update of the Deployment",
     "rolling update of Deployment {gid}, Service {gid} in {ns}",
     InstanceActivities.apply_instance,
+    rollout=True,
 )
 WAIT_READY = Step(
     "wait-ready",
     "Deployment available",
-    "wait until Deployment {ns}/{gid} is available",
-    InstanceActivities.wait_instance_ready,
-    waits=True,
+    "is Deployment {ns}/{gid} available?",
+    InstanceActivities.check_instance_ready,
+    instance=True,
+    until_ready="Deployment {ns}/{gid}",
 )
 DOMAIN_INACTIVE = _domain(DomainState.INACTIVE, "child RuntimeDomain workflow to Inactive")
 SUSPEND_TRIGGERS = Step(
@@ -165,6 +187,7 @@ SUSPEND_TRIGGERS = Step(
     "CronJobs suspended",
     "suspend CronJobs in {ns}",
     TriggerActivities.set_triggers_suspended,
+    suspend=True,
 )
 REMOVE_INSTANCE = Step(
     "instance",
@@ -243,3 +266,12 @@ DELETE = Operation(
         FINALIZE,
     ),
 )
+
+# What each decision of the entity workflow runs.
+FOR_ACTION: dict[GatewayAction, Operation] = {
+    GatewayAction.CREATE: CREATE,
+    GatewayAction.START: START,
+    GatewayAction.RESTART: RESTART,
+    GatewayAction.STOP: STOP,
+    GatewayAction.DELETE: DELETE,
+}

@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search
     from workflows.calls import call
 
-PATCH = "region-deletion-limit"
 QUEUED_PHASE = "DeletionQueued"  # the GatewayPhase search attribute while queued
 SIGNAL = "permit_granted"
 _RECHECK = timedelta(minutes=1)

@@ -30,7 +30,6 @@ from kubernetes.client.rest import RESTResponse
 from gatewayflow.cluster.errors import (
     ClusterError,
     NotOwnedError,
-    NotReadyError,
     PermanentClusterError,
     StillPresentError,
     TransientClusterError,
@@ -328,43 +327,6 @@ class Cluster:
         for (kind, namespace), members in collections.items():
             self._wait_collection_gone(kind, namespace, members, deadline, timeout, poll, on_wait)
 
-    def wait_until_ready(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        timeout: float,
-        poll: float = 0.5,
-        on_wait: OnWait | None = None,
-    ) -> None:
-        """Wait until a Deployment's current generation is rolled out and available, as
-        `kubectl rollout status` judges it: observedGeneration >= generation, every replica
-        updated and no old one left, available replicas >= spec.replicas, and the
-        Available condition True. Raises `NotReadyError` with what is missing.
-
-        Follows a watch of the Deployment like `wait_until_gone` (same heartbeats); polls
-        every `poll` seconds where it cannot be watched.
-        """
-        ref = ObjectRef(Kind.DEPLOYMENT, namespace, name)
-        deadline = time.monotonic() + timeout
-
-        def why_waiting(present: dict[str, Manifest]) -> str | None:
-            obj = present.get(name)
-            why = "it does not exist" if obj is None else deployment_not_ready(obj)
-            return None if why is None else f"waiting for {ref} to be ready: {why}"
-
-        try:
-            present = self._follow(
-                Kind.DEPLOYMENT, namespace, [ref], why_waiting, deadline, on_wait
-            )
-        except ClusterError as err:
-            log.info("%s: cannot watch %s, polling instead: %s", self.context, ref, err)
-            self._poll_until_ready(ref, deadline, timeout, poll, on_wait)
-            return
-        if present is not None:
-            why = why_waiting(present) or ""
-            raise NotReadyError(ref, why.split(": ", 1)[-1], timeout)
-
     # -- waiting by watch, and by polling -------------------------------------------------
 
     def _wait_collection_gone(
@@ -514,30 +476,15 @@ class Cluster:
             interval = min(interval * 2, poll)
 
     def readiness(self, namespace: str, name: str) -> str | None:
-        """One look at a Deployment: None when it is ready, else what is missing."""
+        """One look at a Deployment: None when its current generation is rolled out and
+        available, as `kubectl rollout status` judges it (observedGeneration >=
+        generation, every replica updated and no old one left, available replicas >=
+        spec.replicas, the Available condition True); else what is missing."""
         try:
             obj = self._get(ObjectRef(Kind.DEPLOYMENT, namespace, name))
         except TransientClusterError as err:
             return f"cannot read it: {err}"
         return "it does not exist" if obj is None else deployment_not_ready(obj)
-
-    def _poll_until_ready(
-        self,
-        ref: ObjectRef,
-        deadline: float,
-        timeout: float,
-        poll: float,
-        on_wait: OnWait | None,
-    ) -> None:
-        while True:
-            why = self.readiness(ref.namespace or "", ref.name)
-            if why is None:
-                return
-            if time.monotonic() >= deadline:
-                raise NotReadyError(ref, why, timeout)
-            if on_wait is not None:
-                on_wait(f"waiting for {ref} to be ready: {why}")
-            time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
 
     # -- one attempt of each operation --------------------------------------------------
 

@@ -85,19 +85,6 @@ class StillPresentError(TransientClusterError):
         self.remaining = list(remaining)
 
 
-class NotReadyError(PermanentClusterError):
-    """A Deployment was not ready when the wait timed out; `why` says what was missing.
-
-    Permanent: the wait already took the whole start timeout, so the start gives up and
-    the gateway goes back to Stopped with this reason (retrying would extend the timeout).
-    """
-
-    def __init__(self, ref: ObjectRef, why: str, timeout: float):
-        super().__init__(f"{ref} not ready after {timeout:g}s: {why}")
-        self.ref = ref
-        self.why = why
-
-
 _TRANSIENT_STATUSES = {408, 429}
 
 

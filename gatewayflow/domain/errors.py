@@ -3,8 +3,8 @@
 Every error class of the project derives from `TransientError` (worth retrying: the
 activity retry policy retries it, after `retry_after` seconds when the server said so) or
 from `PermanentError` (it would fail the same way again). `to_application_error` is the
-one translation into what Temporal understands; the retry policy's non-retryable list
-(`permanent_type_names`), the metrics and the workflows read the same classes.
+one translation into what Temporal understands: a permanent error becomes a non-retryable
+failure, so no retry policy needs a list of error types.
 """
 
 from collections.abc import Iterable
@@ -45,24 +45,11 @@ def to_application_error(exc: GatewayflowError) -> ApplicationError:
     )
 
 
-def permanent_type_names(classes: Iterable[type[GatewayflowError]]) -> list[str]:
-    """The retry policy's non-retryable error types: every permanent class, by name."""
-    return sorted({cls.__name__ for cls in classes if issubclass(cls, PermanentError)})
-
-
 def is_permanent_failure(error: BaseException, non_retryable_types: Iterable[str]) -> bool:
     """Whether Temporal will not retry this failure, whatever attempt it is."""
     if isinstance(error, ApplicationError):
         return error.non_retryable or error.type in set(non_retryable_types)
     return type(error).__name__ in set(non_retryable_types)
-
-
-def failed_with(failure: BaseException, error: type[GatewayflowError]) -> bool:
-    """Whether an activity or child workflow failure was caused by `error`."""
-    cause: BaseException | None = failure
-    while isinstance(cause, ActivityError | ChildWorkflowError):
-        cause = cause.cause
-    return isinstance(cause, ApplicationError) and cause.type == error.__name__
 
 
 def reason(failure: BaseException) -> str:

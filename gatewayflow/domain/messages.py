@@ -29,7 +29,7 @@ class PhaseUpdate(BaseModel):
     operation: str
     total_steps: int
     # Only while the state is still this one: the intent the operation was decided on.
-    expected_state: GatewayState | None = None
+    expected_state: GatewayState
 
 
 class StateUpdate(BaseModel):

@@ -7,8 +7,9 @@ from gatewayflow.domain.states import GatewayPhase, GatewayState
 
 
 class StoreError(GatewayflowError):
-    """Base of every store error; each is permanent (a lost connection is pymongo's own
-    error, which the activity retry policy retries)."""
+    """Base of every store error. Each is permanent but `StoreUnreachable` (the server
+    did not answer a check of the connection); a connection lost during an activity is
+    pymongo's own error, which the activity retry policy retries."""
 
 
 class UnknownGateway(StoreError, PermanentError, LookupError):

@@ -222,28 +222,6 @@ class GatewayRepository:
             to_set["progress.lastError"] = reason
         return self._update(query, {"$set": to_set})
 
-    def set_phase(
-        self,
-        gateway_id: str,
-        phase: GatewayPhase,
-        *,
-        expected: Collection[GatewayPhase] | None = None,
-        step: str | None = None,
-    ) -> bool:
-        """Move the phase, only from one of `expected` when given; whether it matched.
-
-        `step`, when given, is recorded as completed in the same write.
-        """
-        query: RawDoc = {"gatewayId": gateway_id}
-        if expected is not None:
-            query["phase"] = {"$in": [GatewayPhase(p).value for p in expected]}
-        now = utcnow()
-        to_set = {"phase": GatewayPhase(phase).value, "updatedAt": now, "progress.updatedAt": now}
-        update: RawDoc = {"$set": to_set}
-        if step is not None:
-            update["$addToSet"] = {"progress.completed": step}
-        return self._col.update_one(query, update).matched_count == 1
-
     def complete_step(
         self,
         gateway_id: str,
@@ -345,22 +323,6 @@ class GatewayRepository:
         if self._update({**query, "phase": phases}, moved):
             return True
         return self._update(query, {"$set": to_set})
-
-    def reset_progress(self, gateway_id: str, operation: str, total_steps: int) -> bool:
-        """Start a new operation's progress; whether the gateway exists.
-
-        `lastError` is kept: the reason the previous operation ended (a start that timed
-        out, a refused request) must stay readable while the next one runs.
-        """
-        now = utcnow()
-        progress = Progress(operation=operation, total_steps=total_steps, updated_at=now)
-        # The drift record spans operations: a repair is an operation of its own.
-        fresh = progress.model_dump(by_alias=True, exclude={"last_error", "drift"})
-        to_set: RawDoc = {f"progress.{key}": value for key, value in fresh.items()}
-        result = self._col.update_one(
-            {"gatewayId": gateway_id}, {"$set": {**to_set, "updatedAt": now}}
-        )
-        return result.matched_count == 1
 
     def converged(self) -> list[ApiGateway]:
         """Every gateway at rest (Running/Started, Stopped/Stopped): what the drift check
