@@ -57,9 +57,9 @@ class DomainActivities(Activities):
         # Phase Deleted says only that the routes are gone: a stopped (Inactive) domain
         # keeps its TLS, plugin config and Certificate, which step 4 removes. Without
         # this, (Deleted, Deleted) would only remove the document and leave them to the
-        # namespace's deletion, after the database (found by tests/torture). So a domain
-        # not yet Deleted moves to (Deleted, Deleting) in one write; one that is already
-        # keeps its phase (a second round trip, only then).
+        # namespace's deletion, after the database. So a domain not yet Deleted moves to
+        # (Deleted, Deleting) in one write; one that is already keeps its phase (a second
+        # round trip, only then).
         doc = domains.moved(
             gid, state=target, phase=DomainPhase.DELETING, unless_state=DomainState.DELETED
         )

@@ -1,7 +1,7 @@
 """What to do for every (state, phase) pair: total, pure, tested exhaustively.
 
-The original tick design left unhandled pairs stuck forever (the vn8ofl incident).
-Here every pair maps to exactly one action, and the lookup raises on none.
+A pair without an action would leave its gateway stuck forever: every pair maps to
+exactly one action, and the lookup raises on none.
 """
 
 from dataclasses import dataclass
@@ -63,7 +63,7 @@ GATEWAY_TABLE: dict[tuple[GatewayState, GatewayPhase], Decision] = {
     (_S.RESTARTING, _P.STOPPED): Decision(_A.START, settle_state=_S.RUNNING),
     (_S.RESTARTING, _P.DELETING): Decision(_A.DELETE, refusal=_DELETION_COMMITTED),
     (_S.RESTARTING, _P.DELETED): Decision(_A.DELETE, refusal=_DELETION_COMMITTED),
-    # Deleted: always the deletion cascade, from wherever the gateway is (vn8ofl included).
+    # Deleted: always the deletion cascade, from wherever the gateway is.
     **{(_S.DELETED, phase): Decision(_A.DELETE) for phase in GatewayPhase},
 }
 

@@ -83,8 +83,7 @@ class ChangeFeed:
     not, within the client's server selection timeout.
 
     A getMore that comes back empty before `max_await_ms` was woken by a write that is not
-    an event: SecantusDB answers a waiting getMore on every write to the server (mongod
-    waits for a matching event). The next one is asked `early_pause` seconds later, so a
+    an event (docs/dev-server.md). The next one is asked `early_pause` seconds later, so a
     burst of writes costs a getMore per pause instead of one per write; an event that
     lands in the pause is seen at most that much later.
     """

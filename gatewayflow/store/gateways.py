@@ -144,8 +144,8 @@ class GatewayRepository:
         if expected is not None:
             query["state"] = GatewayState(expected).value
         if refuse_if_phase_in:
-            # `$in` of the allowed phases rather than `$nin`: SecantusDB plans the first
-            # through the (gatewayId, phase) index, a negation not at all.
+            # `$in` of the allowed phases rather than `$nin`: an index plans it on every
+            # server (docs/dev-server.md).
             refused = {GatewayPhase(p) for p in refuse_if_phase_in}
             query["phase"] = {"$in": [p.value for p in GatewayPhase if p not in refused]}
         # A new request from the user: the error of the previous one is history.

@@ -5,10 +5,9 @@ per-gateway query through its gatewayId prefix and makes re-inserting a document
 activity retry a no-op instead of a duplicate.
 
 Conditional writes select `{gatewayId, phase: {$in: [...]}}`, `{gatewayId, state}` or
-`{gatewayId, state, phase}`. mongod serves them with the unique gatewayId index alone;
-SecantusDB plans a multi-field filter only with a compound index on exactly those fields,
-hence (gatewayId, phase), (gatewayId, state) and (gatewayId, state, phase).
-tests/test_store.py explains every query the store sends and fails on a collection scan.
+`{gatewayId, state, phase}`: each has a compound index on exactly those fields, so every
+server plans it without a scan (docs/dev-server.md). tests/test_store.py explains every
+query the store sends and fails on a collection scan.
 """
 
 from pymongo import ASCENDING, IndexModel
