@@ -214,16 +214,48 @@ def list_gateways(settings: Settings) -> list[ApiGateway]:
         return _gateways(settings).list()
 
 
+class GatewayGone(GatewayflowError):
+    """A gateway whose document its deletion removed: when, and that deletion's run."""
+
+    def __init__(self, gateway_id: str, deleted_at: datetime, link: str) -> None:
+        when = deleted_at.isoformat(timespec="seconds")
+        super().__init__(f"{gateway_id} was deleted at {when}")
+        self.gateway_id = gateway_id
+        self.deleted_at = deleted_at
+        self.link = link
+
+
 async def gateway_status(settings: Settings, gateway_id: str) -> Tracked:
-    """One gateway and the links of its three workflows, read-only."""
+    """One gateway and the links of its three workflows, read-only. GatewayGone for a
+    gateway whose completed deletion Temporal still remembers."""
     with _expected():
         validate_gateway_id(gateway_id)
         deps = _reader(settings)
+        found = deps.gateways.get(gateway_id)
+        if found is None:
+            await _raise_if_deleted(settings, gateway_id)
         gateway = deps.gateways.require(gateway_id)
         checked = deps.drift_checks.last(gateway.placed_region)
     want = gateway.state if gateway.state is not GatewayState.RESTARTING else GatewayState.RUNNING
     links = await workflow_links(settings, gateway_id)
     return Tracked(gateway, want, links, deps.gateways, drift_checked_at=checked)
+
+
+async def _raise_if_deleted(settings: Settings, gateway_id: str) -> None:
+    """The latest completed deletion of this id on this task queue, from Temporal's
+    visibility (by the GatewayId search attribute); nothing when there is none."""
+    query = (
+        f"GatewayId = '{gateway_id}' AND WorkflowType = 'GatewayDeletion' "
+        f"AND ExecutionStatus = 'Completed' AND TaskQueue = '{settings.task_queue}'"
+    )
+    try:
+        client = await _temporal(settings)
+        async for run in client.list_workflows(query, limit=1):
+            if run.close_time is not None:
+                link = links.run_link(settings, run.id, run.run_id)
+                raise GatewayGone(gateway_id, run.close_time, link)
+    except Unreachable:
+        return  # the document is what counts: "no gateway" stands
 
 
 async def workflow_links(settings: Settings, gateway_id: str) -> dict[str, str]:

@@ -109,7 +109,12 @@ def status(
         return
 
     async def run() -> None:
-        tracked = await service.gateway_status(settings, gateway_id)
+        try:
+            tracked = await service.gateway_status(settings, gateway_id)
+        except service.GatewayGone as gone:
+            console.print(f"{gone}: its deletion completed and removed its document")
+            console.print(f"The deletion: {gone.link}", soft_wrap=True)
+            return
         detail = status_detail(tracked.gateway, tracked.links, tracked.drift_checked_at)
         console.print(detail, soft_wrap=True)
         if watch:

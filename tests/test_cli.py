@@ -78,6 +78,15 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
         [link] = printed_links(deleted.stdout)
         assert opens(h.settings, link, f"gateway/{gid}"), link
 
+        # Gone from MongoDB, not from the CLI: when it went, and the deletion's run.
+        gone = await run(h.settings, "status", gid)
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert f"{gid} was deleted at " in gone.stdout
+        [link] = printed_links(gone.stdout)
+        assert opens(h.settings, link, f"gateway-deletion/{gid}"), link
+        never = await run(h.settings, "status", unique_id("never"))
+        assert never.returncode == 1 and "no gateway" in never.stdout
+
         replayed = await run(h.settings, "replay", "--workflow-id", f"gateway/{gid}")
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         replay_links = printed_links(replayed.stdout)
