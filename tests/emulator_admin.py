@@ -1,4 +1,5 @@
-"""The Kubernetes API emulator's admin API for tests: faults, timing and the operation log.
+"""The Kubernetes API emulator's admin API for tests: faults, timing and the operation log;
+and the cluster's administrator, for a test that puts its own objects into a cluster.
 
 The session stack is shared by every test, so each change here is undone in a `finally`
 (`faults_injected`, `timing`), and the oplog is read filtered by a gateway's namespace
@@ -13,10 +14,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubernetes import config as k8s_config
+
 from gatewayflow.domain import naming
 from gatewayflow.settings import Settings
+from gatewayflow_dev.kube_emulator.kubeconfig import admin_kubeconfig
 
 OpItem = dict[str, Any]
+
+
+def cluster_admin(settings: Settings, context: str = "local") -> Any:
+    """The official client (an ApiClient) as the cluster's administrator
+    (HOME/admin.kubeconfig): what an operator puts into a gateway's namespace.
+    settings.kubeconfig is the worker's, which the admission policy of deploy/worker.yaml
+    keeps to the gateways' own objects."""
+    assert settings.kubeconfig is not None, "settings must be resolved"
+    return k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(admin_kubeconfig(Path(settings.kubeconfig))), context=context
+    )
 
 
 class EmulatorAdmin:

@@ -17,6 +17,8 @@ from typing import Any
 
 from kubernetes import client, config
 
+from gatewayflow_dev.kube_emulator.kubeconfig import admin_kubeconfig
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -83,12 +85,16 @@ class Emulator:
             os.kill(self.process.pid, sig)
         return self.process.wait(timeout=15)
 
-    def api(self, region: str = "local", retries: bool = True) -> client.ApiClient:
-        """A client for one region; `retries=False` turns off urllib3's retries, which
-        otherwise repeat a 429 or 503 that carries a Retry-After header."""
+    def api(
+        self, region: str = "local", retries: bool = True, admin: bool = False
+    ) -> client.ApiClient:
+        """A client for one region, as the emulator's user or (`admin`) its administrator;
+        `retries=False` turns off urllib3's retries, which otherwise repeat a 429 or 503
+        that carries a Retry-After header."""
         configuration = client.Configuration()
+        kubeconfig = admin_kubeconfig(self.kubeconfig) if admin else self.kubeconfig
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.kubeconfig), context=region, client_configuration=configuration
+            config_file=str(kubeconfig), context=region, client_configuration=configuration
         )
         if not retries:
             configuration.retries = False

@@ -21,7 +21,6 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
@@ -35,7 +34,7 @@ from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
 from gatewayflow_dev import stack as devstack
 from tests.conftest import embedded_settings
-from tests.emulator_admin import EmulatorAdmin
+from tests.emulator_admin import EmulatorAdmin, cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
 from workflows import search
 from workflows.drift import DriftCheck
@@ -262,9 +261,7 @@ async def failure_backoff(h: Harness) -> Recorded:
     gone."""
     gid = await created(h, "rec-backoff")
     ns = naming.namespace(gid)
-    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(h.settings.kubeconfig), context="local"
-    )
+    api = cluster_admin(h.settings)
     with api:
         core = k8s.CoreV1Api(api)
         foreign = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="not-the-gateways"))

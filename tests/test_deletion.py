@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
@@ -29,6 +28,7 @@ from gatewayflow.settings import Settings
 from gatewayflow.store.errors import UnknownGateway
 from tests.emulator_admin import (
     EmulatorAdmin,
+    cluster_admin,
     delete_counts,
     deletion_order_violations,
     deletion_step_of,
@@ -405,9 +405,7 @@ async def test_foreign_object_stops_the_deletion_before_the_namespace(stack: Set
     async with harness(stack) as h:
         gid = await started(h, "foreign")
         ns = naming.namespace(gid)
-        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(stack.kubeconfig), context="local"
-        )
+        api = cluster_admin(stack)
         core = k8s.CoreV1Api(api)
         try:
             core.create_namespaced_config_map(

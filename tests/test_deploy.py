@@ -1,5 +1,6 @@
-"""docker-compose.yml and deploy/: valid files, every setting one settings.py knows, and a
-ClusterRole that grants exactly what the cluster adapter asks the API server for.
+"""docker-compose.yml and deploy/: valid files, every setting one settings.py knows, a
+ClusterRole that grants exactly what the cluster adapter asks the API server for, and an
+admission policy that lets the worker write what it owns and nothing else.
 
 Offline: the compose file is checked against the Compose Specification schema vendored by
 check-jsonschema, the manifests against the Kubernetes schemas of kubernetes-validate.
@@ -28,6 +29,10 @@ from gatewayflow.domain import naming
 from gatewayflow.domain.documents import CronTrigger, InstanceSpec
 from gatewayflow.ownership import OWNERSHIP
 from gatewayflow.settings import TEMPORAL_ENV_VARS, Settings
+from gatewayflow_dev.kube_emulator import admission
+from gatewayflow_dev.kube_emulator.auth import ADMIN, user_named
+from gatewayflow_dev.kube_emulator.errors import ApiError
+from gatewayflow_dev.kube_emulator.kinds import KINDS
 from tests.kube_fixtures import Emulator
 from workflows import search
 
@@ -456,3 +461,140 @@ def test_roles_grant_exactly_what_the_adapter_requests(emulator: Emulator) -> No
     assert owned == {(g, r) for g, r, _ in exact}
     (bind,) = [rule for rule in roles["gatewayflow-worker"]["rules"] if "resourceNames" in rule]
     assert bind["resourceNames"] == [manifests.GATEWAY_ROLE]
+
+
+# --- the admission policy, as kube-apiserver evaluates it ---------------------------------
+#
+# The requests carry what kube-apiserver gives a policy (the emulator's `admission` module
+# cites its source): a Namespace's own name as `request.namespace`, and no
+# `namespaceObject` for a Namespace or any other cluster-scoped object.
+
+WORKER_USER = user_named("system:serviceaccount:gatewayflow-system:gatewayflow-worker")
+EMULATED = {kind.kind: kind for kind in KINDS}
+
+
+def labelled(name: str, owner: str | None, namespace: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if owner is not None:
+        metadata["labels"] = {naming.OWNER_LABEL: owner}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"metadata": metadata}
+
+
+def write(
+    operation: str,
+    kind: str,
+    obj: dict[str, Any],
+    *,
+    old: dict[str, Any] | None = None,
+    namespace: dict[str, Any] | None = None,
+) -> admission.Write:
+    """A write as the store makes it: DELETE has the stored object as oldObject only."""
+    deleting = operation == "DELETE"
+    return admission.Write(
+        operation=operation,
+        kind=EMULATED[kind],
+        namespace=obj["metadata"].get("namespace", ""),
+        name=obj["metadata"]["name"],
+        obj=None if deleting else obj,
+        old=obj if deleting else old,
+        namespace_obj=namespace,
+    )
+
+
+def denial(policy: admission.Admission, request: admission.Write, user: Any) -> str | None:
+    """The API server's message for a denied request; None when it is admitted."""
+    try:
+        policy.check(request, user)
+    except ApiError as error:
+        assert (error.code, error.reason) == (422, "Invalid"), error.status()
+        return error.message
+    return None
+
+
+def test_the_api_server_names_a_namespace_by_itself_and_gives_it_no_namespace_object() -> None:
+    gw_a = labelled("gw-a", "a")
+    for operation in ("CREATE", "UPDATE", "DELETE"):
+        namespace = write(operation, "Namespace", gw_a, old=gw_a)
+        request = admission.admission_request(namespace, WORKER_USER)
+        assert request["namespace"] == "gw-a"
+        assert admission.namespace_object(namespace) is None
+    secret = write("CREATE", "Secret", labelled("a-db", "a", "gw-a"), namespace=gw_a)
+    assert admission.admission_request(secret, WORKER_USER)["namespace"] == "gw-a"
+    assert admission.namespace_object(secret) == {**gw_a, "spec": {}, "status": {}}
+    binding = write("CREATE", "ClusterRoleBinding", labelled("admin", "a"))
+    assert "namespace" not in admission.admission_request(binding, WORKER_USER)
+    assert admission.namespace_object(binding) is None
+
+
+def test_the_policy_admits_the_whole_life_of_a_gateway() -> None:
+    """Its Namespace created, patched and deleted, and every object in it."""
+    policy = admission.Admission.load(WORKER)
+    gw_a = labelled("gw-a", "a")
+    own = [
+        write("CREATE", "Namespace", gw_a),
+        write("UPDATE", "Namespace", gw_a, old=gw_a),
+        write("DELETE", "Namespace", gw_a),
+    ]
+    for kind, name in (
+        ("RoleBinding", "gatewayflow-gateway"),
+        ("Secret", "a-db"),
+        ("Deployment", "a"),
+        ("CronJob", "a-trigger-t1"),
+        ("ApisixRoute", "a-dev"),
+    ):
+        obj = labelled(name, "a", "gw-a")
+        own += [
+            write("CREATE", kind, obj, namespace=gw_a),
+            write("UPDATE", kind, obj, old=obj, namespace=gw_a),
+            write("DELETE", kind, obj, namespace=gw_a),
+        ]
+    denied = {f"{r.operation} {r.kind.kind}": denial(policy, r, WORKER_USER) for r in own}
+    assert denied == dict.fromkeys(denied)
+
+
+def test_the_policy_denies_the_worker_anything_it_does_not_own() -> None:
+    policy = admission.Admission.load(WORKER)
+    gw_a, gw_b = labelled("gw-a", "a"), labelled("gw-b", "b")
+    system = labelled("kube-system", None)
+    theirs = [
+        # Namespaces not its own: unlabelled, named for another label, or labelled now.
+        write("CREATE", "Namespace", labelled("kube-x", "a")),
+        write("CREATE", "Namespace", labelled("gw-b", "a")),
+        write("DELETE", "Namespace", system),
+        write("UPDATE", "Namespace", labelled("kube-system", "a"), old=system),
+        # Cluster-scoped objects other than its Namespaces, labelled or not.
+        write("CREATE", "ClusterRoleBinding", labelled("admin", "a")),
+        write("DELETE", "ClusterRoleBinding", labelled("admin", None)),
+        # Its role bound where it has no business, even with its label on the binding.
+        write(
+            "CREATE",
+            "RoleBinding",
+            labelled("gatewayflow-gateway", "a", "kube-system"),
+            namespace=system,
+        ),
+        # Another gateway's namespace, another gateway's label, no label.
+        write("CREATE", "Secret", labelled("b-db", "a", "gw-b"), namespace=gw_b),
+        write("CREATE", "Secret", labelled("b-db", "b", "gw-a"), namespace=gw_a),
+        write("DELETE", "Deployment", labelled("theirs", None, "gw-a"), namespace=gw_a),
+        # Taking an object over by labelling it.
+        write(
+            "UPDATE",
+            "ConfigMap",
+            labelled("theirs", "a", "gw-a"),
+            old=labelled("theirs", None, "gw-a"),
+            namespace=gw_a,
+        ),
+    ]
+    for request in theirs:
+        message = denial(policy, request, WORKER_USER)
+        assert message is not None, request
+        resource, name = request.kind.resource, request.name
+        assert message.startswith(
+            f'{resource} "{name}" is forbidden: ValidatingAdmissionPolicy '
+            "'gatewayflow-worker-owns-what-it-writes' with binding "
+            "'gatewayflow-worker-owns-what-it-writes' denied request: the gatewayflow worker"
+        ), message
+    # Anyone else is not this policy's concern.
+    assert [denial(policy, r, ADMIN) for r in theirs] == [None] * len(theirs)

@@ -32,6 +32,7 @@ from gatewayflow_dev import stack
 from gatewayflow_dev.processes import port_in_use
 from gatewayflow_dev.temporal import temporal_address, temporal_binary
 from tests.conftest import embedded_settings, stack_env
+from tests.emulator_admin import cluster_admin
 from tests.ui_links import opened, opens, printed_links
 
 GATEWAYFLOW = str(Path(sys.executable).parent / "gatewayflow")
@@ -190,7 +191,7 @@ async def test_sigkill_of_the_whole_stack_keeps_the_data(own: Settings) -> None:
     handle = await temporal.start_workflow(
         "NoWorkerRunsThis", id="durable-workflow", task_queue="nobody-listens"
     )
-    kube = k8s_config.new_client_from_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
+    kube = cluster_admin(settings)
     with kube:
         namespace = k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="kept-ns"))
         k8s.CoreV1Api(kube).create_namespace(namespace)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import ScheduleActionExecutionStartWorkflow, WorkflowExecutionStatus
@@ -28,6 +27,7 @@ from gatewayflow.domain.transitions import Request
 from gatewayflow.ownership import OWNERSHIP
 from gatewayflow.settings import Settings
 from tests.conftest import free_ports
+from tests.emulator_admin import cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.test_lifecycle import expected_objects
 from tests.test_metrics import scrape
@@ -37,9 +37,8 @@ INTERVAL = 2.0  # seconds between drift checks in these tests
 
 @pytest.fixture
 def kube(stack: Settings) -> Iterator[k8s.ApiClient]:
-    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(stack.kubeconfig), context="local"
-    )
+    """An operator's client (the policy of deploy/worker.yaml confines the worker's)."""
+    api = cluster_admin(stack)
     yield api
     api.close()
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
@@ -32,6 +31,7 @@ from gatewayflow.domain.transitions import Request
 from gatewayflow.inventory import orphans
 from gatewayflow.settings import Settings
 from gatewayflow.store.errors import NotOwnedDatabase
+from tests.emulator_admin import cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.kube_fixtures import Emulator, wait_until
 
@@ -165,9 +165,7 @@ FOREIGN_KINDS = [
 @pytest.fixture
 def kube(stack: Settings) -> Iterator[DynamicClient]:
     """The official client, as an operator putting their own objects into a namespace."""
-    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(stack.kubeconfig), context="local"
-    )
+    api = cluster_admin(stack)
     yield DynamicClient(api)  # type: ignore[no-untyped-call]
     api.close()
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from prometheus_client import Counter
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
@@ -26,7 +25,7 @@ from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
-from tests.emulator_admin import EmulatorAdmin
+from tests.emulator_admin import EmulatorAdmin, cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
 from workflows import operations as ops
 
@@ -257,9 +256,7 @@ async def test_a_followed_deletion_that_fails_is_noticed(stack: Settings) -> Non
         await h.create(gid, functions=0, triggers=0)
         await h.wait_for(gid, GatewayState.RUNNING)
         await idle(h, gid)
-        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(stack.kubeconfig), context="local"
-        )
+        api = cluster_admin(stack)
         notes = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="operator-notes"))
         k8s.CoreV1Api(api).create_namespaced_config_map(naming.namespace(gid), notes)
         with admin.timing(deleteDelay=1.0):

@@ -641,3 +641,114 @@ def test_faults_file_applies_from_the_start(tmp_path: Path) -> None:
         assert emulator.request("GET", "/_admin/faults")["seed"] == 3
     finally:
         assert emulator.stop() == 0
+
+
+POLICIES = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: no-red}
+spec:
+  matchConstraints:
+    resourceRules:
+      - {apiGroups: ["", "apps"], apiVersions: ["*"], resources: ["*"], operations: ["*"]}
+  matchConditions:
+    - {name: not-the-admin, expression: "request.userInfo.username != 'kubernetes-admin'"}
+  variables:
+    - {name: target, expression: "request.operation == 'DELETE' ? oldObject : object"}
+  validations:
+    - expression: "!has(variables.target.metadata.labels) ||
+        !('color' in variables.target.metadata.labels) ||
+        variables.target.metadata.labels.color != 'red'"
+      messageExpression: "'no red in ' + request.namespace"
+      reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: no-red-anywhere}
+spec: {policyName: no-red, validationActions: [Deny]}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: not-blue}
+spec:
+  matchConstraints:
+    resourceRules:
+      - {apiGroups: [""], apiVersions: ["v1"], resources: ["configmaps"], operations: [CREATE]}
+  validations:
+    - {expression: "object.data.k != 'blue'", message: blue is discouraged}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: not-blue-warn}
+spec: {policyName: not-blue, validationActions: [Warn]}
+"""
+
+
+@pytest.fixture(scope="module")
+def policed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """An emulator whose kubeconfig is a developer, under the policies above."""
+    home = tmp_path_factory.mktemp("policed")
+    (home / "policies.yaml").write_text(POLICIES)
+    emulator = Emulator(
+        home, "--admission-policy", str(home / "policies.yaml"), "--user", "dev"
+    ).start()
+    yield emulator
+    assert emulator.stop() == 0
+
+
+def test_admission_policies_judge_every_write_of_their_user(policed: Emulator) -> None:
+    dev = client.CoreV1Api(policed.api())
+    admin_api = policed.api(admin=True)
+    admin = client.CoreV1Api(admin_api)
+    ns = namespace(dev, "paint")
+    red = config_map("red", {"color": "red"})
+    # The validation's reason and messageExpression make the API server's answer.
+    status = error_of(dev.create_namespaced_config_map, ns, red)
+    cause = "ValidatingAdmissionPolicy 'no-red' with binding 'no-red-anywhere' denied request"
+    assert (status["code"], status["reason"]) == (403, "Forbidden")
+    assert status["message"] == f'configmaps "red" is forbidden: {cause}: no red in paint'
+    assert status["details"] == {
+        "name": "red",
+        "kind": "configmaps",
+        "causes": [{"message": f"{cause}: no red in paint"}],
+    }
+    # The admin is not matched; then the developer may neither delete nor relabel it, and a
+    # deletecollection that takes it along is refused as a whole.
+    admin.create_namespaced_config_map(ns, red)
+    dev.create_namespaced_config_map(ns, config_map("green", {"color": "green"}))
+    assert error_of(dev.delete_namespaced_config_map, "red", ns)["code"] == 403
+    recolor = {"metadata": {"labels": {"color": "red"}}}
+    assert error_of(dev.patch_namespaced_config_map, "green", ns, recolor)["code"] == 403
+    assert error_of(dev.delete_collection_namespaced_config_map, ns)["code"] == 403
+    listed = dev.list_namespaced_config_map(ns).items
+    assert {cm.metadata.name: cm.metadata.deletion_timestamp for cm in listed} == {
+        "green": None,
+        "red": None,
+    }
+    # `resources: ["*"]` names no subresource: scaling a red Deployment is not judged.
+    apps = client.AppsV1Api(policed.api())
+    red_deployment = deployment("crimson")
+    red_deployment["metadata"]["labels"]["color"] = "red"
+    client.AppsV1Api(admin_api).create_namespaced_deployment(ns, red_deployment)
+    apps.patch_namespaced_deployment_scale("crimson", ns, {"spec": {"replicas": 3}})
+    assert error_of(apps.delete_namespaced_deployment, "crimson", ns)["code"] == 403
+    # Warn: admitted, with a Warning header.
+    _, code, headers = dev.create_namespaced_config_map_with_http_info(
+        ns, {"metadata": {"name": "sky"}, "data": {"k": "blue"}}
+    )
+    assert code == 201
+    assert headers["Warning"] == (
+        "299 - \"Validation failed for ValidatingAdmissionPolicy 'not-blue' with binding "
+        "'not-blue-warn': blue is discouraged\""
+    )
+    admin.delete_namespace(ns)
+    admin_api.close()
+
+
+def test_a_token_nobody_was_given_is_unauthorized(policed: Emulator) -> None:
+    configuration = client.Configuration()
+    configuration.host = f"{policed.url}/clusters/local"
+    configuration.api_key = {"authorization": "Bearer not-a-token"}
+    with client.ApiClient(configuration) as api:
+        status = error_of(client.CoreV1Api(api).list_namespace)
+    assert (status["code"], status["reason"]) == (401, "Unauthorized")

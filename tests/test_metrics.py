@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from gatewayflow.domain import naming
@@ -24,7 +23,7 @@ from gatewayflow.settings import Settings
 from gatewayflow.store.client import Db
 from gatewayflow.store.indexes import ensure_indexes
 from tests.conftest import free_ports
-from tests.emulator_admin import EmulatorAdmin
+from tests.emulator_admin import EmulatorAdmin, cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -84,9 +83,7 @@ async def test_a_deletion_shows_in_the_scrape(
         h.wait_for(doomed, GatewayState.RUNNING), h.wait_for(kept, GatewayState.RUNNING)
     )
     # The ConfigMap in `kept`'s namespace that is not the gateway's: its deletion must stop.
-    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(stack.kubeconfig), context="local"
-    )
+    api = cluster_admin(stack)
     k8s.CoreV1Api(api).create_namespaced_config_map(
         naming.namespace(kept), k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="someone-elses"))
     )

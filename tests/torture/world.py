@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from pymongo import MongoClient
 
 from gatewayflow.settings import Settings
 from gatewayflow_dev import stack as devstack
 from tests.conftest import SESSION_TIMING, embedded_settings, stack_env
-from tests.emulator_admin import EmulatorAdmin, OpItem
+from tests.emulator_admin import EmulatorAdmin, OpItem, cluster_admin
 from tests.worker_process import WorkerProcess
 
 REGIONS = {"local": "local", "eu": "eu"}
@@ -107,9 +106,8 @@ class World:
         return self._mongo
 
     def kube(self, region: str = "local") -> k8s.ApiClient:
-        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.settings.kubeconfig), context=region
-        )
+        """An operator's client: the foreign objects it makes are not the worker's."""
+        api: k8s.ApiClient = cluster_admin(self.settings, region)
         return api
 
     def kill(self, kind: str, downtime: float = 0.0) -> None:

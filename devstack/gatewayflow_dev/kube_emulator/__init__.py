@@ -12,9 +12,13 @@ Command line:
 
     python -m gatewayflow_dev.kube_emulator --host 127.0.0.1 --port PORT --home DIR
         [--regions local,eu] [--delete-delay 0.3] [--ready-delay 1.0] [--faults FILE]
+        [--admission-policy FILE] [--user NAME]
 
 writes `DIR/kubeconfig` (context = region, current context = first region, server
-`http://HOST:PORT/clusters/<region>`), keeps each cluster in `DIR/kube/<region>.log` and
+`http://HOST:PORT/clusters/<region>`, authenticating as `--user`, by default
+`kubernetes-admin`) and `DIR/admin.kubeconfig` (the same, as `kubernetes-admin`; see
+`auth`), makes every create, update, patch and delete pass the ValidatingAdmissionPolicies
+of `--admission-policy` (see `admission`), keeps each cluster in `DIR/kube/<region>.log` and
 `<region>.json` (an append-only log and its compacted snapshot, see `journal`),
 answers `GET /healthz` with "ok", and saves and exits on SIGTERM or SIGINT. `--port 0`
 picks a free port; read it from the kubeconfig.
@@ -25,9 +29,9 @@ to one region:
     GET|PUT|DELETE /_admin/faults   {"seed": 7, "rules": [...]}  (see `faults`)
     GET|PUT        /_admin/config   {"deleteDelay": 0.3, "readyDelay": 1.0}; PUT may send
                                     either key; readyDelay < 0 means never ready
-    GET|PUT|DELETE /_admin/auth     {"tokens": ["<token>", ...]}: the cluster API answers
-                                    401 to a request without one of them as its bearer
-                                    token (a rotated ServiceAccount token); none: no auth
+    GET|PUT|DELETE /_admin/auth     {"tokens": ["<token>", ...]}: they replace the token
+                                    of DIR/kubeconfig, which is answered 401 from then
+                                    on (a rotated ServiceAccount token); none: it again
     GET|DELETE     /_admin/oplog    {"items": [{"seq", "time", "region", "verb", "kind",
                                     "namespace", "name", "labels"}, ...]}
     GET|DELETE     /_admin/requests {"items": [{"region", "verb", "kind", "count"}, ...]}:
@@ -46,7 +50,7 @@ leaves validation to the server (`openapi`), and the Deployment `scale` subresou
 kubectl falls back to it.
 
 Modules: `kinds` (kind registry, discovery), `store` (one cluster), `journal` (its
-files), `server` (HTTP),
+files), `server` (HTTP), `auth` (users and tokens), `admission` (policies),
 `faults`, `oplog`, `selectors`, `patch`, `validation`, `tables`, `protobuf`, `openapi`,
 `errors`, `kubeconfig`.
 """

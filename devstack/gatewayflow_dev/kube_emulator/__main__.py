@@ -8,8 +8,10 @@ import sys
 import threading
 from pathlib import Path
 
+from gatewayflow_dev.kube_emulator.admission import Admission
+from gatewayflow_dev.kube_emulator.auth import ADMIN, Tokens, user_named
 from gatewayflow_dev.kube_emulator.faults import FaultInjector
-from gatewayflow_dev.kube_emulator.kubeconfig import write_kubeconfig
+from gatewayflow_dev.kube_emulator.kubeconfig import admin_kubeconfig, write_kubeconfig
 from gatewayflow_dev.kube_emulator.server import EmulatorServer
 from gatewayflow_dev.kube_emulator.store import Timing
 
@@ -45,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds before a Deployment is ready; negative: never",
     )
     parser.add_argument("--faults", type=Path, help="JSON fault configuration")
+    parser.add_argument(
+        "--admission-policy",
+        type=Path,
+        help="a YAML file whose ValidatingAdmissionPolicies and bindings every write must pass",
+    )
+    parser.add_argument(
+        "--user",
+        default=ADMIN.name,
+        help="the user HOME/kubeconfig authenticates as (HOME/admin.kubeconfig: the admin)",
+    )
     return parser
 
 
@@ -59,11 +71,22 @@ def main(argv: list[str] | None = None) -> None:
             faults.configure(json.loads(args.faults.read_text()))
         except (OSError, ValueError) as exc:
             sys.exit(f"--faults {args.faults}: {exc}")
+    admission = None
+    if args.admission_policy:
+        try:
+            admission = Admission.load(args.admission_policy)
+        except (OSError, ValueError, KeyError) as exc:
+            sys.exit(f"--admission-policy {args.admission_policy}: {exc}")
     timing = Timing(delete_delay=args.delete_delay, ready_delay=args.ready_delay)
-    server = EmulatorServer((args.host, args.port), args.home, regions, timing, faults)
+    tokens = Tokens(args.home / "kube" / "tokens.json", user_named(args.user))
+    server = EmulatorServer(
+        (args.host, args.port), args.home, regions, timing, faults, tokens, admission
+    )
     host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     url = f"http://{host}:{server.port}"
-    write_kubeconfig(args.home / "kubeconfig", url, regions)
+    kubeconfig = args.home / "kubeconfig"
+    write_kubeconfig(admin_kubeconfig(kubeconfig), url, regions, tokens.admin_token)
+    write_kubeconfig(kubeconfig, url, regions, tokens.user_token)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

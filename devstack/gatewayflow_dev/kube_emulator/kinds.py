@@ -39,7 +39,7 @@ class Kind:
     @property
     def verbs(self) -> list[str]:
         """The API verbs of the kind; Namespaces have no deletecollection, as in Kubernetes."""
-        return [v for v in VERBS if self.namespaced or v != "deletecollection"]
+        return [v for v in VERBS if self.kind != "Namespace" or v != "deletecollection"]
 
     @property
     def api_version(self) -> str:
@@ -126,6 +126,14 @@ KINDS: tuple[Kind, ...] = (
     Kind("networking.k8s.io", "v1", "Ingress", "ingresses", short_names=("ing",)),
     Kind("rbac.authorization.k8s.io", "v1", "Role", "roles"),
     Kind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+    # Cluster-scoped, and never the worker's to write (deploy/worker.yaml's admission policy).
+    Kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        namespaced=False,
+    ),
 )
 
 NAMESPACE = KINDS[0]

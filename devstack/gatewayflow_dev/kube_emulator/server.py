@@ -26,6 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from gatewayflow_dev.kube_emulator import errors, kinds, openapi, protobuf
+from gatewayflow_dev.kube_emulator.admission import Admission, Admit, User, Write
+from gatewayflow_dev.kube_emulator.auth import Tokens
 from gatewayflow_dev.kube_emulator.errors import ApiError
 from gatewayflow_dev.kube_emulator.faults import FaultInjector
 from gatewayflow_dev.kube_emulator.kinds import Kind
@@ -51,11 +53,13 @@ class EmulatorServer(ThreadingHTTPServer):
         regions: list[str],
         timing: Timing,
         faults: FaultInjector,
+        tokens: Tokens,
+        admission: Admission | None = None,
     ) -> None:
         self.timing = timing
         self.faults = faults
-        # Bearer tokens accepted by the cluster API; empty: no authentication (the default).
-        self.tokens: frozenset[str] = frozenset()
+        self.tokens = tokens
+        self.admission = admission  # every write must pass it (None: no admission)
         self.oplog = OpLog()
         self.requests = RequestCounts()
         self.clusters = {
@@ -91,6 +95,7 @@ class EmulatorServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     query: dict[str, str]  # the request's query parameters (the last of repeated ones)
     body: bytes
+    warnings: list[str]  # admission warnings, sent as Warning headers
     protocol_version = "HTTP/1.1"  # keep-alive, and chunked watch streams
     disable_nagle_algorithm = True  # headers and body go out as separate small writes
     server: EmulatorServer
@@ -119,6 +124,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.warnings = []
         try:
             parts = [p for p in url.path.split("/") if p]
             if parts in (["healthz"], ["livez"], ["readyz"]):
@@ -142,7 +148,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _cluster_api(self, method: str, cluster: Cluster, parts: list[str]) -> None:
         prefix = f"/clusters/{cluster.region}"
-        self._authenticate()
+        user = self.server.tokens.authenticate(self.headers.get("Authorization", ""))
+        admit = self._admission(user)
         if method == "GET" and (document := _discovery(parts, prefix)) is not None:
             self._send_json(200, document)
             return
@@ -168,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.bad_request("dryRun is not supported by the emulator")
         ns = namespace or ""
         if subresource == "scale":
-            self._scale(cluster, kind, ns, str(name), verb)
+            self._scale(cluster, kind, ns, str(name), verb, admit)
         elif verb == "watch":
             self._watch(cluster, kind, namespace)
         elif verb == "list":
@@ -179,28 +186,32 @@ class Handler(BaseHTTPRequestHandler):
             obj = cluster.get(kind, ns, str(name))
             self._send_objects(kind, [obj], obj["metadata"]["resourceVersion"])
         elif verb == "create":
-            self._send_json(201, cluster.create(kind, ns, self._json_body()))
+            self._send_json(201, cluster.create(kind, ns, self._json_body(), admit))
         elif verb == "update":
-            self._send_json(200, cluster.replace(kind, ns, str(name), self._json_body()))
+            self._send_json(200, cluster.replace(kind, ns, str(name), self._json_body(), admit))
         elif verb == "patch":
             content_type = self.headers.get("Content-Type", "")
-            self._send_json(200, cluster.patch(kind, ns, str(name), content_type, self.body))
+            patched = cluster.patch(kind, ns, str(name), content_type, self.body, admit)
+            self._send_json(200, patched)
         elif verb == "delete":
-            self._send_json(200, cluster.delete(kind, ns, str(name), self._delete_options()))
+            answer = cluster.delete(kind, ns, str(name), self._delete_options(), admit)
+            self._send_json(200, answer)
         else:  # deletecollection
-            deleted = cluster.delete_collection(
-                kind, namespace, self._selector(), self._delete_options()
-            )
+            options = self._delete_options()
+            deleted = cluster.delete_collection(kind, namespace, self._selector(), options, admit)
             self._send_json(200, _list(kind, deleted, ""))
 
-    def _scale(self, cluster: Cluster, kind: Kind, namespace: str, name: str, verb: str) -> None:
+    def _scale(
+        self, cluster: Cluster, kind: Kind, namespace: str, name: str, verb: str, admit: Admit
+    ) -> None:
         if verb == "get":
             self._send_json(200, cluster.scale(kind, namespace, name))
         elif verb == "update":
-            self._send_json(200, cluster.replace_scale(kind, namespace, name, self._json_body()))
+            scale = cluster.replace_scale(kind, namespace, name, self._json_body(), admit)
+            self._send_json(200, scale)
         else:
             content_type = self.headers.get("Content-Type", "")
-            scale = cluster.patch_scale(kind, namespace, name, content_type, self.body)
+            scale = cluster.patch_scale(kind, namespace, name, content_type, self.body, admit)
             self._send_json(200, scale)
 
     def _admin(self, method: str, parts: list[str]) -> None:
@@ -225,15 +236,15 @@ class Handler(BaseHTTPRequestHandler):
             _configure(self.server.timing, self._json_body())
             self._send_json(200, _config(self.server.timing))
         elif route == ("GET", "auth"):
-            self._send_json(200, {"tokens": len(self.server.tokens)})
+            self._send_json(200, {"tokens": len(self.server.tokens.rotated)})
         elif route == ("PUT", "auth"):
             tokens = (self._json_body() or {}).get("tokens")
             if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
                 raise errors.bad_request('auth takes {"tokens": ["<token>", ...]}')
-            self.server.tokens = frozenset(tokens)
-            self._send_json(200, {"tokens": len(self.server.tokens)})
+            self.server.tokens.rotate(tokens)
+            self._send_json(200, {"tokens": len(self.server.tokens.rotated)})
         elif route == ("DELETE", "auth"):
-            self.server.tokens = frozenset()
+            self.server.tokens.rotate([])
             self._send_json(200, {"tokens": 0})
         elif route == ("GET", "oplog"):
             self._send_json(200, {"items": self.server.oplog.entries(region)})
@@ -250,15 +261,15 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- requests ------------------------------------------------------------------------
 
-    def _authenticate(self) -> None:
-        """With tokens set (`PUT /_admin/auth`), a request needs one of them as its bearer
-        token, as a real API server checks a ServiceAccount token: 401 otherwise."""
-        tokens = self.server.tokens
-        if not tokens:
-            return
-        given = self.headers.get("Authorization", "")
-        if not given.startswith("Bearer ") or given.removeprefix("Bearer ") not in tokens:
-            raise ApiError(401, "Unauthorized", "Unauthorized")
+    def _admission(self, user: User) -> Admit:
+        """What the store calls, under its lock, just before it makes a write."""
+        admission = self.server.admission
+
+        def admit(write: Write) -> None:
+            if admission is not None:
+                self.warnings += admission.check(write, user)
+
+        return admit
 
     def _json_body(self) -> Any:
         """The request body as JSON data; protobuf bodies (kubectl's typed clients) are
@@ -302,6 +313,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        for warning in self.warnings:
+            self.send_header("Warning", '299 - "{}"'.format(warning.replace('"', "'")))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayflow_dev.kube_emulator import errors
+from gatewayflow_dev.kube_emulator.admission import Admit, Write
 from gatewayflow_dev.kube_emulator.journal import Journal, Saved
 from gatewayflow_dev.kube_emulator.kinds import NAMESPACE, Kind, kind_of
 from gatewayflow_dev.kube_emulator.oplog import OpLog
@@ -39,6 +40,8 @@ Key = tuple[Kind, str, str]  # kind, namespace ("" for cluster-scoped), name
 EVENT_HISTORY = 1000  # watch events kept for watches that resume from a resourceVersion
 WATCH_POLL_SECONDS = 1.0  # how often a quiet watch checks its deadline and its client
 PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
+# Admission of an update, given the new and the old object.
+Check = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 @dataclass
@@ -302,9 +305,12 @@ class Cluster:
 
     # -- writes --------------------------------------------------------------------------
 
-    def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    def create(
+        self, kind: Kind, namespace: str, body: dict[str, Any], admit: Admit | None = None
+    ) -> dict[str, Any]:
         obj = _incoming(kind, namespace, body)
         metadata = obj["metadata"]
+        requested = str(metadata.get("name") or "")
         if not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
         validate(kind, obj)
@@ -321,9 +327,6 @@ class Cluster:
                         f"unable to create new content in namespace {namespace} "
                         "because it is being terminated",
                     )
-            key = (kind, namespace if kind.namespaced else "", name)
-            if key in self._records:
-                raise errors.already_exists(kind, name)
             for server_field in (
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
@@ -341,11 +344,22 @@ class Cluster:
                 record.rollout_started = time.time()
             elif kind.kind == "Secret":
                 _encode_string_data(obj)
+            # Admission sees the object as it would be stored, and comes before the
+            # AlreadyExists check (the registry's createValidation, then storage).
+            self._admit(admit, "CREATE", kind, namespace, requested, obj, None)
+            key = (kind, namespace if kind.namespaced else "", name)
+            if key in self._records:
+                raise errors.already_exists(kind, name)
             self._write(key, record, "ADDED", None, "create")
             return copy.deepcopy(obj)
 
     def replace(
-        self, kind: Kind, namespace: str, name: str, body: dict[str, Any]
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        admit: Admit | None = None,
     ) -> dict[str, Any]:
         incoming = _incoming(kind, namespace, body)
         if incoming["metadata"].get("name") != name:
@@ -357,10 +371,17 @@ class Cluster:
         with self._cond:
             record = self._existing(kind, namespace, name)
             self._check_version(kind, record, incoming["metadata"].get("resourceVersion"))
-            return self._update(record, incoming, "update")
+            check = self._update_check(admit, kind, namespace, name)
+            return self._update(record, incoming, "update", check)
 
     def patch(
-        self, kind: Kind, namespace: str, name: str, content_type: str, body: bytes
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        content_type: str,
+        body: bytes,
+        admit: Admit | None = None,
     ) -> dict[str, Any]:
         with self._cond:
             record = self._existing(kind, namespace, name)
@@ -375,10 +396,16 @@ class Cluster:
             patched.update(apiVersion=kind.api_version, kind=kind.kind)
             validate(kind, patched)
             self._check_version(kind, record, metadata.get("resourceVersion"))
-            return self._update(record, patched, "patch")
+            check = self._update_check(admit, kind, namespace, name)
+            return self._update(record, patched, "patch", check)
 
     def delete(
-        self, kind: Kind, namespace: str, name: str, options: dict[str, Any]
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        options: dict[str, Any],
+        admit: Admit | None = None,
     ) -> dict[str, Any]:
         _check_delete_options(options)
         with self._cond:
@@ -393,16 +420,26 @@ class Cluster:
                         f"Precondition failed: {field} in precondition: "
                         f"{preconditions[field]}, {field} in object meta: {meta[field]}",
                     )
+            self._admit(admit, "DELETE", kind, namespace, name, None, record.obj)
             if record.delete_requested is None:
                 self._mark_deleted(record, options.get("gracePeriodSeconds"), "delete")
             return _delete_answer(kind, record.obj, options)
 
     def delete_collection(
-        self, kind: Kind, namespace: str | None, matches: ObjectTest, options: dict[str, Any]
+        self,
+        kind: Kind,
+        namespace: str | None,
+        matches: ObjectTest,
+        options: dict[str, Any],
+        admit: Admit | None = None,
     ) -> list[dict[str, Any]]:
+        """Delete the matching objects; all or none: each is admitted before any goes."""
         _check_delete_options(options)
         with self._cond:
             records = list(self._collection(kind, namespace, matches))
+            for record in records:
+                ns = record.obj["metadata"].get("namespace", "")
+                self._admit(admit, "DELETE", kind, ns, "", None, record.obj)
             for record in records:
                 if record.delete_requested is None:
                     self._mark_deleted(record, options.get("gracePeriodSeconds"), "delete")
@@ -412,18 +449,26 @@ class Cluster:
         with self._cond:
             return _scale_of(self._existing(kind, namespace, name).obj)
 
-    def replace_scale(self, kind: Kind, namespace: str, name: str, body: Any) -> dict[str, Any]:
+    def replace_scale(
+        self, kind: Kind, namespace: str, name: str, body: Any, admit: Admit | None = None
+    ) -> dict[str, Any]:
         with self._cond:
             record = self._existing(kind, namespace, name)
-            return self._set_scale(kind, record, body, "update")
+            return self._set_scale(kind, record, body, "update", admit)
 
     def patch_scale(
-        self, kind: Kind, namespace: str, name: str, content_type: str, body: bytes
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        content_type: str,
+        body: bytes,
+        admit: Admit | None = None,
     ) -> dict[str, Any]:
         with self._cond:
             record = self._existing(kind, namespace, name)
             patched = apply_patch(content_type, _scale_of(record.obj), body)
-            return self._set_scale(kind, record, patched, "patch")
+            return self._set_scale(kind, record, patched, "patch", admit)
 
     # -- timed behaviour -----------------------------------------------------------------
 
@@ -470,8 +515,42 @@ class Cluster:
                 "version and try again",
             )
 
-    def _update(self, record: Record, incoming: dict[str, Any], verb: str) -> dict[str, Any]:
-        """Apply a client's new version of an object, keeping what the server owns."""
+    def _admit(
+        self,
+        admit: Admit | None,
+        operation: str,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any] | None,
+        old: dict[str, Any] | None,
+        subresource: str = "",
+    ) -> None:
+        """Admission of a write about to be made (its error is the request's answer)."""
+        if admit is None:
+            return
+        owner = self._records.get((NAMESPACE, "", namespace)) if kind.namespaced else None
+        admit(
+            Write(
+                operation=operation,
+                kind=kind,
+                namespace=namespace if kind.namespaced else "",
+                name=name,
+                obj=obj,
+                old=old,
+                namespace_obj=owner.obj if owner is not None else None,
+                subresource=subresource,
+            )
+        )
+
+    def _update_check(self, admit: Admit | None, kind: Kind, namespace: str, name: str) -> Check:
+        return lambda new, old: self._admit(admit, "UPDATE", kind, namespace, name, new, old)
+
+    def _update(
+        self, record: Record, incoming: dict[str, Any], verb: str, check: Check | None = None
+    ) -> dict[str, Any]:
+        """Apply a client's new version of an object, keeping what the server owns;
+        `check` (admission) sees it just before it is written."""
         kind = kind_of(record.obj)
         assert kind is not None
         old = record.obj
@@ -508,11 +587,16 @@ class Cluster:
             _label_namespace(incoming)
         if kind.kind == "Deployment":
             incoming.setdefault("spec", {}).setdefault("replicas", 1)
+        rollout = False
         if _spec_of(incoming) != _spec_of(old):
             metadata["generation"] = old["metadata"]["generation"] + 1
             if kind.kind == "Deployment":
                 incoming["status"] = _deployment_status(incoming, ready=False)
-                record.rollout_started = time.time()
+                rollout = True
+        if check is not None:
+            check(incoming, old)
+        if rollout:
+            record.rollout_started = time.time()
         if incoming == old:
             return copy.deepcopy(old)  # a no-op write changes nothing, as in the API server
         record.obj = incoming
@@ -520,7 +604,9 @@ class Cluster:
         self._write(key, record, "MODIFIED", old, verb)
         return copy.deepcopy(incoming)
 
-    def _set_scale(self, kind: Kind, record: Record, scale: Any, verb: str) -> dict[str, Any]:
+    def _set_scale(
+        self, kind: Kind, record: Record, scale: Any, verb: str, admit: Admit | None = None
+    ) -> dict[str, Any]:
         """Write a Scale's spec.replicas into its object (the `scale` subresource)."""
         if not isinstance(scale, dict):
             raise errors.bad_request("a Scale must be a JSON object")
@@ -536,7 +622,14 @@ class Cluster:
             )
         incoming = copy.deepcopy(record.obj)
         incoming["spec"]["replicas"] = replicas
-        return _scale_of(self._update(record, incoming, verb))
+        namespace = record.obj["metadata"].get("namespace", "")
+
+        def check(new: dict[str, Any], old: dict[str, Any]) -> None:
+            self._admit(
+                admit, "UPDATE", kind, namespace, name, _scale_of(new), _scale_of(old), "scale"
+            )
+
+        return _scale_of(self._update(record, incoming, verb, check))
 
     def _mark_deleted(self, record: Record, grace: Any, verb: str | None) -> None:
         """Start an asynchronous deletion; a Namespace starts deleting its contents too."""
