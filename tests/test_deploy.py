@@ -32,7 +32,7 @@ from gatewayflow.settings import TEMPORAL_ENV_VARS, Settings
 from gatewayflow_dev.kube_emulator import admission
 from gatewayflow_dev.kube_emulator.auth import ADMIN, user_named
 from gatewayflow_dev.kube_emulator.errors import ApiError
-from gatewayflow_dev.kube_emulator.kinds import KINDS
+from gatewayflow_dev.kube_emulator.kinds import KINDS as EMULATOR_KINDS
 from tests.kube_fixtures import Emulator
 from workflows import search
 
@@ -470,7 +470,7 @@ def test_roles_grant_exactly_what_the_adapter_requests(emulator: Emulator) -> No
 # `namespaceObject` for a Namespace or any other cluster-scoped object.
 
 WORKER_USER = user_named("system:serviceaccount:gatewayflow-system:gatewayflow-worker")
-EMULATED = {kind.kind: kind for kind in KINDS}
+EMULATED = {kind.kind: kind for kind in EMULATOR_KINDS}
 
 
 def labelled(name: str, owner: str | None, namespace: str | None = None) -> dict[str, Any]:
