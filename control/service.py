@@ -70,7 +70,7 @@ class Connections:
 
 def converged(gateway: ApiGateway | None, want: GatewayState) -> bool:
     if gateway is None or want is GatewayState.DELETED:
-        return gateway is None  # deleted means the document is gone
+        return gateway is None and want is GatewayState.DELETED  # the document is gone
     return gateway.state is want and gateway.phase is target_phase(want)
 
 
@@ -140,8 +140,10 @@ class Tracked:
             gw = await follow(self._gateways, gateway_id, want, on_change)
         except TimeoutError as exc:
             raise GatewayflowError(str(exc)) from exc
+        if gw is None and want is not GatewayState.DELETED:
+            raise GatewayflowError(f"{gateway_id} is gone: it was deleted meanwhile")
         if not converged(gw, want):
-            assert gw is not None  # a gone document is converged for any wanted state
+            assert gw is not None
             raise GatewayflowError(
                 f"{gateway_id} settled at {gw.state.value}/{gw.phase.value}: "
                 f"{gw.progress.last_error or 'no error recorded'}"

@@ -31,10 +31,18 @@ from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
-from gatewayflow.domain.transitions import Request, target_phase
+from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
 from gatewayflow.store.gateways import GatewayRepository
 from tests.oracles import traces
+
+# Where each intent comes to rest, as the README states it (not read from the product).
+CONVERGED_PHASE = {
+    GatewayState.RUNNING: GatewayPhase.STARTED,
+    GatewayState.RESTARTING: GatewayPhase.STARTED,
+    GatewayState.STOPPED: GatewayPhase.STOPPED,
+    GatewayState.DELETED: GatewayPhase.DELETED,
+}
 
 
 def unique_id(prefix: str = "gw") -> str:
@@ -72,13 +80,28 @@ class Harness:
     async def wait_for(
         self, gateway_id: str, state: GatewayState, timeout: float = 90.0
     ) -> ApiGateway | None:
-        gw = await service.follow(
-            self.gateways, gateway_id, state, lambda _snap: None, timeout=timeout
-        )
-        assert service.converged(gw, state), (
-            f"{gateway_id} stopped at {gw and (gw.state, gw.phase, gw.progress)}"
-        )
-        return gw
+        """Until the document shows `state` at the phase it converges to (written here,
+        not asked of the product): None once a wanted deletion removed it. A document
+        that vanished when another state was wanted fails at once."""
+        want_phase = CONVERGED_PHASE[state]
+        deadline = time.monotonic() + timeout
+        seen: tuple[object, ...] | None = None
+        while True:
+            gw = await asyncio.to_thread(self.gateways.get, gateway_id)
+            if gw is None:
+                assert state is GatewayState.DELETED, (
+                    f"{gateway_id}: waiting for {state.value}, but its document is gone "
+                    f"(last seen {seen})"
+                )
+                return None
+            seen = (gw.state.value, gw.phase.value, gw.progress.step, gw.progress.last_error)
+            if gw.state is state and gw.phase is want_phase:
+                return gw
+            assert time.monotonic() < deadline, (
+                f"{gateway_id} did not reach {state.value}/{want_phase.value} in {timeout:g}s; "
+                f"stopped at {seen}"
+            )
+            await asyncio.sleep(0.1)
 
     async def wait_phase(
         self, gateway_id: str, phase: GatewayPhase, timeout: float = 60.0
@@ -104,7 +127,7 @@ class Harness:
         return await asyncio.to_thread(traces, self.settings, self.deps.db.client, gateway_id)
 
     def converged_phase(self, state: GatewayState) -> GatewayPhase:
-        return target_phase(state)
+        return CONVERGED_PHASE[state]
 
 
 async def pollers(client: Client, task_queue: str) -> set[str]:
