@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from control.intents import signal_gateway
@@ -66,8 +67,9 @@ async def skipping(stack: Settings) -> AsyncIterator[Skipping]:
         update={"db_name": f"gf_test_{suffix}", "task_queue": f"gatewayflow-skip-{suffix}"}
     )
     deps = Deps(settings)
+    # The data converter every production client uses (gatewayflow/client.py).
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server
+        test_server_existing_path=server, data_converter=pydantic_data_converter
     ) as env:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
@@ -91,48 +93,63 @@ def _progress(doc: dict[str, Any]) -> dict[str, Any]:
     return progress
 
 
+async def backoff_timers(client: Client, workflow_id: str, first_run: str) -> list[timedelta]:
+    """The timers of a minute or more the workflow started, in every run from the first
+    (followed through continue-as-new): what Temporal will wait, not what the product
+    says it will."""
+    timers: list[timedelta] = []
+    run_id: str | None = first_run
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        run_id = None
+        for event in history.events:
+            if event.HasField("timer_started_event_attributes"):
+                fire = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+                if fire >= timedelta(minutes=1) - timedelta(seconds=10):
+                    timers.append(fire)
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                attributes = event.workflow_execution_continued_as_new_event_attributes
+                run_id = attributes.new_execution_run_id
+    return timers
+
+
 async def test_failure_backoff_doubles_from_one_minute_to_thirty(skipping: Skipping) -> None:
-    """A start that fails for good is retried after 1, 2, 4, 8, 16, 30, 30 minutes; the
-    document says why and when the next attempt is. A history threshold that makes the
-    workflow continue as new during the backoff does not reset it."""
+    """A start that fails for good is retried after 1, 2, 4, 8, 16, 30, 30 minutes: the
+    timers in the workflow's history say so; the document says why it failed. A history
+    threshold that makes the workflow continue as new during the backoff does not reset
+    it."""
     admin = EmulatorAdmin.of(skipping.settings)
     gid = unique_id("backoff")
+    wid = naming.gateway_workflow_id(gid)
     skipping.deps.gateways._col.insert_one(
         {"gatewayId": gid, "state": "Running", "phase": "Created", "functions": 0, "triggers": 0}
     )
+    nominal = [timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 30, 30)]
     refused = [{"verb": "create", "kind": "Deployment", "status": 422}]
     with admin.faults_injected(refused):
         client = skipping.env.client
         await client.start_workflow(
             "GatewayWorkflow",
             GatewayInput(gateway_id=gid, max_history_length=150),
-            id=naming.gateway_workflow_id(gid),
+            id=wid,
             task_queue=skipping.settings.task_queue,
             start_signal="start",
         )
-        first_run = (
-            await client.get_workflow_handle(naming.gateway_workflow_id(gid)).describe()
-        ).run_id
-        seen: set[datetime] = set()
-        for minutes in (1, 2, 4, 8, 16, 30, 30):
-            doc = await skipping.doc(
-                gid,
-                lambda d: (
-                    _progress(d).get("nextAttemptAt") is not None
-                    and _progress(d)["nextAttemptAt"] not in seen
-                ),
-            )
-            progress = _progress(doc)
-            seen.add(progress["nextAttemptAt"])
+        first_run = (await client.get_workflow_handle(wid).describe()).run_id
+        for n, wait in enumerate(nominal, start=1):
+            async with asyncio.timeout(60):
+                while len(await backoff_timers(client, wid, first_run)) < n:
+                    await asyncio.sleep(0.1)
+            doc = await skipping.doc(gid, lambda d: True)
             assert (doc["state"], doc["phase"]) == ("Running", "Starting")
-            assert "422" in progress["lastError"]
-            wait = progress["nextAttemptAt"] - await skipping.now()
-            assert timedelta(minutes=minutes) - timedelta(seconds=10) < wait, (minutes, wait)
-            assert wait <= timedelta(minutes=minutes), (minutes, wait)
+            assert "422" in _progress(doc)["lastError"]
             await skipping.env.sleep(wait + timedelta(seconds=1))
-    first = client.get_workflow_handle(naming.gateway_workflow_id(gid), run_id=first_run)
+    timers = (await backoff_timers(client, wid, first_run))[: len(nominal)]
+    for fired, wanted in zip(timers, nominal, strict=True):
+        assert wanted - timedelta(seconds=10) < fired <= wanted, (timers, nominal)
+    first = client.get_workflow_handle(wid, run_id=first_run)
     assert (await first.describe()).status is WorkflowExecutionStatus.CONTINUED_AS_NEW
-    await client.get_workflow_handle(naming.gateway_workflow_id(gid)).terminate("test done")
+    await client.get_workflow_handle(wid).terminate("test done")
 
 
 async def test_a_start_not_ready_in_900_seconds_goes_back_to_stopped(skipping: Skipping) -> None:
