@@ -6,7 +6,9 @@ the same way after the deploy: see tests/histories/README.md.
 """
 
 import asyncio
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -43,6 +45,7 @@ from workflows.operations import DELETE, Step
 from workflows.registry import ALL_WORKFLOWS
 from workflows.steps import run_step
 
+REPO = Path(__file__).resolve().parent.parent
 FILES = sorted(HISTORIES.glob("*.json"))
 DELETION = HISTORIES / LEGACY_SOURCE
 
@@ -320,6 +323,32 @@ async def test_a_recorded_deletion_catches_an_incompatible_change(
     assert not result.ok
     assert result.error is not None and "Nondeterminism error" in result.error
     assert mismatch in result.error
+
+
+async def test_the_shipped_deletion_with_two_steps_swapped_does_not_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real GatewayDeletion (sandboxed, as the worker runs it) with the instance step
+    declared before the stages: the recorded deletion names the step that moved."""
+    [before] = await replay_histories([load_history(DELETION)])
+    assert before.ok, before.error
+    monkeypatch.setattr(ops, "DELETE", dataclasses.replace(DELETE, steps=INSTANCE_FIRST))
+    [after] = await replay_histories([load_history(DELETION)])
+    assert not after.ok
+    assert after.error is not None and "Nondeterminism error" in after.error
+    assert "delete_stages" in after.error
+
+
+def test_every_patch_in_the_workflows_is_in_a_recorded_history() -> None:
+    """A patch no recorded history has taken is a branch no replay has proven."""
+    code = "\n".join(path.read_text() for path in (REPO / "workflows").glob("*.py"))
+    patches = set(re.findall(r"(?:patched|deprecate_patch)\(\s*[\"']([^\"']+)", code))
+    constants = dict(re.findall(r"^([A-Z_]+) = [\"']([^\"']+)[\"']", code, flags=re.M))
+    for name in re.findall(r"(?:patched|deprecate_patch)\(\s*(?:\w+\.)?([A-Z_]+)\)", code):
+        patches.add(constants[name])
+    recorded = "\n".join(path.read_text() for path in HISTORIES.glob("*.json"))
+    missing = sorted(p for p in patches if f'"{p}"' not in recorded)
+    assert not missing, f"patches with no recorded history: {missing}"
 
 
 def edited_deletion(tmp_path: Path) -> Path:
