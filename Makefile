@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -19,8 +19,6 @@ from tests.gateway_harness import harness, unique_id
 from tests.oracles import mongo_snapshot
 from tests.ui_links import opened, opens, printed_links
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 GATEWAYFLOW = str(Path(sys.executable).parent / "gatewayflow")
 
 
