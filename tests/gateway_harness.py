@@ -95,7 +95,8 @@ class Harness:
                 )
                 return None
             seen = (gw.state.value, gw.phase.value, gw.progress.step, gw.progress.last_error)
-            if gw.state is state and gw.phase is want_phase:
+            # A deletion ends with the document gone, never at a phase.
+            if gw.state is state and gw.phase is want_phase and state is not GatewayState.DELETED:
                 return gw
             assert time.monotonic() < deadline, (
                 f"{gateway_id} did not reach {state.value}/{want_phase.value} in {timeout:g}s; "
