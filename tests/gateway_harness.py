@@ -93,6 +93,8 @@ class Harness:
                     f"{gateway_id}: waiting for {state.value}, but its document is gone "
                     f"(last seen {seen})"
                 )
+                # The deletion ends after the document goes: its permit is given back.
+                await self._until_closed(naming.deletion_workflow_id(gateway_id), deadline)
                 return None
             seen = (gw.state.value, gw.phase.value, gw.progress.step, gw.progress.last_error)
             # A deletion ends with the document gone, never at a phase.
@@ -102,6 +104,11 @@ class Harness:
                 f"{gateway_id} did not reach {state.value}/{want_phase.value} in {timeout:g}s; "
                 f"stopped at {seen}"
             )
+            await asyncio.sleep(0.1)
+
+    async def _until_closed(self, workflow_id: str, deadline: float) -> None:
+        while await self.workflow_status(workflow_id) is WorkflowExecutionStatus.RUNNING:
+            assert time.monotonic() < deadline, f"{workflow_id} still running"
             await asyncio.sleep(0.1)
 
     async def wait_phase(

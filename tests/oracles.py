@@ -32,8 +32,8 @@ SYSTEM_DATABASES = {"admin", "local", "config"}
 # -- leaks -----------------------------------------------------------------------------------
 def mongo_traces(client: MongoClient[dict[str, Any]], gateway_id: str) -> list[str]:
     """Databases, users and documents of any database on the server that belong to it:
-    a database or user whose name holds the id (`-` may be `_`), or a document whose
-    `gatewayId` is the id."""
+    a database or user whose name holds the id (`-` may be `_`), or a document that holds
+    it anywhere (not only as `gatewayId`)."""
     marks = {gateway_id, gateway_id.replace("-", "_")}
     found = []
     for db_name in client.list_database_names():
@@ -48,10 +48,22 @@ def mongo_traces(client: MongoClient[dict[str, Any]], gateway_id: str) -> list[s
         for collection in db.list_collection_names():
             if collection.startswith("system."):
                 continue
-            count = db[collection].count_documents({"gatewayId": gateway_id})
+            count = sum(1 for doc in db[collection].find({}) if _mentions(doc, gateway_id))
             if count:
                 found.append(f"{db_name}.{collection}: {count} document(s)")
     return found
+
+
+def _mentions(value: Any, gateway_id: str) -> bool:
+    """Whether the id is anywhere in a document: a field, an array (a permit's holders),
+    a key, a nested document."""
+    if isinstance(value, str):
+        return gateway_id in value
+    if isinstance(value, dict):
+        return any(gateway_id in str(k) or _mentions(v, gateway_id) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_mentions(v, gateway_id) for v in value)
+    return False
 
 
 def _get(api: k8s.ApiClient, path: str) -> Any:
