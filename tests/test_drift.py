@@ -180,7 +180,7 @@ async def test_the_drift_check_deletes_only_what_the_repair_of_its_gateway_owns(
         tool: Any = manifests.deployment(gid, gw.instance)
         tool["metadata"] = {"name": "operator-tool", "namespace": ns}
         apps.create_namespaced_deployment(ns, tool)
-        notes = {"metadata": {"name": "operator-notes", "namespace": ns}, "data": {"a": "b"}}
+        notes: Any = {"metadata": {"name": "operator-notes", "namespace": ns}, "data": {"a": "b"}}
         core.create_namespaced_config_map(ns, notes)
         copy: Any = manifests.deployment(other, gw.instance)
         copy["metadata"] = {
@@ -238,7 +238,8 @@ async def test_a_repair_never_deletes_an_unlabelled_object_of_its_gateways_name(
             "spec": {"ports": [{"port": 80}]},
         }
         core.create_namespaced_service(ns, unlabelled)
-        apps.create_namespaced_deployment(ns, manifests.deployment(gid, gw.instance))
+        hand_made: Any = manifests.deployment(gid, gw.instance)
+        apps.create_namespaced_deployment(ns, hand_made)
 
         def refused() -> bool:
             error = h.gateways.require(gid).progress.last_error or ""
