@@ -3,8 +3,10 @@
 the limit holds, and an operator takes a held run through by confirming its size."""
 
 import asyncio
+import re
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 from temporalio.testing import ActivityEnvironment
 
@@ -20,6 +22,7 @@ from tests.gateway_harness import Harness, harness, unique_id
 from tests.test_cli import run
 from tests.test_metrics import samples, scrape
 from tests.test_reaper import kube_emulator, owned
+from tests.test_requests import current_details
 
 LOOK = 5.0  # seconds a gateway must stay whole after a run that adopted nothing
 
@@ -74,7 +77,8 @@ async def test_a_reaper_on_an_empty_database_adopts_nothing(
             live, before = await running(a, 2, "live")
             async with harness(stack, kubeconfig=kubeconfig, metrics_port=port) as b:
                 held_before = held_runs(port)
-                result = await service.reap_orphans(b.settings, 0.0)
+                links: list[str] = []
+                result = await service.reap_orphans(b.settings, 0.0, on_start=links.append)
                 destroyed = await stays_whole(a, live, before)
                 assert not destroyed, f"a reaper of an empty database took {destroyed}: {result}"
 
@@ -83,6 +87,9 @@ async def test_a_reaper_on_an_empty_database_adopts_nothing(
                 assert sorted(o.gateway_id for o in result.held) == sorted(live)
                 assert b.settings.db_name in result.hold.reason
                 assert held_runs(port) == held_before + 1
+                [wid] = re.findall(r'WorkflowId="([^"]+)"', unquote(links[0]))
+                details = await current_details(b.client.get_workflow_handle(wid), "held")
+                assert "**held** (empty), adopted nothing: the gateways collection" in details
 
                 # A confirmation of the wrong size changes nothing.
                 wrong = await service.reap_orphans(b.settings, 0.0, confirm=1)
