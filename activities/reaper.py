@@ -1,10 +1,13 @@
 """The orphan reaper's reads and writes: orphans found by the audit (inventory.orphans),
-their first sightings, and adopting one so the ordinary deletion removes it."""
+their first sightings, the run's limits (reap_limits), and adopting one so the ordinary
+deletion removes it."""
 
 from datetime import timedelta
 
+from pymongo.errors import PyMongoError
+
 from activities.base import Activities, activity_method
-from gatewayflow import inventory
+from gatewayflow import inventory, reap_limits
 from gatewayflow.domain.documents import utcnow
 from gatewayflow.domain.messages import Orphan, OrphanScan, ReapInput
 
@@ -13,13 +16,15 @@ class ReaperActivities(Activities):
     @activity_method
     def find_orphans(self, input: ReapInput) -> OrphanScan:
         """Every region's orphans (one audit), each sighting recorded; due once seen for
-        the grace period."""
-        grace = (
-            self.deps.settings.reap_grace_seconds
-            if input.grace_seconds is None
-            else input.grace_seconds
-        )
-        found = inventory.reapable(inventory.orphans(self.deps))
+        the grace period. Nothing is due when the run must hold (its `hold` says why)."""
+        settings = self.deps.settings
+        grace = settings.reap_grace_seconds if input.grace_seconds is None else input.grace_seconds
+        regions = inventory.audit_regions(self.deps)
+        try:
+            census = reap_limits.take_census(self.deps, regions)
+        except PyMongoError as exc:
+            return OrphanScan(hold=reap_limits.unreachable(settings, exc))
+        found = inventory.reapable(inventory.orphans(self.deps, regions))
         first = self.deps.sightings.seen(sorted(found))
         if input.gateway_ids:
             found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}
@@ -27,7 +32,7 @@ class ReaperActivities(Activities):
         scan = OrphanScan()
         for orphan in inventory.described_orphans(found, first, timedelta(seconds=grace), now):
             (scan.due if orphan.due else scan.waiting).append(orphan)
-        return scan
+        return reap_limits.limited(scan, census, settings, input.confirm)
 
     @activity_method
     def adopt_orphan(self, orphan: Orphan) -> bool:

@@ -32,7 +32,7 @@ from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.errors import GatewayflowError, Unreachable
-from gatewayflow.domain.messages import Orphan, ReapResult
+from gatewayflow.domain.messages import ReapInput, ReapResult
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused, check_request, target_phase
@@ -43,6 +43,7 @@ from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
 
 if TYPE_CHECKING:  # imported where used: a command that fails early loads neither
+    from control.reaper import Preview
     from control.replay import ReplayResult
     from gatewayflow.inventory import Item, PlanStep
 
@@ -308,17 +309,22 @@ def deletion_queues(settings: Settings) -> list[dict[str, Any]]:
         return _reader(settings).permits.regions()
 
 
-def find_orphans(settings: Settings, gateway_ids: Sequence[str] = ()) -> list[Orphan]:
-    """What the reaper would hand over (every region, the runtime MongoDB), with when
-    each was first seen and whether its grace period is over; read-only."""
+def preview_reap(
+    settings: Settings, grace_seconds: float, gateway_ids: Sequence[str] = ()
+) -> "Preview":
+    """The orphans (only `gateway_ids` when given), with when each was first seen and
+    whether its grace period is over, and what `reap --apply --grace grace_seconds` would
+    adopt now or why it would hold; read-only."""
     from control import reaper
 
     with _expected():
+        for gid in gateway_ids:
+            validate_gateway_id(gid)
         deps = _reader(settings)
         with ExitStack() as checks:
             _regions_checked(checks, settings, deps)
-            found = reaper.dry_run(deps)
-    return [o for o in found if not gateway_ids or o.gateway_id in gateway_ids]
+            wanted = ReapInput(grace_seconds=grace_seconds, gateway_ids=list(gateway_ids))
+            return reaper.preview(deps, wanted)
 
 
 async def reap_orphans(
@@ -326,9 +332,11 @@ async def reap_orphans(
     grace_seconds: float,
     gateway_ids: Sequence[str] = (),
     on_start: Callable[[str], None] = lambda link: None,
+    confirm: int | None = None,
 ) -> ReapResult:
-    """Run the OrphanReaper now, on the worker (only on `gateway_ids` when given), and
-    wait for its result; `on_start` gets the link to its run in the Temporal UI first."""
+    """Run the OrphanReaper now, on the worker (only on `gateway_ids` when given; through
+    its limits if it adopts exactly `confirm`), and wait for its result; `on_start` gets
+    the link to its run in the Temporal UI first."""
     from control import reaper
 
     with _expected():
@@ -337,7 +345,7 @@ async def reap_orphans(
         client = await _temporal(settings)
         wid = reaper.manual_workflow_id(settings)
         on_start(links.workflow_link(settings, wid))
-        return await reaper.apply(client, settings, grace_seconds, wid, list(gateway_ids))
+        return await reaper.apply(client, settings, grace_seconds, wid, list(gateway_ids), confirm)
 
 
 def _regions_checked(

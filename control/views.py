@@ -9,7 +9,7 @@ from rich.text import Text
 
 from gatewayflow import links
 from gatewayflow.domain.documents import ApiGateway, Progress
-from gatewayflow.domain.messages import Orphan, ReapResult
+from gatewayflow.domain.messages import Orphan, OrphanScan, ReapHold, ReapResult
 from gatewayflow.domain.redaction import redact_uri
 from gatewayflow.settings import Settings
 
@@ -206,4 +206,32 @@ def reap_table(result: ReapResult) -> Table:
     for skipped in result.skipped:
         gid, _, why = skipped.partition(": ")
         table.add_row(gid, Text("skipped", style="yellow"), why)
+    for orphan in result.held:
+        table.add_row(orphan.gateway_id, Text("held", style="yellow"), kinds_text(orphan.kinds))
     return table
+
+
+def reap_command(grace: float, gateway_ids: list[str], confirm: int | None = None) -> str:
+    """The `gatewayflow reap --apply` that runs what the dry run showed."""
+    words = ["gatewayflow reap --apply"]
+    words += [] if confirm is None else [f"--confirm {confirm}"]
+    words += [f"--grace {grace:g}"] if grace else []
+    words += [f"--gateway {gid}" for gid in gateway_ids]
+    return " ".join(words)
+
+
+def hold_text(hold: ReapHold, grace: float, gateway_ids: list[str]) -> str:
+    """Why a run adopts nothing, and the command that takes it through where one can."""
+    text = f"held ({hold.kind}): {hold.reason}"
+    if hold.confirmable and hold.would_adopt:
+        confirm = reap_command(grace, gateway_ids, hold.would_adopt)
+        text += f". If these {hold.would_adopt} are orphans: `{confirm}`"
+    return text
+
+
+def reap_preview_text(run: OrphanScan, grace: float, gateway_ids: list[str]) -> str:
+    """What `gatewayflow reap --apply` (with these options) would do now."""
+    command = f"`{reap_command(grace, gateway_ids)}`"
+    if run.hold is not None:
+        return f"{command} would adopt nothing: {hold_text(run.hold, grace, gateway_ids)}"
+    return f"{command} would adopt {len(run.due)} now."

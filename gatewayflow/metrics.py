@@ -9,7 +9,7 @@
   buckets. (Copying them through the SDK's `MetricBuffer` would mean choosing histogram
   buckets here and draining the buffer from a thread; two public ports, two scrape jobs.)
 - Ours (`gatewayflow_*`) are recorded by an activity interceptor (step durations, retries,
-  deletions, drift repairs, reaped objects), except refused requests, which
+  deletions, drift repairs, reaped objects, held reaper runs), except refused requests, which
   `apply_request` counts where it refuses them, and the gateways per phase, counted in
   MongoDB on each scrape.
 """
@@ -85,6 +85,13 @@ REAPED = Counter(
     ["kind"],
     registry=None,
 )
+REAPER_HELD = Counter(
+    "gatewayflow_reaper_held",
+    "Reaper runs that adopted nothing: the gateways collection unreadable or empty, more "
+    "orphans than the limits allow, or a confirmation of another number.",
+    ["reason"],
+    registry=None,
+)
 DISPATCH_FAILURES = Counter(
     "gatewayflow_dispatch_failures",
     "Gateways the dispatcher could not signal (skipped; the next sweep tries again).",
@@ -100,6 +107,7 @@ REQUESTS_REFUSED = Counter(
 OWN_METRICS: tuple[Collector, ...] = (
     DRIFT_REPAIRS,
     REAPED,
+    REAPER_HELD,
     STEP_DURATION,
     STEP_RETRIES,
     DELETIONS_STARTED,
@@ -157,6 +165,8 @@ class _StepMetricsInbound(ActivityInboundInterceptor):
         elif name == "record_drift_repair":
             for problem in input.args[0].problems:
                 DRIFT_REPAIRS.labels(problem.split(" ", 1)[0]).inc()
+        elif name == "find_orphans" and result.hold is not None:
+            REAPER_HELD.labels(result.hold.kind.value).inc()
         elif name == "record_reaped":
             for kind, count in input.args[0].kinds.items():
                 REAPED.labels(kind).inc(count)

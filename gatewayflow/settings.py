@@ -117,6 +117,21 @@ class Settings(BaseSettings):
         validation_alias=_env("GATEWAYFLOW_REAP_INTERVAL"),
         description="seconds between scheduled orphan reaper runs; 0 turns the schedule off",
     )
+    reap_max: int = Field(
+        default=5,
+        ge=1,
+        validation_alias=_env("GATEWAYFLOW_REAP_MAX"),
+        description="a reaper run that would adopt more orphans than this in one region "
+        "adopts none (held) until an operator confirms it",
+    )
+    reap_max_share: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        validation_alias=_env("GATEWAYFLOW_REAP_MAX_SHARE"),
+        description="likewise for more than this share of a region's gateways (documents "
+        "and labelled namespaces); one orphan per region is always within it",
+    )
     region_deletion_limit: int = Field(
         default=20,
         ge=1,

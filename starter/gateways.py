@@ -10,9 +10,11 @@ import typer
 from control import service
 from control.views import (
     deletion_queue,
+    hold_text,
     leftovers_table,
     orphans_table,
     plan_table,
+    reap_preview_text,
     reap_table,
     status_detail,
     status_table,
@@ -157,24 +159,36 @@ def reap(
     gateway: Annotated[
         list[str] | None, typer.Option(help="Only this orphan (repeatable).")
     ] = None,
+    confirm: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="With --apply: take a run the reaper's limits hold through, if it adopts "
+            "exactly this many (the number the dry run shows).",
+        ),
+    ] = None,
 ) -> None:
     """Orphans (resources whose gateway is gone): listed; removed with --apply."""
     settings = load_settings()
     chosen = gateway or []
-    found = service.find_orphans(settings, chosen)
-    console.print(orphans_table(found))
     if not apply:
+        preview = service.preview_reap(settings, grace, chosen)
+        console.print(orphans_table(preview.orphans))
         console.print(
-            f"{len(found)} orphan(s); nothing was changed. `gatewayflow reap --apply` removes "
-            f"them now; the schedule does once one is seen for {settings.reap_grace_seconds:.0f}s."
+            f"{len(preview.orphans)} orphan(s); nothing was changed. The schedule removes one "
+            f"once seen for {settings.reap_grace_seconds:.0f}s.",
+            soft_wrap=True,
         )
+        console.print(reap_preview_text(preview.run, grace, chosen), soft_wrap=True)
         return
 
     def started(link: str) -> None:
         console.print(f"Reaping on the worker: {link}", soft_wrap=True)
 
-    result = asyncio.run(service.reap_orphans(settings, grace, chosen, started))
+    result = asyncio.run(service.reap_orphans(settings, grace, chosen, started, confirm))
     console.print(reap_table(result))
+    if result.hold is not None:
+        fail(f"adopted nothing: {hold_text(result.hold, grace, chosen)}")
     console.print(f"Reaped {len(result.reaped)}; `gatewayflow audit` checks what is left.")
 
 

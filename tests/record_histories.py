@@ -334,7 +334,7 @@ async def reap(h: Harness) -> Recorded:
     await asyncio.to_thread(h.deps.db["ApiGateway"].delete_one, {"gatewayId": gid})
     run = await h.client.start_workflow(
         OrphanReaper.run,
-        ReapInput(grace_seconds=0),
+        ReapInput(grace_seconds=0, confirm=1),  # its database holds no other gateway
         id=f"orphan-reaper/{gid}",
         task_queue=h.settings.task_queue,
     )

@@ -27,7 +27,7 @@ from gatewayflow.domain.transitions import Request
 from gatewayflow.ownership import OWNERSHIP
 from gatewayflow.settings import Settings
 from tests.conftest import free_ports
-from tests.emulator_admin import cluster_admin
+from tests.emulator_admin import EmulatorAdmin, cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.test_lifecycle import expected_objects
 from tests.test_metrics import scrape
@@ -151,6 +151,103 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         await asyncio.sleep(3 * INTERVAL)
         assert exists(lambda: apps.read_namespaced_deployment("operator-tool", ns))
         apps.delete_namespaced_deployment("operator-tool", ns)
+
+
+async def test_the_drift_check_deletes_only_what_the_repair_of_its_gateway_owns(
+    stack: Settings, kube: k8s.ApiClient
+) -> None:
+    """The drift check itself deletes nothing; the repair it asks for is the phase's own
+    operation, whose deletes carry the gateway's label. Beside a stopped gateway's
+    hand-made Deployment: an operator's objects without the label in its namespace, a copy
+    of another gateway's object there, and that other gateway live next door. Over several
+    rounds, the cluster's op log holds one delete: the hand-made Deployment."""
+    admin = EmulatorAdmin.of(stack)
+    apps, core = k8s.AppsV1Api(kube), k8s.CoreV1Api(kube)
+    async with harness(stack, drift_interval_seconds=INTERVAL) as h:
+        gid, other = unique_id("drift-own"), unique_id("drift-next")
+        await asyncio.gather(h.create(gid), h.create(other))
+        await asyncio.gather(
+            h.wait_for(gid, GatewayState.RUNNING), h.wait_for(other, GatewayState.RUNNING)
+        )
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        ns, other_before = naming.namespace(gid), await h.traces(other)
+        gw = await gateway(h, gid)
+        since = admin.last_seq()
+
+        tool: Any = manifests.deployment(gid, gw.instance)
+        tool["metadata"] = {"name": "operator-tool", "namespace": ns}
+        apps.create_namespaced_deployment(ns, tool)
+        notes: Any = {"metadata": {"name": "operator-notes", "namespace": ns}, "data": {"a": "b"}}
+        core.create_namespaced_config_map(ns, notes)
+        copy: Any = manifests.deployment(other, gw.instance)
+        copy["metadata"] = {
+            "name": f"{other}-copy",
+            "namespace": ns,
+            "labels": {naming.OWNER_LABEL: other},
+        }
+        apps.create_namespaced_deployment(ns, copy)
+        hand_made: Any = manifests.deployment(gid, gw.instance)  # carries the gateway's label
+        apps.create_namespaced_deployment(ns, hand_made)
+
+        await eventually(
+            "the hand-made Deployment is gone",
+            lambda: not exists(lambda: apps.read_namespaced_deployment(gid, ns)),
+        )
+        await asyncio.sleep(3 * INTERVAL)  # more rounds, with everything else still there
+        deletes = [
+            (op["kind"], op["namespace"], op["name"], op["labels"].get(naming.OWNER_LABEL))
+            for op in admin.oplog_since(since)
+            if op["verb"] == "delete"
+        ]
+        assert deletes == [("Deployment", ns, gid, gid)]
+        assert exists(lambda: apps.read_namespaced_deployment("operator-tool", ns))
+        assert exists(lambda: core.read_namespaced_config_map("operator-notes", ns))
+        assert exists(lambda: apps.read_namespaced_deployment(f"{other}-copy", ns))
+        assert (await gateway(h, other)).phase is GatewayPhase.STARTED
+        copied = f"Deployment {ns}/{other}-copy"
+        assert [t for t in await h.traces(other) if t != copied] == other_before
+        assert (await gateway(h, gid)).progress.drift.repaired == [
+            f"Deployment {ns}/{gid} unexpected"
+        ]
+        for name in ("operator-tool", f"{other}-copy"):
+            apps.delete_namespaced_deployment(name, ns)
+        core.delete_namespaced_config_map("operator-notes", ns)
+
+
+async def test_a_repair_never_deletes_an_unlabelled_object_of_its_gateways_name(
+    stack: Settings, kube: k8s.ApiClient
+) -> None:
+    """An operator applies a stopped gateway's Service without its labels, beside a
+    hand-made labelled Deployment. The repair (the stop again) would remove both; the
+    unlabelled one is not the gateway's, so the stop deletes nothing and says why."""
+    admin = EmulatorAdmin.of(stack)
+    apps, core = k8s.AppsV1Api(kube), k8s.CoreV1Api(kube)
+    async with harness(stack, drift_interval_seconds=INTERVAL) as h:
+        gid = unique_id("drift-name")
+        await h.create(gid)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        ns, gw = naming.namespace(gid), await gateway(h, gid)
+        since = admin.last_seq()
+        unlabelled: Any = {
+            "metadata": {"name": gid, "namespace": ns},
+            "spec": {"ports": [{"port": 80}]},
+        }
+        core.create_namespaced_service(ns, unlabelled)
+        hand_made: Any = manifests.deployment(gid, gw.instance)
+        apps.create_namespaced_deployment(ns, hand_made)
+
+        def refused() -> bool:
+            error = h.gateways.require(gid).progress.last_error or ""
+            return "NotOwnedError" in error and f"Service {ns}/{gid}" in error
+
+        await eventually("the repair refuses the unlabelled Service", refused)
+        await asyncio.sleep(2 * INTERVAL)
+        assert [op for op in admin.oplog_since(since) if op["verb"] == "delete"] == []
+        assert exists(lambda: core.read_namespaced_service(gid, ns))
+        core.delete_namespaced_service(gid, ns, _preload_content=False)
 
 
 def drift_of(gw: ApiGateway, live: dict[ObjectRef, dict[str, Any]]) -> list[str]:

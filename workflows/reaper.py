@@ -6,6 +6,8 @@ state Deleted is inserted, which fails if the gateway exists again) and then rem
 its own `gateway/<id>` workflow: the same ordered, owned deletion steps, under the same
 per-region deletion limit. Nothing without the orphan's ownership label is touched. The
 run records what it handed over and ends; each deletion shows in its gateway's progress.
+A run the limits hold (gatewayflow/reap_limits.py) finds nothing due and adopts nothing;
+its result and details say why.
 """
 
 import asyncio
@@ -30,20 +32,28 @@ class OrphanReaper:
         scan = await call(
             ReaperActivities.find_orphans,
             input,
-            summary="find orphans in every region; record first sightings",
+            summary="find orphans in every region; record first sightings; check the limits",
             waits=True,
         )
-        result = ReapResult(waiting=scan.waiting)
+        result = ReapResult(waiting=scan.waiting, held=scan.held, hold=scan.hold)
         outcomes = await asyncio.gather(*(self._reap(orphan) for orphan in scan.due))
         for orphan, skipped in zip(scan.due, outcomes, strict=True):
             if skipped is None:
                 result.reaped.append(orphan)
             else:
                 result.skipped.append(f"{orphan.gateway_id}: {skipped}")
-        workflow.set_current_details(
-            f"reaped **{len(result.reaped)}**: {', '.join(o.gateway_id for o in result.reaped)}"
-            f"; waiting for the grace period: {len(result.waiting)}"
-        )
+        if scan.hold:
+            details = (
+                f"**held** ({scan.hold.kind}), adopted nothing: {scan.hold.reason}. "
+                "`gatewayflow reap` shows what a run would adopt and how to confirm it"
+            )
+        else:
+            details = (
+                f"reaped **{len(result.reaped)}**: "
+                f"{', '.join(o.gateway_id for o in result.reaped)}"
+                f"; waiting for the grace period: {len(result.waiting)}"
+            )
+        workflow.set_current_details(details)
         return result
 
     async def _reap(self, orphan: Orphan) -> str | None:

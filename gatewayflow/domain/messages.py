@@ -1,6 +1,7 @@
 """Payloads between workflows and activities: ids and intents only, never secrets."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
@@ -205,11 +206,36 @@ class Orphan(BaseModel):
 class ReapInput(BaseModel):
     grace_seconds: float | None = None  # None: the worker's GATEWAYFLOW_REAP_GRACE
     gateway_ids: list[str] = Field(default_factory=list)  # only these; empty: every orphan
+    # An operator's `--confirm N`: a run that adopts exactly N goes through its limits.
+    confirm: int | None = None
+
+
+class HoldKind(StrEnum):
+    """Why a reaper run adopted nothing (the label of `gatewayflow_reaper_held_total`)."""
+
+    UNREACHABLE = "unreachable"  # the gateways collection could not be read
+    EMPTY = "empty"  # no gateway document at all, while labelled objects exist
+    LIMIT = "limit"  # more orphans than GATEWAYFLOW_REAP_MAX or _MAX_SHARE allow
+    UNCONFIRMED = "unconfirmed"  # `--confirm N`, but the run would adopt another number
+
+
+class ReapHold(BaseModel):
+    """A reaper run that adopts nothing, and why."""
+
+    kind: HoldKind
+    reason: str
+    would_adopt: int = 0  # what `gatewayflow reap --apply --confirm N` must name
+
+    @property
+    def confirmable(self) -> bool:
+        return self.kind is not HoldKind.UNREACHABLE
 
 
 class OrphanScan(BaseModel):
     due: list[Orphan] = Field(default_factory=list)
     waiting: list[Orphan] = Field(default_factory=list)
+    held: list[Orphan] = Field(default_factory=list)  # due, but not adopted: see `hold`
+    hold: ReapHold | None = None
 
 
 class ReapResult(BaseModel):
@@ -219,6 +245,8 @@ class ReapResult(BaseModel):
     reaped: list[Orphan] = Field(default_factory=list)
     waiting: list[Orphan] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list)  # with the reason
+    held: list[Orphan] = Field(default_factory=list)
+    hold: ReapHold | None = None
 
 
 class RequestInput(BaseModel):
