@@ -3,6 +3,8 @@ their first sightings, and adopting one so the ordinary deletion removes it."""
 
 from datetime import timedelta
 
+from temporalio import activity
+
 from activities.base import Activities, activity_method
 from gatewayflow import inventory
 from gatewayflow.domain.documents import utcnow
@@ -19,7 +21,7 @@ class ReaperActivities(Activities):
             if input.grace_seconds is None
             else input.grace_seconds
         )
-        found = inventory.reapable(inventory.orphans(self.deps))
+        found = inventory.reapable(inventory.orphans(self.deps, on_progress=activity.heartbeat))
         first = self.deps.sightings.seen(sorted(found))
         if input.gateway_ids:
             found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}

@@ -6,9 +6,9 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client as k8s
@@ -44,6 +44,9 @@ from workflows.drift import DriftCheck
 from workflows.policies import HEARTBEAT
 
 INTERVAL = 2.0  # seconds between drift checks in these tests
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @pytest.fixture
@@ -284,20 +287,27 @@ async def test_a_round_writes_no_gateway_document(stack: Settings) -> None:
         assert "last checked" in drift_text(tracked.gateway, checked)
 
 
-async def drift_round(h: Harness, timeout: float = 90.0) -> DriftReport:
-    """One DriftCheck round over every region, run now (not by the schedule). A round that
-    does not end in time fails with what its pending activity last failed with."""
-    wid = f"drift-test/{uuid.uuid4().hex[:8]}"
-    handle = await h.client.start_workflow(
-        DriftCheck.run, [], id=wid, task_queue=h.settings.task_queue
-    )
+async def run_now(
+    h: Harness, run: Callable[[Any, A], Awaitable[R]], arg: A, timeout: float = 90.0
+) -> tuple[str, R]:
+    """A periodic workflow (DriftCheck, OrphanReaper) run once now, not by its schedule:
+    its id and result. A run that does not end in time fails with what its pending
+    activity last failed with."""
+    wid = f"run-now/{uuid.uuid4().hex[:8]}"
+    handle = await h.client.start_workflow(run, arg, id=wid, task_queue=h.settings.task_queue)
     try:
         async with asyncio.timeout(timeout):
-            return await handle.result()
+            return wid, await handle.result()
     except TimeoutError:
         pending = (await handle.describe()).raw_description.pending_activities
         failures = [f"attempt {a.attempt}: {a.last_failure.message}" for a in pending]
-        raise AssertionError(f"no drift round within {timeout:.0f}s: {failures}") from None
+        raise AssertionError(f"no result within {timeout:.0f}s: {failures}") from None
+
+
+async def drift_round(h: Harness, timeout: float = 90.0) -> DriftReport:
+    """One DriftCheck round over every region."""
+    _wid, report = await run_now(h, DriftCheck.run, [], timeout)
+    return report
 
 
 async def first_attempt(h: Harness, workflow_id: str, activity_type: str) -> int:
@@ -329,16 +339,10 @@ async def test_a_slow_cluster_slows_a_round_but_never_times_it_out(stack: Settin
         await asyncio.gather(*(h.wait_for(gid, GatewayState.RUNNING) for gid in gids))
         with admin.faults_injected([{"verb": "list", "latency": 0.25}]):
             began = time.monotonic()
-            report = await drift_round(h, timeout=60)
+            wid, report = await run_now(h, DriftCheck.run, [], timeout=60)
             took = time.monotonic() - began
         assert report.checked == count and report.drifted == []
         assert took > HEARTBEAT.total_seconds(), f"the lists were slow: {took:.1f}s"
-        [wid] = [
-            wf.id
-            async for wf in h.client.list_workflows(
-                f"WorkflowType = 'DriftCheck' AND TaskQueue = '{h.settings.task_queue}'"
-            )
-        ]
         assert await first_attempt(h, wid, "find_drift") == 1
 
 
