@@ -16,6 +16,7 @@ from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, utcnow
 from gatewayflow.domain.errors import GatewayflowError
+from gatewayflow.domain.images import check_runtime_image
 from gatewayflow.domain.messages import DriftFinding, DriftReport
 from gatewayflow.domain.naming import OWNER_LABEL
 from gatewayflow.domain.states import DomainPhase, GatewayPhase
@@ -36,17 +37,21 @@ class DriftActivities(Activities):
 
         A gateway whose document changed while the objects were listed is left for the
         next round: an operation that began meanwhile is not drift. A region that cannot
-        be listed, or a document that cannot name its objects, leaves those gateways
-        unchecked this round (each reason in the report) and the others are checked.
+        be listed, or a document that cannot name its objects or names a runtime image
+        not allowed, leaves those gateways unchecked this round (each reason in the
+        report) and the others are checked.
         """
         before = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
         report = DriftReport()
         by_region: dict[str, dict[str, Expected]] = defaultdict(dict)
+        allowed = self.deps.settings.allowed_runtime_images
         for gid, gw in before.items():
             if regions and gw.placed_region not in regions:
                 continue
             try:
                 naming.validate_gateway_id(gid)
+                if gw.phase is GatewayPhase.STARTED:  # a repair would apply it
+                    check_runtime_image(gw.instance.image, allowed)
                 expected = self.deps.ownership.expected(gw.phase, owner_of(gw))
             except (ValueError, GatewayflowError) as err:
                 _unchecked(report, 1, f"gateway {gid!r}: {err}")
