@@ -2,6 +2,7 @@
 
 from activities.base import Activities, activity_method, step_activity
 from activities.recording import Waiting, heartbeat, recorded_before
+from gatewayflow.cluster.client import Cluster
 from gatewayflow.cluster.errors import NotOwnedError
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import StepInput, StepResult
@@ -46,25 +47,31 @@ class DeletionActivities(Activities):
 
     @step_activity
     def delete_namespace(self, step: StepInput) -> StepResult:
-        """Refuses to take anything it does not own down with the namespace."""
+        """Refuses to take anything it does not own down with the namespace: it looks
+        before it starts, and again just before the namespace DELETE, since an object made
+        while the ConfigMap went (a wait of up to two minutes) would go with it."""
         gid = step.gateway_id
         ns = naming.namespace(gid)
         cluster = self.deps.cluster(step.region)
-        heartbeat(f"looking for objects in {ns} without the label {naming.owner_selector(gid)}")
-        foreign = cluster.foreign_objects(gid, ns)
-        if foreign:
-            refused = NotOwnedError.in_namespace(ns, gid, foreign)
-            self.deps.gateways.record_progress(gid, error=str(refused))
-            raise refused
+        self._refuse_foreign(gid, cluster, ns)
         refs = self.deps.ownership.base.removed(Owner(gid))
         inside = [ref for ref in refs if ref.kind.namespaced]
         namespace = [ref for ref in refs if not ref.kind.namespaced]
         # What is in it is gone before the namespace goes: the namespace takes the worker's
         # RoleBinding with it, and with it the right to look inside.
         deleted = cluster.delete_owned_and_wait(gid, inside, timeout=120, on_wait=heartbeat)
+        self._refuse_foreign(gid, cluster, ns)
         waiting = Waiting(self.deps, gid, f"namespace {ns} to be gone")
         deleted += cluster.delete_owned_and_wait(gid, namespace, timeout=600, on_wait=waiting)
         return StepResult(step=step.step, removed=[str(ref) for ref in deleted])
+
+    def _refuse_foreign(self, gid: str, cluster: Cluster, ns: str) -> None:
+        heartbeat(f"looking for objects in {ns} without the label {naming.owner_selector(gid)}")
+        foreign = cluster.foreign_objects(gid, ns)
+        if foreign:
+            refused = NotOwnedError.in_namespace(ns, gid, foreign)
+            self.deps.gateways.record_progress(gid, error=str(refused))
+            raise refused
 
     @activity_method
     @recorded_before

@@ -10,70 +10,107 @@ from temporalio import activity
 from activities.base import Activities, activity_method
 from activities.provision import trigger_docs
 from gatewayflow.cluster.client import labels_of
-from gatewayflow.cluster.expected import Live, differences
+from gatewayflow.cluster.errors import ClusterError
+from gatewayflow.cluster.expected import Expected, Manifest, differences
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway, utcnow
+from gatewayflow.domain.errors import GatewayflowError
+from gatewayflow.domain.images import check_runtime_image
 from gatewayflow.domain.messages import DriftFinding, DriftReport
 from gatewayflow.domain.naming import OWNER_LABEL
 from gatewayflow.domain.states import DomainPhase, GatewayPhase
 from gatewayflow.ownership import Owner
 
+Owned = dict[str, dict[ObjectRef, Manifest]]
+"""A region's labelled objects by owning gateway id."""
+
+MAX_FAILURES_LISTED = 20
+"""Reasons a round records for what it left unchecked; the count covers the rest."""
+
 
 class DriftActivities(Activities):
     @activity_method
     def find_drift(self, regions: list[str]) -> DriftReport:
-        """Compare every converged gateway (of `regions`, all when empty) with its objects.
+        """Compare every converged gateway (placed in `regions`, all when empty) with its
+        objects, in the region it was placed in.
 
         A gateway whose document changed while the objects were listed is left for the
-        next round: an operation that began meanwhile is not drift.
+        next round: an operation that began meanwhile is not drift. A region that cannot
+        be listed, or a document that cannot name its objects or names a runtime image
+        not allowed, leaves those gateways unchecked this round (each reason in the
+        report) and the others are checked.
         """
         before = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
-        wanted = sorted(
-            {gw.region for gw in before.values() if not regions or gw.region in regions}
-        )
-        live: dict[tuple[str, str], dict[ObjectRef, dict[str, object]]] = defaultdict(dict)
-        for region in wanted:
-            cluster = self.deps.cluster(region)
-            namespaces = cluster.list_labelled(Kind.NAMESPACE)
-            # Namespaced kinds inside the converged gateways' namespaces that exist (the
-            # worker may list them only there); a missing namespace has nothing in it.
-            existing = {obj["metadata"]["name"] for obj in namespaces}
-            inside = sorted(
-                {naming.namespace(gid) for gid, gw in before.items() if gw.region == region}
-                & existing
-            )
-            kinds = [kind for kind in self.deps.ownership.kinds() if kind.namespaced]
-            listed = [namespaces] + [
-                cluster.list_labelled(kind, ns) for kind in kinds for ns in inside
-            ]
-            for objects in listed:
-                for obj in objects:
-                    owner = labels_of(obj).get(OWNER_LABEL, "")
-                    live[(region, owner)][ObjectRef.of(obj)] = obj
-            activity.heartbeat(f"listed {len(inside)} gateway namespace(s) in {region}")
-        after = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
-        self.deps.drift_checks.mark(wanted, utcnow())
-        report = DriftReport(regions=wanted)
+        report = DriftReport()
+        by_region: dict[str, dict[str, Expected]] = defaultdict(dict)
+        allowed = self.deps.settings.allowed_runtime_images
         for gid, gw in before.items():
-            if gw.region not in wanted:
+            if regions and gw.placed_region not in regions:
                 continue
-            report.checked += 1
-            if not _unchanged(gw, after.get(gid)):
+            try:
+                naming.validate_gateway_id(gid)
+                if gw.phase is GatewayPhase.STARTED:  # a repair would apply it
+                    check_runtime_image(gw.instance.image, allowed)
+                expected = self.deps.ownership.expected(gw.phase, owner_of(gw))
+            except (ValueError, GatewayflowError) as err:
+                _unchecked(report, 1, f"gateway {gid!r}: {err}")
                 continue
-            expected = self.deps.ownership.expected(gw.phase, owner_of(gw))
-            found = differences(expected, _owned(live, gw))
-            if found:
-                report.drifted.append(
-                    DriftFinding(
-                        gateway_id=gid,
-                        region=gw.region,
-                        phase=gw.phase,
-                        problems=[str(d) for d in found],
-                        kinds=sorted({d.ref.kind.name for d in found}),
+            by_region[gw.placed_region][gid] = expected
+        report.regions = sorted(by_region)
+        live: dict[str, Owned] = {}
+        for region in report.regions:
+            try:
+                live[region] = self._listed(region, sorted(by_region[region]))
+            except ClusterError as err:
+                count = len(by_region.pop(region))
+                _unchecked(report, count, f"region {region!r}: {count} gateway(s): {err}")
+        after = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
+        self.deps.drift_checks.mark(sorted(live), utcnow())
+        for region, gateways in by_region.items():
+            for gid, expected in gateways.items():
+                report.checked += 1
+                gw = before[gid]
+                if not _unchanged(gw, after.get(gid)):
+                    continue
+                found = differences(expected, live[region].get(gid, {}))
+                if found:
+                    report.drifted.append(
+                        DriftFinding(
+                            gateway_id=gid,
+                            region=region,
+                            phase=gw.phase,
+                            problems=[str(d) for d in found],
+                            kinds=sorted({d.ref.kind.name for d in found}),
+                        )
                     )
-                )
+        report.drifted.sort(key=lambda f: f.gateway_id)
         return _at_most(report, self.deps.settings.drift_max_repairs)
+
+    def _listed(self, region: str, gateway_ids: list[str]) -> Owned:
+        """The labelled objects of the region's gateways: one list of the Namespaces, then
+        one per kind inside each of their namespaces that exists (the worker may list them
+        only there), as metadata but for the kinds whose body is compared. A heartbeat
+        after each list: a slow cluster slows the round, never times it out."""
+        cluster = self.deps.cluster(region)
+        with_body = self.deps.ownership.kinds_with_body()
+        namespaces = cluster.list_labelled(Kind.NAMESPACE, metadata_only=True)
+        listed = [(Kind.NAMESPACE, obj) for obj in namespaces]
+        existing = {obj["metadata"]["name"] for obj in namespaces}
+        inside = sorted({naming.namespace(gid) for gid in gateway_ids} & existing)
+        kinds = [kind for kind in self.deps.ownership.kinds() if kind.namespaced]
+        for n, ns in enumerate(inside, start=1):
+            for kind in kinds:
+                found = cluster.list_labelled(kind, ns, metadata_only=kind not in with_body)
+                listed += [(kind, obj) for obj in found]
+                activity.heartbeat(f"{region}: listing namespace {n} of {len(inside)}")
+        owned: Owned = defaultdict(dict)
+        for kind, obj in listed:
+            metadata = obj["metadata"]
+            namespace = metadata.get("namespace") if kind.namespaced else None
+            ref = ObjectRef(kind, namespace, metadata["name"])
+            owned[labels_of(obj).get(OWNER_LABEL, "")][ref] = obj
+        return owned
 
     @activity_method
     def record_drift_repair(self, finding: DriftFinding) -> bool:
@@ -101,10 +138,6 @@ def owner_of(gw: ApiGateway) -> Owner:
     )
 
 
-def _owned(live: dict[tuple[str, str], dict[ObjectRef, dict[str, object]]], gw: ApiGateway) -> Live:
-    return live.get((gw.region, gw.gateway_id), {})
-
-
 def _unchanged(before: ApiGateway, after: ApiGateway | None) -> bool:
     return (
         after is not None
@@ -112,6 +145,14 @@ def _unchanged(before: ApiGateway, after: ApiGateway | None) -> bool:
         and after.state is before.state
         and after.progress.updated_at == before.progress.updated_at
     )
+
+
+def _unchecked(report: DriftReport, count: int, why: str) -> None:
+    """Gateways left out of this round, and why (the first few reasons)."""
+    activity.logger.warning("drift check: not checked: %s", why)
+    report.unchecked += count
+    if len(report.failures) < MAX_FAILURES_LISTED:
+        report.failures.append(why)
 
 
 def _at_most(report: DriftReport, limit: int) -> DriftReport:

@@ -10,6 +10,7 @@ from activities.errors import validate_input
 from activities.recording import complete_step
 from gatewayflow.domain import naming
 from gatewayflow.domain.errors import DeletionFailed, reason, to_application_error
+from gatewayflow.domain.images import check_runtime_image
 from gatewayflow.domain.messages import (
     Intent,
     PhaseUpdate,
@@ -20,7 +21,7 @@ from gatewayflow.domain.messages import (
     StepInput,
     StepResult,
 )
-from gatewayflow.domain.states import GatewayState
+from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import RequestRefused, begins_from
 from gatewayflow.metrics import REQUESTS_REFUSED
 from gatewayflow.store.errors import MalformedDocument, UnknownGateway
@@ -49,7 +50,11 @@ class GatewayActivities(Activities):
     def begin_operation(self, update: PhaseUpdate) -> bool:
         """Enter the operation's phase with a fresh progress record, only while the state
         is still `expected_state`; False (and nothing written) when it is not: the
-        operation must not run, the intent it was decided on is gone."""
+        operation must not run, the intent it was decided on is gone. A start or restart
+        of a runtime image the settings do not allow is refused before it begins."""
+        if update.phase is GatewayPhase.STARTING:
+            image = self.deps.gateways.require(update.gateway_id).instance.image
+            check_runtime_image(image, self.deps.settings.allowed_runtime_images)
         return self.deps.gateways.begin(
             update.gateway_id,
             update.phase,

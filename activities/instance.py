@@ -3,6 +3,7 @@
 from activities.base import Activities, activity_method, step_activity
 from activities.recording import Waiting, begin_step, complete_step
 from gatewayflow.domain import naming
+from gatewayflow.domain.images import check_runtime_image
 from gatewayflow.domain.messages import InstanceInput, ReadyCheck, StepInput, StepResult
 from gatewayflow.ownership import Owner
 
@@ -10,9 +11,12 @@ from gatewayflow.ownership import Owner
 class InstanceActivities(Activities):
     @step_activity
     def apply_instance(self, step: InstanceInput) -> StepResult:
-        """Create or update; a new `restarted_at` makes it a rolling update."""
+        """Create or update; a new `restarted_at` makes it a rolling update. The image is
+        checked against the allowed ones here too: the document may change after the
+        start began."""
         gid = step.gateway_id
         gw = self.deps.gateways.require(gid)
+        check_runtime_image(gw.instance.image, self.deps.settings.allowed_runtime_images)
         cluster = self.deps.cluster(step.region)
         part = self.deps.ownership.instance
         owner = Owner(gid, region=step.region, instance=gw.instance, restarted_at=step.restarted_at)

@@ -5,6 +5,7 @@ deletion removes it."""
 from datetime import timedelta
 
 from pymongo.errors import PyMongoError
+from temporalio import activity
 
 from activities.base import Activities, activity_method
 from gatewayflow import inventory, reap_limits
@@ -24,7 +25,9 @@ class ReaperActivities(Activities):
             census = reap_limits.take_census(self.deps, regions)
         except PyMongoError as exc:
             return OrphanScan(hold=reap_limits.unreachable(settings, exc))
-        found = inventory.reapable(inventory.orphans(self.deps, regions))
+        found = inventory.reapable(
+            inventory.orphans(self.deps, regions, on_progress=activity.heartbeat)
+        )
         first = self.deps.sightings.seen(sorted(found))
         if input.gateway_ids:
             found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}

@@ -8,6 +8,7 @@ the deletion, is control/plan.py.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,6 +17,13 @@ from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import COLLECTIONS
 from gatewayflow.domain.messages import Orphan
+
+OnProgress = Callable[[str], None]
+"""Called as a long scan goes on, with what it has just done."""
+
+
+def _quiet(_done: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,15 @@ def audit_regions(deps: Deps) -> list[str]:
     return sorted(deps.settings.regions) or deps.regions.known_contexts()
 
 
-def orphans(deps: Deps, regions: list[str] | None = None) -> dict[str, list[Item]]:
+def orphans(
+    deps: Deps, regions: list[str] | None = None, on_progress: OnProgress = _quiet
+) -> dict[str, list[Item]]:
     """Resources of gateways that have no ApiGateway document any more: leaks.
 
     Looks in every region (by the ownership label of the namespaces), in every collection
     and on the runtime MongoDB (`gw_*` databases and their users, by their owner marker).
+    `on_progress` is called after each region's list and each gateway looked at: an
+    activity heartbeats there, so a slow cluster slows the scan but never times it out.
     """
     regions = audit_regions(deps) if regions is None else regions
     ids: set[str] = set()
@@ -86,6 +98,7 @@ def orphans(deps: Deps, regions: list[str] | None = None) -> dict[str, list[Item
             ids.update(str(v) for v in deps.db[collection].distinct("gatewayId"))
     for region in regions:
         ids.update(deps.cluster(region).gateway_namespaces().values())
+        on_progress(f"listed the gateway namespaces of {region}")
     databases: dict[str, list[Item]] = {}
     for name in deps.runtime.names():
         owner = deps.runtime.owner(name) or name.removeprefix("gw_").replace("_", "-")
@@ -95,12 +108,13 @@ def orphans(deps: Deps, regions: list[str] | None = None) -> dict[str, list[Item
         )
     ids.update(databases)
     found: dict[str, list[Item]] = {}
-    for gateway_id in sorted(ids):
+    for n, gateway_id in enumerate(sorted(ids), start=1):
+        on_progress(f"looking at gateway {n} of {len(ids)}")
         if deps.db["ApiGateway"].find_one({"gatewayId": gateway_id}, {"_id": 1}) is not None:
             continue
         items = [
             item
-            for item in leftovers_everywhere(deps, gateway_id, regions)
+            for item in leftovers_everywhere(deps, gateway_id, regions, on_progress)
             if item.where != "runtime-db"
         ]
         items += databases.get(gateway_id, [])
@@ -144,12 +158,15 @@ def described_orphans(
     return described
 
 
-def leftovers_everywhere(deps: Deps, gateway_id: str, regions: list[str]) -> list[Item]:
+def leftovers_everywhere(
+    deps: Deps, gateway_id: str, regions: list[str], on_progress: OnProgress = _quiet
+) -> list[Item]:
     """`leftovers` in every region, the Mongo and runtime-database items once."""
     found: list[Item] = []
     for n, region in enumerate(regions):
         items = leftovers(deps, gateway_id, region)
         found += [item for item in items if n == 0 or item.where == "kubernetes"]
+        on_progress(f"looked for {gateway_id} in {region}")
     return found
 
 

@@ -187,6 +187,18 @@ class Ownership:
         """Every kind a gateway owns, each once."""
         return list(dict.fromkeys(o.kind for part in self.parts for o in part.objects))
 
+    def kinds_with_body(self) -> list[Kind]:
+        """The kinds whose body the drift check compares (a spec, `spec.suspend`); of
+        every other kind it needs only to know which objects exist."""
+        return list(
+            dict.fromkeys(
+                o.kind
+                for part in self.parts
+                for o in part.objects
+                if o.spec_checked or o.when_stopped is WhenStopped.SUSPENDED
+            )
+        )
+
     def expected(self, phase: GatewayPhase, owner: Owner) -> Expected:
         """What a converged phase implies in the cluster; nothing while an operation runs."""
         objects = [o for part in self.parts for o in part.objects]

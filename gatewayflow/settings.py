@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         validation_alias=_env("GATEWAYFLOW_REGION_DELETION_LIMIT"),
         description="deletions running at once per region, across every worker",
     )
+    runtime_images: str = Field(
+        default="gatewayflow/runtime",
+        validation_alias=_env("GATEWAYFLOW_RUNTIME_IMAGES"),
+        description="comma-separated images a gateway's runtime may run: a repository "
+        "(any tag or digest of it) or a prefix ending in '/' (every image under it)",
+    )
     metrics_port: int | None = Field(
         default=None, validation_alias=_env("GATEWAYFLOW_METRICS_PORT")
     )
@@ -207,6 +213,10 @@ class Settings(BaseSettings):
         if variable in self._embedded:
             return f"start the embedded stack with `gatewayflow up`, or set {variable}"
         return f"check {variable} (it points there)"
+
+    @property
+    def allowed_runtime_images(self) -> list[str]:
+        return [entry.strip() for entry in self.runtime_images.split(",") if entry.strip()]
 
     def context_for(self, region: str) -> str:
         return self.regions.get(region, region)

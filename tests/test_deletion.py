@@ -439,3 +439,51 @@ async def test_foreign_object_stops_the_deletion_before_the_namespace(stack: Set
             assert gone.value.status == 404
         finally:
             api.close()
+
+
+async def test_a_foreign_object_made_while_the_configmap_goes_keeps_the_namespace(
+    stack: Settings,
+) -> None:
+    """The namespace step looks for foreign objects, then removes the ConfigMap and waits
+    until it is gone (here held by a finalizer), then deletes the namespace. An object made
+    in that window is seen by a second look just before the namespace DELETE."""
+    hold = "example.com/hold"
+    async with harness(stack) as h:
+        gid = await started(h, "window")
+        ns, config_map = naming.namespace(gid), naming.config_map(gid)
+        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(stack.kubeconfig), context="local"
+        )
+        core = k8s.CoreV1Api(api)
+        try:
+            core.patch_namespaced_config_map(config_map, ns, {"metadata": {"finalizers": [hold]}})
+            await h.request(gid, Request.DELETE)
+            cluster = h.deps.cluster("local")
+            ours = ObjectRef(Kind.CONFIG_MAP, ns, config_map)
+
+            def terminating() -> bool:
+                live = cluster.get(ours)
+                return live is not None and bool(live["metadata"].get("deletionTimestamp"))
+
+            async with asyncio.timeout(60):  # the first look is done: the ConfigMap goes
+                while not await asyncio.to_thread(terminating):
+                    await asyncio.sleep(0.1)
+            core.create_namespaced_config_map(
+                ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="operator-notes"))
+            )
+            core.patch_namespaced_config_map(config_map, ns, {"metadata": {"finalizers": None}})
+
+            notes = ObjectRef(Kind.CONFIG_MAP, ns, "operator-notes")
+            gw = await stopped_deletion(h, gid)
+            assert gw.progress.last_error and "operator-notes" in gw.progress.last_error
+            assert cluster.get(notes) is not None
+            namespace = cluster.get(ObjectRef(Kind.NAMESPACE, None, ns))
+            assert namespace is not None and not namespace["metadata"].get("deletionTimestamp")
+
+            core.delete_namespaced_config_map("operator-notes", ns)
+            with contextlib.suppress(UnknownGateway):
+                await h.request(gid, Request.DELETE)
+            await h.wait_for(gid, GatewayState.DELETED)
+            await assert_nothing_left(h, gid)
+        finally:
+            api.close()

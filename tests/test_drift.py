@@ -2,37 +2,50 @@
 come back (or go) through the gateway's own workflow, and the repair is recorded."""
 
 import asyncio
+import contextlib
+import json
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import ScheduleActionExecutionStartWorkflow, WorkflowExecutionStatus
+from temporalio.testing import ActivityEnvironment
 
-from activities.drift import owner_of
+from activities.drift import DriftActivities, owner_of
 from control import service
 from control.schedules import drift_schedule_id
 from control.views import drift_text
 from gatewayflow.cluster import manifests
+from gatewayflow.cluster.client import METADATA_LIST
 from gatewayflow.cluster.expected import differences
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
-from gatewayflow.domain.documents import ApiGateway, utcnow
+from gatewayflow.domain.documents import ApiGateway, InstanceSpec, utcnow
 from gatewayflow.domain.messages import DriftReport
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.ownership import OWNERSHIP
 from gatewayflow.settings import Settings
+from gatewayflow_dev.kube_emulator.kubeconfig import kubeconfig
 from tests.conftest import free_ports
 from tests.emulator_admin import EmulatorAdmin, cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
+from tests.kube_fixtures import Emulator
 from tests.test_lifecycle import expected_objects
 from tests.test_metrics import scrape
+from workflows.drift import DriftCheck
+from workflows.policies import HEARTBEAT
 
 INTERVAL = 2.0  # seconds between drift checks in these tests
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @pytest.fixture
@@ -250,6 +263,13 @@ async def test_a_repair_never_deletes_an_unlabelled_object_of_its_gateways_name(
         core.delete_namespaced_service(gid, ns, _preload_content=False)
 
 
+def cluster_deployment(h: Harness, gid: str) -> dict[str, Any]:
+    ref = ObjectRef(Kind.DEPLOYMENT, naming.namespace(gid), naming.deployment(gid))
+    live = h.deps.cluster("local").get(ref)
+    assert live is not None
+    return live
+
+
 def drift_of(gw: ApiGateway, live: dict[ObjectRef, dict[str, Any]]) -> list[str]:
     expected = OWNERSHIP.expected(gw.phase, owner_of(gw))
     return [str(d) for d in differences(expected, live)]
@@ -360,3 +380,183 @@ async def test_a_round_writes_no_gateway_document(stack: Settings) -> None:
         checked = tracked.drift_checked_at
         assert checked is not None and checked >= began.replace(microsecond=0)
         assert "last checked" in drift_text(tracked.gateway, checked)
+
+
+async def run_now(
+    h: Harness, run: Callable[[Any, A], Awaitable[R]], arg: A, timeout: float = 90.0
+) -> tuple[str, R]:
+    """A periodic workflow (DriftCheck, OrphanReaper) run once now, not by its schedule:
+    its id and result. A run that does not end in time fails with what its pending
+    activity last failed with."""
+    wid = f"run-now/{uuid.uuid4().hex[:8]}"
+    handle = await h.client.start_workflow(run, arg, id=wid, task_queue=h.settings.task_queue)
+    try:
+        async with asyncio.timeout(timeout):
+            return wid, await handle.result()
+    except TimeoutError:
+        pending = (await handle.describe()).raw_description.pending_activities
+        failures = [f"attempt {a.attempt}: {a.last_failure.message}" for a in pending]
+        raise AssertionError(f"no result within {timeout:.0f}s: {failures}") from None
+
+
+async def drift_round(h: Harness, timeout: float = 90.0) -> DriftReport:
+    """One DriftCheck round over every region."""
+    _wid, report = await run_now(h, DriftCheck.run, [], timeout)
+    return report
+
+
+async def first_attempt(h: Harness, workflow_id: str, activity_type: str) -> int:
+    """The attempt on which the workflow's `activity_type` activity completed."""
+    history = await h.client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type
+    }
+    [attempt] = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
+    ]
+    return attempt
+
+
+async def test_a_slow_cluster_slows_a_round_but_never_times_it_out(stack: Settings) -> None:
+    """At 0.25 s per list, six gateways' namespaces take longer to list than the heartbeat
+    timeout: the round heartbeats as it lists, so it ends, on its first attempt."""
+    count = 6
+    admin = EmulatorAdmin.of(stack)
+    async with harness(stack) as h:
+        gids = [unique_id("slow") for _ in range(count)]
+        await asyncio.gather(*(h.create(gid, triggers=0) for gid in gids))
+        await asyncio.gather(*(h.wait_for(gid, GatewayState.RUNNING) for gid in gids))
+        with admin.faults_injected([{"verb": "list", "latency": 0.25}]):
+            began = time.monotonic()
+            wid, report = await run_now(h, DriftCheck.run, [], timeout=60)
+            took = time.monotonic() - began
+        assert report.checked == count and report.drifted == []
+        assert took > HEARTBEAT.total_seconds(), f"the lists were slow: {took:.1f}s"
+        assert await first_attempt(h, wid, "find_drift") == 1
+
+
+async def test_a_canonical_quantity_is_no_drift(stack: Settings, kube: k8s.ApiClient) -> None:
+    """An API server answers quantities in canonical form ("0.5" as "500m", "1024Mi" as
+    "1Gi"): the same quantity, so the gateway has not drifted and nothing is repaired."""
+    apps = k8s.AppsV1Api(kube)
+    async with harness(stack) as h:
+        gid = unique_id("quantity")
+        instance = InstanceSpec(cpu="0.5", memory="1024Mi")
+        await asyncio.to_thread(
+            h.gateways.insert, ApiGateway(gateway_id=gid, instance=instance, triggers=0)
+        )
+        await h.wait_for(gid, GatewayState.RUNNING)
+        ns = naming.namespace(gid)
+        canonical = {"cpu": "500m", "memory": "1Gi"}
+        resources = {"requests": canonical, "limits": canonical}
+        path = "/spec/template/spec/containers/0/resources"
+        patch = [{"op": "replace", "path": path, "value": resources}]  # a JSON patch
+        await asyncio.to_thread(apps.patch_namespaced_deployment, gid, ns, patch)
+
+        report = await drift_round(h)
+        assert report.checked == 1
+        assert report.drifted == []
+        live = await asyncio.to_thread(cluster_deployment, h, gid)
+        assert live["spec"]["template"]["spec"]["containers"][0]["resources"] == resources
+        assert (await gateway(h, gid)).progress.drift.repairs == 0
+
+
+@contextlib.contextmanager
+def three_regions(home: Path) -> Iterator[Path]:
+    """A kubeconfig of regions `local` and `eu` (one emulator) and `far`, whose API server
+    never answers."""
+    emulator = Emulator(home, "--regions", "local,eu", "--delete-delay", "0.05")
+    emulator.start()
+    try:
+        config = json.loads(emulator.kubeconfig.read_text())
+        dead = kubeconfig(f"http://127.0.0.1:{free_ports(1)[0]}", ["far"])
+        for section in ("clusters", "users", "contexts"):
+            config[section] += dead[section]
+        path = home / "three-regions.kubeconfig"
+        path.write_text(json.dumps(config))
+        yield path
+    finally:
+        emulator.stop()
+
+
+async def test_each_gateway_is_checked_where_it_was_placed_and_no_region_fails_a_round(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """`region` rewritten by hand (to another configured region, or to one that does not
+    exist) changes nothing: the gateway lives where it was placed and is checked there. A
+    region whose cluster cannot be reached leaves its own gateways unchecked, and the
+    round goes on for the others."""
+    with three_regions(tmp_path) as kubeconfig_path:
+        async with harness(stack, kubeconfig=kubeconfig_path) as h:
+            moved, renamed, hurt = unique_id("moved"), unique_id("mars"), unique_id("hurt")
+            await asyncio.gather(*(h.create(gid, triggers=0) for gid in (moved, renamed, hurt)))
+            for gid in (moved, renamed, hurt):
+                await h.wait_for(gid, GatewayState.RUNNING)
+            raw = h.deps.db["ApiGateway"]
+            far = ApiGateway(
+                gateway_id=unique_id("far"),
+                region="far",
+                state=GatewayState.RUNNING,
+                phase=GatewayPhase.STARTED,
+            )
+            await asyncio.to_thread(raw.insert_one, far.to_mongo())
+            await asyncio.to_thread(
+                raw.update_one, {"gatewayId": moved}, {"$set": {"region": "eu"}}
+            )
+            await asyncio.to_thread(
+                raw.update_one, {"gatewayId": renamed}, {"$set": {"region": "mars"}}
+            )
+            local = h.deps.cluster("local")
+            deployment = ObjectRef(Kind.DEPLOYMENT, naming.namespace(hurt), naming.deployment(hurt))
+            await asyncio.to_thread(local.delete_owned, hurt, deployment)
+
+            report = await drift_round(h)
+            assert [f.gateway_id for f in report.drifted] == [hurt]
+            assert report.drifted[0].region == "local"
+            assert report.checked == 3
+            assert report.unchecked == 1
+            assert any("far" in failure for failure in report.failures), report.failures
+            for gid in (moved, renamed):
+                assert (await gateway(h, gid)).progress.drift.repairs == 0
+
+
+async def test_a_round_lists_bodies_only_of_what_it_compares(stack: Settings) -> None:
+    """Presence is all the check needs of most kinds: those are listed as metadata, and a
+    Secret's data is never read. Bodies only of the Deployment and CronJobs (their spec)."""
+    async with harness(stack) as h:
+        gid = unique_id("metadata")
+        await h.create(gid)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        ns = naming.namespace(gid)
+        cluster = h.deps.cluster("local")
+        secret = cluster.get(ObjectRef(Kind.SECRET, ns, naming.db_secret(gid)))
+        assert secret is not None
+        password = secret["data"]["password"]
+        requests: list[tuple[str, str]] = []
+        send = cluster._request
+
+        def recorded(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+            answer: dict[str, Any] = send(method, path, **kwargs)
+            assert password not in json.dumps(answer), f"Secret data read: {method} {path}"
+            requests.append((path, kwargs.get("accept") or ""))
+            return answer
+
+        cluster._request = recorded  # type: ignore[method-assign]
+        try:
+            report = await asyncio.to_thread(
+                ActivityEnvironment().run, DriftActivities(h.deps).find_drift, []
+            )
+        finally:
+            del cluster._request
+        assert report.checked == 1 and report.drifted == []
+        whole = {path for path, accept in requests if accept != METADATA_LIST}
+        assert whole == {
+            f"/apis/apps/v1/namespaces/{ns}/deployments",
+            f"/apis/batch/v1/namespaces/{ns}/cronjobs",
+        }

@@ -11,15 +11,19 @@ from pathlib import Path
 import pytest
 
 from control import reaper, service
+from gatewayflow.cluster import manifests
 from gatewayflow.domain import naming
-from gatewayflow.domain.messages import ReapResult
+from gatewayflow.domain.documents import ApiGateway
+from gatewayflow.domain.messages import ReapInput, ReapResult
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.settings import Settings
 from tests.conftest import free_ports
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id
 from tests.kube_fixtures import Emulator
+from tests.test_drift import first_attempt, run_now
 from tests.test_metrics import scrape
+from workflows.policies import HEARTBEAT
 from workflows.reaper import OrphanReaper
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -156,3 +160,40 @@ async def test_a_document_deleted_by_hand_mid_operation_is_reaped(
                     await asyncio.sleep(0.5)
         assert not left
         assert await asyncio.to_thread(h.gateways.get, gid) is None
+
+
+async def test_a_slow_cluster_slows_the_reapers_scan_but_never_times_it_out(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """At 0.25 s per list, looking through six orphans takes longer than the heartbeat
+    timeout: the scan heartbeats per gateway it looks at, so the run ends, on its first
+    attempt (with a grace period of an hour: it adopts nothing)."""
+    count = 6
+    with kube_emulator(tmp_path) as kubeconfig:
+        async with harness(stack, kubeconfig=kubeconfig, dispatcher=False) as h:
+            live = [
+                ApiGateway(
+                    gateway_id=unique_id("live"),
+                    state=GatewayState.STOPPED,
+                    phase=GatewayPhase.STOPPED,
+                )
+                for _ in range(2 * count)
+            ]
+            for gw in live:
+                await asyncio.to_thread(h.gateways.insert, gw)
+            cluster = h.deps.cluster("local")
+            left = [unique_id("orphan") for _ in range(count)]
+            for gid in left:
+                await asyncio.to_thread(cluster.ensure, gid, manifests.namespace(gid))
+                await asyncio.to_thread(cluster.ensure, gid, manifests.config_map(gid, "local"))
+            admin = EmulatorAdmin.of(h.settings)
+            with admin.faults_injected([{"verb": "list", "latency": 0.25}]):
+                began = time.monotonic()
+                wid, result = await run_now(
+                    h, OrphanReaper.run, ReapInput(grace_seconds=3600), timeout=90
+                )
+                took = time.monotonic() - began
+            assert sorted(o.gateway_id for o in result.waiting) == sorted(left)
+            assert result.reaped == []
+            assert took > HEARTBEAT.total_seconds(), f"the lists were slow: {took:.1f}s"
+            assert await first_attempt(h, wid, "find_orphans") == 1

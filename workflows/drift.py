@@ -1,8 +1,9 @@
 """DriftCheck: one round of the drift check, run by a Temporal Schedule.
 
-One label-selected list per kind and region (not per gateway), compared with what each
-converged gateway's phase implies; each drifted gateway's own workflow gets a `repair`
-signal, so the repair is serialized with everything else that gateway does.
+Label-selected lists per kind and gateway namespace, in the region each gateway was placed
+in, compared with what each converged gateway's phase implies; each drifted gateway's own
+workflow gets a `repair` signal, so the repair is serialized with everything else that
+gateway does.
 """
 
 from temporalio import workflow
@@ -37,8 +38,13 @@ class DriftCheck:
                 workflow.logger.warning("could not signal %s to repair drift", wid)
         drifted = ", ".join(f.gateway_id for f in report.drifted) or "none"
         later = f"; {report.deferred} more drifted, left to later rounds" if report.deferred else ""
+        unchecked = (
+            f"; **{report.unchecked} not checked**: {'; '.join(report.failures)}"
+            if report.unchecked
+            else ""
+        )
         workflow.set_current_details(
             f"checked **{report.checked}** gateways in {', '.join(report.regions) or 'no region'}"
-            f"; drifted: {drifted}{later}"
+            f"; drifted: {drifted}{later}{unchecked}"
         )
         return report

@@ -194,10 +194,17 @@ class Cluster:
         # Checked again here: deletion must not depend on the server's label selector alone.
         return [obj for obj in items if is_owned(gateway_id, obj)]
 
-    def list_labelled(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
+    def list_labelled(
+        self, kind: Kind, namespace: str | None = None, *, metadata_only: bool = False
+    ) -> list[Manifest]:
         """Every object of `kind` carrying the ownership label, whoever owns it: one
         label-selected list (the drift check's). Namespaced kinds are listed inside a
-        gateway namespace: the worker may list them only there (deploy/worker.yaml)."""
+        gateway namespace: the worker may list them only there (deploy/worker.yaml).
+        `metadata_only`: names and labels without bodies, where presence is all that
+        counts (a Secret's data is never read)."""
+        if metadata_only:
+            path = kind.collection_path(namespace)
+            return self._retrying(partial(self._list_metadata, path, OWNER_LABEL))
         return self._retrying(lambda: self._list(kind, namespace, OWNER_LABEL))
 
     def owned_refs(

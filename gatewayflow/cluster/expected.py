@@ -51,14 +51,35 @@ def differences(expected: Expected, live: Live) -> list[Difference]:
     return found
 
 
-def is_subset(wanted: Any, live: Any) -> bool:
+QUANTITIES = frozenset({"requests", "limits"})
+"""Keys whose values are resource quantities, which a server may answer in another form
+of the same amount ("0.5" as "500m", "1024Mi" as "1Gi")."""
+
+
+def is_subset(wanted: Any, live: Any, *, quantities: bool = False) -> bool:
     """Whether every field we set has the value we set (the server may add more)."""
     if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(is_subset(v, live.get(k)) for k, v in wanted.items())
+        return isinstance(live, dict) and all(
+            is_subset(v, live.get(k), quantities=quantities or k in QUANTITIES)
+            for k, v in wanted.items()
+        )
     if isinstance(wanted, list):
         return (
             isinstance(live, list)
             and len(live) == len(wanted)
             and all(is_subset(w, x) for w, x in zip(wanted, live, strict=True))
         )
+    if wanted != live and quantities:
+        return same_quantity(wanted, live)
     return bool(wanted == live)
+
+
+def same_quantity(wanted: Any, live: Any) -> bool:
+    """Whether two Kubernetes quantities are the same amount."""
+    # Imported here: the client is loaded only by processes that talk to a cluster.
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return bool(parse_quantity(wanted) == parse_quantity(live))  # type: ignore[no-untyped-call]
+    except (TypeError, ValueError):
+        return False

@@ -172,6 +172,11 @@ class DriftReport(BaseModel):
     deferred: int = 0
     """Found drifted but left to later rounds (drawn again at random from what is found)."""
     signalled: list[str] = Field(default_factory=list)
+    unchecked: int = 0
+    """Converged gateways not compared this round: their region could not be listed, or
+    their document cannot name their objects. The next round tries them again."""
+    failures: list[str] = Field(default_factory=list)
+    """Why, per region or gateway (the first few)."""
 
 
 class PermitRequest(BaseModel):
