@@ -451,9 +451,8 @@ async def test_a_foreign_object_made_while_the_configmap_goes_keeps_the_namespac
     async with harness(stack) as h:
         gid = await started(h, "window")
         ns, config_map = naming.namespace(gid), naming.config_map(gid)
-        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(stack.kubeconfig), context="local"
-        )
+        # The operator, not the worker: the admission policy keeps the worker to its own.
+        api = cluster_admin(stack)
         core = k8s.CoreV1Api(api)
         try:
             core.patch_namespaced_config_map(config_map, ns, {"metadata": {"finalizers": [hold]}})

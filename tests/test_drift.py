@@ -475,7 +475,7 @@ def three_regions(home: Path) -> Iterator[Path]:
     emulator.start()
     try:
         config = json.loads(emulator.kubeconfig.read_text())
-        dead = kubeconfig(f"http://127.0.0.1:{free_ports(1)[0]}", ["far"])
+        dead = kubeconfig(f"http://127.0.0.1:{free_ports(1)[0]}", ["far"], token="never-asked")
         for section in ("clusters", "users", "contexts"):
             config[section] += dead[section]
         path = home / "three-regions.kubeconfig"
