@@ -2,7 +2,7 @@
 
 N gateways (Started) get `state: 'Deleted'` in one raw `update_many`, as an operator would
 write it. Two worker processes share the task queue; GATEWAYFLOW_REGION_DELETION_LIMIT is
-`--limit`. The deletion guard holds all but the first few, as it should for a whole region
+`--limit`. The deletion guard holds all but a quarter of them, as it should for a whole region
 deleted at once; the run releases them as the operator of a deliberate off-boarding would
 (`gatewayflow deletions release --region local`, every second while deletions still ask).
 Printed: the time until every document and namespace is gone, and from the Kubernetes
