@@ -243,6 +243,10 @@ class GatewayWorkflow:
             search.upsert(gid, state=intent.state.value, phase=intent.phase.value)
             self._note(state=intent.state, phase=intent.phase)
             self._seen = None if intent.malformed else (intent.state, intent.phase)
+            if not intent.malformed and intent.state is not GatewayState.DELETED:
+                # A delete heard earlier asked for a deletion that is over without one
+                # (a held deletion an operator cancelled): it stops nothing any more.
+                self._delete_requested = False
         return intent
 
     async def _act(self, intent: Intent, decision: Decision, input: GatewayInput) -> None:
@@ -371,8 +375,6 @@ class GatewayWorkflow:
                 lambda: self._history_long(input),
             )
             if passage is not guard.Passage.ADMITTED:
-                # A delete heard while held asked for the deletion that stops here.
-                self._delete_requested = False
                 raise OperationStopped(passage.value)
         await intents.begin(operation, intent)
         self._note(phase=operation.during)
