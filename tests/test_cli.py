@@ -159,6 +159,8 @@ WITHOUT_STACK = [
     ("plan", "shop"),
     ("audit",),
     ("replay", "--workflow-id", "gateway/shop"),
+    ("deletions", "release", "--region", "local"),
+    ("deletions", "cancel", "--region", "local"),
 ]
 
 
