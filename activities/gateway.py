@@ -77,7 +77,7 @@ class GatewayActivities(Activities):
         `progress.lastError` (and counts it)."""
         gid, what = req.gateway_id, req.request
         try:
-            gateway, written = self.deps.gateways.request(gid, what)
+            gateway, written = self.deps.gateways.request(gid, what, signal=req.source == "signal")
         except (RequestRefused, UnknownGateway, MalformedDocument) as exc:
             why = str(exc)
             REQUESTS_REFUSED.labels(request=what.value, source=req.source).inc()

@@ -7,6 +7,7 @@ from activities.deletion import DeletionActivities
 from activities.domain import DomainActivities
 from activities.drift import DriftActivities
 from activities.gateway import GatewayActivities
+from activities.guard import GuardActivities
 from activities.instance import InstanceActivities
 from activities.permits import PermitActivities
 from activities.provision import ProvisionActivities
@@ -26,6 +27,7 @@ def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callabl
     deletion = DeletionActivities(deps)
     drift = DriftActivities(deps)
     permits = PermitActivities(deps)
+    guard = GuardActivities(deps)
     reaper = ReaperActivities(deps)
     return [
         gateway.read_intent,
@@ -56,6 +58,8 @@ def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callabl
         drift.record_drift_repair,
         permits.acquire_permit,
         permits.release_permit,
+        guard.admit_deletion,
+        guard.cancel_held_deletion,
         reaper.find_orphans,
         reaper.adopt_orphan,
         reaper.record_reaped,

@@ -53,9 +53,12 @@ async def measure(
     bench: Bench, plan: Plan, console: Console, profile_dir: Path | None
 ) -> dict[str, object]:
     # The engine bound paces nothing: the bursts measure orchestration with the per-region
-    # deletion limit out of the way (bench.mass_deletion measures the pacing itself).
+    # deletion limit and the deletion guard out of the way (bench.mass_deletion measures the
+    # pacing itself, and releases what the guard holds).
     limit = max(plan.bursts)
-    gatewayflow = bench.scoped("gf").model_copy(update={"region_deletion_limit": limit})
+    gatewayflow = bench.scoped("gf").model_copy(
+        update={"region_deletion_limit": limit, "deletion_guard_count": 1_000_000}
+    )
     worker = bench.worker_process(gatewayflow)
     await asyncio.to_thread(worker.start)
     try:

@@ -10,10 +10,11 @@ from typing import Any
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.workflow import UpdateMethodMultiParam
 
 from gatewayflow.domain import naming
-from gatewayflow.domain.messages import GatewayInput, RequestAccepted
+from gatewayflow.domain.messages import GatewayInput, GuardNotice, RequestAccepted
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused
 from gatewayflow.settings import Settings
@@ -85,3 +86,14 @@ async def ask_gateway(
         raise RequestRefused(why) from exc
     handle = await start.workflow_handle()
     return accepted, handle.result_run_id or ""
+
+
+async def notify_guard(client: Client, gateway_id: str, notice: GuardNotice) -> bool:
+    """Tell a held deletion's workflow that an operator released or cancelled it; False
+    when it is not running (its next run asks the guard itself)."""
+    handle = client.get_workflow_handle(naming.gateway_workflow_id(gateway_id))
+    try:
+        await handle.signal(GatewayWorkflow.deletion_guard, notice)
+    except RPCError:
+        return False
+    return True

@@ -25,16 +25,17 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from control.intents import SIGNAL_FOR_STATE, ask_gateway, signal_gateway
+from control.intents import SIGNAL_FOR_STATE, ask_gateway, notify_guard, signal_gateway
 from gatewayflow import links
 from gatewayflow.client import connect
 from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
+from gatewayflow.domain.deletion_guard import held_by_guard
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.errors import GatewayflowError, Unreachable
-from gatewayflow.domain.messages import ReapInput, ReapResult
+from gatewayflow.domain.messages import GuardNotice, ReapInput, ReapResult
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
-from gatewayflow.domain.states import GatewayState
+from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, RequestRefused, check_request, target_phase
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import ping
@@ -51,6 +52,8 @@ REACH_TIMEOUT = 2.0
 """Seconds a command waits for a server before saying it cannot reach it."""
 ANSWER_TIMEOUT = 60.0
 """Seconds a request waits for the gateway's workflow to answer (a worker must run)."""
+GUARD_ANSWER_TIMEOUT = 5.0
+"""Seconds `delete` waits to learn whether the deletion guard holds the deletion."""
 
 OnChange = Callable[[ApiGateway | None], None]
 
@@ -133,6 +136,8 @@ class Tracked:
     _gateways: GatewayRepository = field(repr=False)
     drift_checked_at: datetime | None = None
     """When the drift check last looked at the gateway's region (`gatewayflow status`)."""
+    held: str | None = None
+    """Why the deletion guard holds the gateway's deletion, and what to run; None if not."""
 
     async def follow(self, on_change: OnChange) -> ApiGateway | None:
         """Follow live progress until the intent is reached; GatewayflowError if it is not."""
@@ -207,8 +212,28 @@ async def request_gateway(
                 f"{settings.task_queue}? See `gatewayflow status {gateway_id}`."
             ) from exc
         gateway = await asyncio.to_thread(gateways.require, gateway_id)
+        if what is Request.DELETE:
+            gateway = await _guard_answer(gateways, gateway)
     want = GatewayState.RUNNING if what is Request.RESTART else gateway.state
-    return _tracked(settings, gateways, gateway, want, run_id)
+    tracked = _tracked(settings, gateways, gateway, want, run_id)
+    if held_by_guard(gateway.progress.waiting_on):
+        tracked.held = gateway.progress.waiting_on
+    return tracked
+
+
+async def _guard_answer(gateways: GatewayRepository, gateway: ApiGateway) -> ApiGateway:
+    """The gateway once its workflow has asked the deletion guard (it does so as soon as
+    it has written the delete): begun, held, or gone; as it is after a few seconds
+    otherwise (an operation the delete preempts is still finishing its step)."""
+    deadline = time.monotonic() + GUARD_ANSWER_TIMEOUT
+    current: ApiGateway | None = gateway
+    while current is not None and time.monotonic() < deadline:
+        began = current.phase in (GatewayPhase.DELETING, GatewayPhase.DELETED)
+        if began or held_by_guard(current.progress.waiting_on):
+            return current
+        await asyncio.sleep(0.1)
+        current = await asyncio.to_thread(gateways.get, gateway.gateway_id)
+    return current or gateway
 
 
 def list_gateways(settings: Settings) -> list[ApiGateway]:
@@ -241,7 +266,8 @@ async def gateway_status(settings: Settings, gateway_id: str) -> Tracked:
         checked = deps.drift_checks.last(gateway.placed_region)
     want = gateway.state if gateway.state is not GatewayState.RESTARTING else GatewayState.RUNNING
     links = await workflow_links(settings, gateway_id)
-    return Tracked(gateway, want, links, deps.gateways, drift_checked_at=checked)
+    held = gateway.progress.waiting_on if held_by_guard(gateway.progress.waiting_on) else None
+    return Tracked(gateway, want, links, deps.gateways, drift_checked_at=checked, held=held)
 
 
 async def _raise_if_deleted(settings: Settings, gateway_id: str) -> None:
@@ -307,6 +333,80 @@ def deletion_queues(settings: Settings) -> list[dict[str, Any]]:
     """Per region: the deletions holding a permit and those queued for one, read-only."""
     with _expected():
         return _reader(settings).permits.regions()
+
+
+def deletion_guards(settings: Settings) -> list[dict[str, Any]]:
+    """Per region: the deletions the guard admitted lately and those it holds, read-only."""
+    with _expected():
+        return _reader(settings).deletion_guard.regions()
+
+
+@dataclass
+class GuardOutcome:
+    """What `gatewayflow deletions release|cancel` did in a region."""
+
+    region: str
+    gateway_ids: list[str]
+    """The held deletions it released or cancelled."""
+    unsignalled: list[str] = field(default_factory=list)
+    """Whose workflow is not running: its next run asks the guard and finds the verdict."""
+    restored: dict[str, GatewayState | None] = field(default_factory=dict)
+    """Cancel: the intent each gave back (None: not yet, when the command stopped waiting)."""
+
+
+async def release_deletions(settings: Settings, region: str) -> GuardOutcome:
+    """Let every deletion the guard holds in `region` proceed (still under the region's
+    deletion limit), and wake their workflows."""
+    with _expected():
+        deps = _reader(settings)
+        client = await _temporal(settings)
+        ensure_indexes(deps.db)
+        ids = deps.deletion_guard.release(region, settings.deletion_guard_window_seconds)
+        notice = GuardNotice(action="release", reason="released by an operator")
+        return await _notify(client, GuardOutcome(region, ids), notice)
+
+
+async def cancel_deletions(
+    settings: Settings, region: str, reason: str, *, wait: float = 30.0
+) -> GuardOutcome:
+    """Cancel every deletion the guard holds in `region`: each one's workflow gives the
+    gateway back the intent it had before (the deletion never began). Waits up to `wait`
+    seconds to report the intent each gave back."""
+    with _expected():
+        deps = _reader(settings)
+        client = await _temporal(settings)
+        ensure_indexes(deps.db)
+        ids = deps.deletion_guard.cancel(region, reason)
+        outcome = await _notify(
+            client, GuardOutcome(region, ids), GuardNotice(action="cancel", reason=reason)
+        )
+        deadline = time.monotonic() + wait
+        pending = set(ids)
+        while True:
+            for gid in sorted(pending):
+                gw = await asyncio.to_thread(deps.gateways.get, gid)
+                if gw is None or gw.state is not GatewayState.DELETED:
+                    outcome.restored[gid] = gw.state if gw is not None else None
+                    pending.discard(gid)
+            if not pending or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        for gid in pending:
+            outcome.restored[gid] = None
+        return outcome
+
+
+async def _notify(client: Client, outcome: GuardOutcome, notice: GuardNotice) -> GuardOutcome:
+    """Signal each held deletion's workflow, a few at a time."""
+    gate = asyncio.Semaphore(20)
+
+    async def one(gid: str) -> None:
+        async with gate:
+            if not await notify_guard(client, gid, notice):
+                outcome.unsignalled.append(gid)
+
+    await asyncio.gather(*(one(gid) for gid in outcome.gateway_ids))
+    return outcome
 
 
 def preview_reap(

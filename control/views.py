@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gatewayflow import links
+from gatewayflow.domain.deletion_guard import held_by_guard, what_to_run
 from gatewayflow.domain.documents import ApiGateway, Progress
 from gatewayflow.domain.messages import Orphan, OrphanScan, ReapHold, ReapResult
 from gatewayflow.domain.redaction import redact_uri
@@ -85,12 +86,13 @@ def status_table(gateways: list[ApiGateway]) -> Table:
     table = Table("gateway", "state", "phase", "operation", "step", "last error", "region")
     for gw in gateways:
         p = gw.progress
+        held = held_by_guard(p.waiting_on)
         table.add_row(
             gw.gateway_id,
             gw.state.value,
             Text(gw.phase.value, style=PHASE_STYLE.get(gw.phase.value, "")),
-            p.operation or "",
-            step_text(p),
+            "delete" if held else p.operation or "",
+            Text("held by the deletion guard", style="yellow") if held else step_text(p),
             Text(p.last_error or "", style="red"),
             gw.placed_region,
         )
@@ -111,6 +113,15 @@ def status_detail(
     table.add_row("waiting on", p.waiting_on or "-")
     table.add_row("last error", Text(p.last_error or "-", style="red" if p.last_error else ""))
     table.add_row("drift check", drift_text(gw, drift_checked_at))
+    if held_by_guard(p.waiting_on):
+        table.add_row("deletion guard", Text("held: " + what_to_run(gw.placed_region), "yellow"))
+    elif gw.deletion_cancelled is not None:
+        cancelled = gw.deletion_cancelled
+        table.add_row(
+            "deletion guard",
+            f"deletion cancelled at {cancelled.at.isoformat(timespec='seconds')} "
+            f"({cancelled.reason}); intent given back: {cancelled.restored.value}",
+        )
     if p.next_attempt_at:
         table.add_row("retry", next_attempt(p.next_attempt_at))
     region = gw.placed_region
@@ -175,6 +186,23 @@ def deletion_queue(regions: list[dict[str, Any]], limit: int) -> Text:
             line += f"; next: {', '.join(queue[:5])}"
         lines.append(line)
     return Text("\n".join(lines) or "no deletion running or queued")
+
+
+def deletion_guard_text(guards: list[dict[str, Any]]) -> Text | None:
+    """Per region: the deletions the guard holds, and what an operator runs; None when it
+    holds none."""
+    lines = []
+    for doc in guards:
+        held = list(doc.get("held") or [])
+        if not held:
+            continue
+        region = str(doc["_id"])
+        since = min(entry["at"] for entry in held)
+        lines.append(
+            f"deletions held by the guard in region {region}: {len(held)} (since "
+            f"{since:%Y-%m-%d %H:%M:%S} UTC); {what_to_run(region)}"
+        )
+    return Text("\n".join(lines)) if lines else None
 
 
 def kinds_text(kinds: dict[str, int]) -> str:

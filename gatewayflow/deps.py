@@ -12,6 +12,7 @@ from gatewayflow.settings import Settings
 from gatewayflow.store.children import ChildRepository
 from gatewayflow.store.client import connect
 from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
+from gatewayflow.store.deletion_guard import DeletionGuardRepository, GuardLimits
 from gatewayflow.store.domains import RuntimeDomainRepository
 from gatewayflow.store.drift_checks import DriftCheckRepository
 from gatewayflow.store.gateways import GatewayRepository
@@ -63,6 +64,17 @@ class Deps:
     @cached_property
     def permits(self) -> PermitRepository:
         return PermitRepository(self.db)
+
+    @cached_property
+    def deletion_guard(self) -> DeletionGuardRepository:
+        return DeletionGuardRepository(self.db)
+
+    @property
+    def guard_limits(self) -> GuardLimits:
+        s = self.settings
+        return GuardLimits(
+            s.deletion_guard_count, s.deletion_guard_share, s.deletion_guard_window_seconds
+        )
 
     @cached_property
     def drift_checks(self) -> DriftCheckRepository:

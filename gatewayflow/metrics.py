@@ -9,9 +9,9 @@
   buckets. (Copying them through the SDK's `MetricBuffer` would mean choosing histogram
   buckets here and draining the buffer from a thread; two public ports, two scrape jobs.)
 - Ours (`gatewayflow_*`) are recorded by an activity interceptor (step durations, retries,
-  deletions, drift repairs, reaped objects, held reaper runs), except refused requests, which
-  `apply_request` counts where it refuses them, and the gateways per phase, counted in
-  MongoDB on each scrape.
+  deletions, drift repairs, reaped objects, held reaper runs), except refused requests,
+  which `apply_request` counts where it refuses them, and the gateways per phase and the
+  deletions the deletion guard holds per region, counted in MongoDB on each scrape.
 """
 
 import logging
@@ -40,6 +40,7 @@ from gatewayflow.domain.states import DomainState, GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import DomainAction
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import Db
+from gatewayflow.store.deletion_guard import COLLECTION as DELETION_GUARD
 from gatewayflow.store.gateways import COLLECTION as GATEWAYS
 
 log = logging.getLogger("gatewayflow.metrics")
@@ -218,6 +219,30 @@ class GatewayPhases(Collector):
         yield family
 
 
+class DeletionsHeld(Collector):
+    """`gatewayflow_deletions_held{region}`: what the deletion guard holds now, read from
+    its documents on each scrape, so every worker reports the same figure."""
+
+    def __init__(self, db: Db) -> None:
+        self._guards = db[DELETION_GUARD]
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            guards = list(self._guards.find({}, {"held": 1}))
+        except PyMongoError as exc:
+            log.warning("held deletions left out of this scrape: %s", exc)
+            return
+        family = GaugeMetricFamily(
+            "gatewayflow_deletions_held",
+            "Deletions the deletion guard holds, by region, until an operator releases or "
+            "cancels them.",
+            labels=["region"],
+        )
+        for doc in guards:
+            family.add_metric([str(doc["_id"])], len(doc.get("held") or []))
+        yield family
+
+
 class SdkMetrics(Collector):
     """The Temporal SDK's metrics, read from its loopback exporter on each scrape."""
 
@@ -287,6 +312,7 @@ def start_metrics(settings: Settings, db: Db) -> Runtime | None:
     for collector in (
         *OWN_METRICS,
         GatewayPhases(db),
+        DeletionsHeld(db),
         SdkMetrics(f"http://127.0.0.1:{sdk_port}/metrics"),
     ):
         registry.register(collector)

@@ -144,6 +144,27 @@ class Settings(BaseSettings):
         description="comma-separated images a gateway's runtime may run: a repository "
         "(any tag or digest of it) or a prefix ending in '/' (every image under it)",
     )
+    deletion_guard_count: int = Field(
+        default=10,
+        ge=0,
+        validation_alias=_env("GATEWAYFLOW_DELETION_GUARD_COUNT"),
+        description="deletions a region admits within the window before the guard may "
+        "hold more (it holds only past both this count and the share)",
+    )
+    deletion_guard_share: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        validation_alias=_env("GATEWAYFLOW_DELETION_GUARD_SHARE"),
+        description="share of a region's gateways deleted within the window past which "
+        "the guard may hold more (it holds only past both this share and the count)",
+    )
+    deletion_guard_window_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        validation_alias=_env("GATEWAYFLOW_DELETION_GUARD_WINDOW"),
+        description="seconds over which the deletion guard counts a region's deletions",
+    )
     metrics_port: int | None = Field(
         default=None, validation_alias=_env("GATEWAYFLOW_METRICS_PORT")
     )

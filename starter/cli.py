@@ -1,7 +1,7 @@
 """The `gatewayflow` command line: the app, and how every failure reaches the user.
 
-Commands live in `starter.gateways` (each calls one function of `control.service`)
-and `starter.stack` (the embedded stack, a dev install). An expected failure is a
+Commands live in `starter.gateways` and `starter.deletions` (each calls one function of
+`control.service`) and `starter.stack` (the embedded stack, a dev install). An expected failure is a
 `GatewayflowError`: one line, exit 1. Anything else is a bug: a short line naming the log
 file under GATEWAYFLOW_HOME that holds the full trace, exit 2.
 """
@@ -12,7 +12,7 @@ import sys
 import typer
 
 from gatewayflow.domain.errors import GatewayflowError
-from starter import gateways, stack
+from starter import deletions, gateways, stack
 from starter.output import crash, error_line
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 stack.register(app)
 gateways.register(app)
+deletions.register(app)
 
 
 def main() -> None:

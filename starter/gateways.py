@@ -9,6 +9,7 @@ import typer
 
 from control import service
 from control.views import (
+    deletion_guard_text,
     deletion_queue,
     hold_text,
     leftovers_table,
@@ -81,6 +82,8 @@ def _request_command(what: Request) -> Callable[[str, bool], None]:
             tracked = await service.request_gateway(settings, gateway_id, what)
             gw = tracked.gateway
             console.print(f"{gateway_id}: state -> {gw.state.value} (phase {gw.phase.value})")
+            if tracked.held is not None:
+                console.print(f"[yellow]held[/] by {tracked.held}", soft_wrap=True)
             await _accepted(settings, tracked, wait)
 
         asyncio.run(run())
@@ -107,6 +110,9 @@ def status(
         console.print(status_table(service.list_gateways(settings)))
         limit = settings.region_deletion_limit
         console.print(deletion_queue(service.deletion_queues(settings), limit))
+        held = deletion_guard_text(service.deletion_guards(settings))
+        if held is not None:
+            console.print(held, soft_wrap=True)
         console.print(f"Temporal UI: {links.query_link(settings, 'GatewayId IS NOT NULL')}")
         return
 

@@ -25,8 +25,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
+from control import service
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
+from gatewayflow.domain.deletion_guard import held_by_guard
 from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.messages import GatewayInput, ReapInput, RequestAccepted
 from gatewayflow.domain.states import GatewayPhase, GatewayState
@@ -370,13 +372,55 @@ async def delete_queued(settings: Settings) -> Recorded:
     return {"delete-queued--GatewayDeletion.json": history}
 
 
+# Every deletion past the guard: more than none, and more than no share of the region.
+HOLD_EVERY_DELETION = {"deletion_guard_count": 0, "deletion_guard_share": 0.0}
+
+
+async def _held(h: Harness, gid: str) -> None:
+    async def held() -> bool:
+        gw = await asyncio.to_thread(h.gateways.require, gid)
+        return held_by_guard(gw.progress.waiting_on)
+
+    await _poll(f"{gid} was not held by the deletion guard", held)
+
+
+async def delete_held_released(settings: Settings) -> Recorded:
+    """The deletion guard holds a deletion before its first step; an operator releases
+    it (`deletion_guard` signal), the guard admits it and the gateway is deleted."""
+    async with harness(settings.model_copy(update=HOLD_EVERY_DELETION)) as h:
+        gid = await created(h, "rec-held")
+        await h.request(gid, Request.DELETE)
+        await _held(h, gid)
+        released = await service.release_deletions(h.settings, "local")
+        if released.gateway_ids != [gid]:
+            raise RuntimeError(f"released {released.gateway_ids}, not {gid}")
+        await h.wait_for(gid, GatewayState.DELETED)
+        history = await closed(h, naming.gateway_workflow_id(gid))
+    return {"delete-held-released--GatewayWorkflow.json": history}
+
+
+async def delete_held_cancelled(settings: Settings) -> Recorded:
+    """A held deletion an operator cancels: the gateway gets back its intent (Running)
+    and its workflow waits again; the deletion never started."""
+    async with harness(settings.model_copy(update=HOLD_EVERY_DELETION)) as h:
+        gid = await created(h, "rec-cancel")
+        await h.request(gid, Request.DELETE)
+        await _held(h, gid)
+        cancelled = await service.cancel_deletions(h.settings, "local", "recorded scenario")
+        if cancelled.restored != {gid: GatewayState.RUNNING}:
+            raise RuntimeError(f"cancel gave back {cancelled.restored}")
+        history = await idle(h, gid)
+    return {"delete-held-cancelled--GatewayWorkflow.json": history}
+
+
 async def _holds(h: Harness, gid: str) -> bool:
     regions = await asyncio.to_thread(h.deps.permits.regions)
     return any(gid in region["holders"] for region in regions)
 
 
 # Scenarios that can be recorded alone (`--only NAME`, repeatable), leaving every other
-# file as it is: in one shared harness, or (delete-queued: a region limit of 1) in its own.
+# file as it is: in one shared harness, or in its own (delete-queued: a region limit of 1;
+# the deletion guard's: a guard that holds every deletion).
 ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
     "failure-backoff": failure_backoff,
     "requests": requests,
@@ -385,6 +429,8 @@ ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
 }
 OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
     "delete-queued": delete_queued,
+    "delete-held-released": delete_held_released,
+    "delete-held-cancelled": delete_held_cancelled,
 }
 
 
@@ -423,7 +469,10 @@ async def record_all(settings: Settings) -> Recorded:
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
         recorded |= await delete_during_start(h, admin)
-    return recorded | await record_only(settings, ["drift-repair", "reap", "delete-queued"])
+    return recorded | await record_only(
+        settings,
+        ["drift-repair", "reap", "delete-queued", "delete-held-released", "delete-held-cancelled"],
+    )
 
 
 # -- the legacy tctl style -----------------------------------------------------------------

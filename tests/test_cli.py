@@ -166,6 +166,8 @@ WITHOUT_STACK = [
     ("plan", "shop"),
     ("audit",),
     ("replay", "--workflow-id", "gateway/shop"),
+    ("deletions", "release", "--region", "local"),
+    ("deletions", "cancel", "--region", "local"),
 ]
 
 

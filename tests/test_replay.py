@@ -39,8 +39,8 @@ from gatewayflow.settings import Settings
 from tests.conftest import stack_env
 from tests.gateway_harness import harness, unique_id
 from tests.record_histories import HISTORIES, LEGACY_FILE, LEGACY_SOURCE, to_tctl_style
+from workflows import guard, permits, search
 from workflows import operations as ops
-from workflows import permits, search
 from workflows.operations import DELETE, Step
 from workflows.registry import ALL_WORKFLOWS
 from workflows.steps import run_step
@@ -163,6 +163,76 @@ def test_recorded_histories_hold_the_scenarios() -> None:
             if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
         ]
         assert names.count("core_local_activity") == expected, name
+
+
+def test_recorded_deletion_guard_histories() -> None:
+    """The deletion-guard generation: a deletion held before its first step, then released
+    (the deletion runs) or cancelled (none ever starts); the histories recorded before
+    the patch carry no marker and replay without the guard."""
+
+    def scheduled(history: WorkflowHistory) -> list[str]:
+        return [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+
+    def patches(history: WorkflowHistory) -> list[str]:
+        markers = [
+            e.marker_recorded_event_attributes
+            for e in history.events
+            if e.marker_recorded_event_attributes.marker_name == "core_patch"
+        ]
+        return [json.loads(m.details["patch-data"].payloads[0].data)["id"] for m in markers]
+
+    def phases(history: WorkflowHistory) -> list[str]:
+        upserts = [
+            e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            for e in history.events
+            if e.HasField("upsert_workflow_search_attributes_event_attributes")
+        ]
+        return [
+            json.loads(upsert.indexed_fields["GatewayPhase"].data)
+            for upsert in upserts
+            if "GatewayPhase" in upsert.indexed_fields
+        ]
+
+    def signals(history: WorkflowHistory) -> list[str]:
+        return [
+            e.workflow_execution_signaled_event_attributes.signal_name
+            for e in history.events
+            if e.HasField("workflow_execution_signaled_event_attributes")
+        ]
+
+    released = load_history(HISTORIES / "delete-held-released--GatewayWorkflow.json")
+    cancelled = load_history(HISTORIES / "delete-held-cancelled--GatewayWorkflow.json")
+    for history in (released, cancelled):
+        assert patches(history) == [guard.PATCH]
+        assert guard.HELD_PHASE in phases(history)
+        assert guard.SIGNAL in signals(history)
+    # Held before the deletion's first step: after the operator's signal it asks again,
+    # then the deletion begins (released), or the intent is given back (cancelled).
+    asked = scheduled(released)
+    held_at = asked.index("admit_deletion")
+    assert asked[held_at : held_at + 3] == ["admit_deletion", "admit_deletion", "begin_operation"]
+    assert any(
+        e.HasField("child_workflow_execution_started_event_attributes") for e in released.events
+    )
+    asked = scheduled(cancelled)
+    held_at = asked.index("admit_deletion")
+    assert asked[held_at:] == [
+        "admit_deletion",
+        "admit_deletion",
+        "cancel_held_deletion",
+        "read_intent",
+    ]
+    children = [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
+        for e in cancelled.events
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+    assert "GatewayDeletion" not in children
+    assert patches(load_history(HISTORIES / "delete--GatewayWorkflow.json")) == []
 
 
 # -- the file formats ----------------------------------------------------------------------

@@ -26,7 +26,9 @@ GATEWAYS = 12
 
 async def test_two_workers_delete_a_dozen_gateways(stack: Settings, tmp_path: Path) -> None:
     admin = EmulatorAdmin.of(stack)
-    async with harness(stack, worker=False) as h:
+    # The dozen are the harness's whole region: the deletion guard would hold most of them
+    # (tests/test_deletion_guard.py); here it is out of the way.
+    async with harness(stack, worker=False, deletion_guard_count=GATEWAYS) as h:
         with worker_processes(h.settings, tmp_path) as spawn:
             spawn()
             spawn()

@@ -38,9 +38,11 @@ from gatewayflow.domain.states import (
     GatewayPhase,
     GatewayState,
 )
+from gatewayflow.domain.transitions import Request
 from gatewayflow.store.children import ChildRepository
 from gatewayflow.store.client import Client, Db, RawDoc, make_client, ping
 from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
+from gatewayflow.store.deletion_guard import DeletionGuardRepository, GuardLimits
 from gatewayflow.store.dispatcher import STATE_COLLECTION, ChangeFeed, GatewayEvent
 from gatewayflow.store.domains import RuntimeDomainRepository
 from gatewayflow.store.errors import (
@@ -512,6 +514,16 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
         )
         gateways.record_progress("tour", step="triggers", completed="triggers", error=None)
         gateways.complete_step("tour", "triggers", P.DELETING, expected=[P.STARTED])
+        gateways.give_back("tour", P.STARTED, S.RUNNING, "a mistake")
+        gateways.request("tour", Request.DELETE, signal=True)
+
+        guard = DeletionGuardRepository(db)
+        for gid in ("tour", "held"):  # the second past the count: the region is counted
+            guard.decide("local", gid, GuardLimits(1, 0.0, 600.0), began=False)
+        guard.cancel("local", "a mistake")
+        guard.forget_cancelled("local", "held")
+        guard.release("local", 600.0)
+        guard.regions()
 
         children = ChildRepository(db)
         children.insert_many(_children("tour"))

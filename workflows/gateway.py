@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
         DriftFinding,
         GatewayInput,
         GatewayProgress,
+        GuardNotice,
+        GuardRequest,
         Intent,
         ProgressUpdate,
         RequestAccepted,
@@ -41,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         check_request,
         decide,
     )
-    from workflows import backoff, intents, search
+    from workflows import backoff, guard, intents, search
     from workflows import drift_repair as drift
     from workflows import operations as ops
     from workflows.calls import call
@@ -65,6 +67,7 @@ class GatewayWorkflow:
         self._action: GatewayAction | None = None
         self._progress: GatewayProgress | None = None
         self._drift: DriftFinding | None = None
+        self._guard_news = False
         # The (state, phase) last read or written: what an update's validator checks.
         self._seen: tuple[GatewayState, GatewayPhase] | None = None
         # Requests are written one at a time, in the order they arrived.
@@ -180,6 +183,16 @@ class GatewayWorkflow:
         self._drift = finding
         self._wake = True
 
+    @workflow.signal(name=guard.SIGNAL)
+    def deletion_guard(self, notice: GuardNotice) -> None:
+        """From `gatewayflow deletions release|cancel`: the guard's verdict on the held
+        deletion changed; ask it again."""
+        self._note(detail=f"deletion guard: {notice.action} ({notice.reason})")
+        self._guard_news = True
+
+    def _reset_guard_news(self) -> None:
+        self._guard_news = False
+
     @workflow.query
     def progress(self) -> GatewayProgress | None:
         return self._progress
@@ -230,6 +243,10 @@ class GatewayWorkflow:
             search.upsert(gid, state=intent.state.value, phase=intent.phase.value)
             self._note(state=intent.state, phase=intent.phase)
             self._seen = None if intent.malformed else (intent.state, intent.phase)
+            if not intent.malformed and intent.state is not GatewayState.DELETED:
+                # A delete heard earlier asked for a deletion that is over without one
+                # (a held deletion an operator cancelled): it stops nothing any more.
+                self._delete_requested = False
         return intent
 
     async def _act(self, intent: Intent, decision: Decision, input: GatewayInput) -> None:
@@ -255,12 +272,15 @@ class GatewayWorkflow:
             await self._record_failure(intent.gateway_id, action, failure, retry_at=None)
 
     def _time_to_continue(self, actions: int, input: GatewayInput) -> bool:
+        return (
+            actions >= input.max_actions_per_run or self._history_long(input) or self._idle_expired
+        )
+
+    def _history_long(self, input: GatewayInput) -> bool:
         info = workflow.info()
         return (
-            actions >= input.max_actions_per_run
-            or info.is_continue_as_new_suggested()
+            info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= input.max_history_length
-            or self._idle_expired
         )
 
     async def _record_failure(
@@ -343,10 +363,19 @@ class GatewayWorkflow:
         return None
 
     async def _operate(self, operation: Operation, intent: Intent, input: GatewayInput) -> None:
-        """Begin the operation, then run its steps (a deletion's in GatewayDeletion). A
-        start not ready in time goes back to Stopped, with the reason, unless the intent
-        moved meanwhile."""
+        """Begin the operation, then run its steps (a deletion's in GatewayDeletion, once
+        the deletion guard admits it: workflows/guard.py). A start not ready in time goes
+        back to Stopped, with the reason, unless the intent moved meanwhile."""
         gid, region = intent.gateway_id, intent.region
+        if operation is ops.DELETE and workflow.patched(guard.PATCH):
+            passage = await guard.admission(
+                GuardRequest(gateway_id=gid, region=region, phase=intent.phase),
+                lambda: self._guard_news,
+                self._reset_guard_news,
+                lambda: self._history_long(input),
+            )
+            if passage is not guard.Passage.ADMITTED:
+                raise OperationStopped(passage.value)
         await intents.begin(operation, intent)
         self._note(phase=operation.during)
         if operation is ops.DELETE:

@@ -75,6 +75,17 @@ class Progress(BaseModel):
     drift: DriftRecord = Field(default_factory=DriftRecord)
 
 
+class CancelledDeletion(BaseModel):
+    """The last held deletion of this gateway that an operator cancelled
+    (`gatewayflow deletions cancel`): when, why, and the intent it gave back."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    at: datetime
+    reason: str
+    restored: GatewayState
+
+
 class ApiGateway(Document):
     state: GatewayState = GatewayState.RUNNING
     phase: GatewayPhase = GatewayPhase.CREATING
@@ -87,6 +98,7 @@ class ApiGateway(Document):
     functions: int = Field(default=2, ge=0, le=100)
     triggers: int = Field(default=1, ge=0, le=100)
     progress: Progress = Field(default_factory=Progress)
+    deletion_cancelled: CancelledDeletion | None = None
 
     @property
     def placed_region(self) -> str:

@@ -197,6 +197,52 @@ class PermitPlace(BaseModel):
     promoted: list[str] = Field(default_factory=list)  # given a permit by this call
 
 
+class GuardRequest(BaseModel):
+    """A deletion asking the deletion guard of its region, before its first step."""
+
+    gateway_id: str
+    region: str = "local"
+    phase: GatewayPhase  # Deleting or Deleted: it began already, and is never held
+
+
+class Admission(StrEnum):
+    ADMITTED = "admitted"
+    HELD = "held"
+    CANCELLED = "cancelled"  # by `gatewayflow deletions cancel`: give the intent back
+
+
+class GuardVerdict(BaseModel):
+    """The guard's answer, with the figures behind it (for progress and details)."""
+
+    admission: Admission
+    reason: str | None = None  # the operator's, when cancelled
+    held: int = 0  # deletions of the region held now
+    recent: int = 0  # deletions the guard admitted in the region within its window
+    window: float = 0.0  # that window, in seconds
+
+
+class GuardNotice(BaseModel):
+    """`gatewayflow deletions release|cancel` to a held deletion's workflow: ask again."""
+
+    action: str  # "release" or "cancel"
+    reason: str
+
+
+class GuardCancel(BaseModel):
+    """Give back the intent of a held deletion an operator cancelled."""
+
+    gateway_id: str
+    region: str = "local"
+    reason: str
+
+
+class GuardGaveBack(BaseModel):
+    """The intent a cancelled held deletion gave back; None when it could not."""
+
+    gateway_id: str
+    restored: GatewayState | None = None
+
+
 class Orphan(BaseModel):
     """Resources of a gateway whose ApiGateway document is gone."""
 

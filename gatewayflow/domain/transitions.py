@@ -82,6 +82,26 @@ def target_phase(state: GatewayState) -> GatewayPhase:
     }[GatewayState(state)]
 
 
+# The intent a held deletion gives back when an operator cancels it. It never began, so
+# its phase is where the gateway stood: Started or Starting were to run, Stopped or
+# Stopping to stay stopped. A gateway caught while being created may have been meant to
+# run or not; it goes back to Stopped, which brings up nothing nobody confirmed
+# (`gatewayflow start` runs it).
+_INTENT_BEFORE_DELETION: dict[GatewayPhase, GatewayState] = {
+    _P.STARTED: _S.RUNNING,
+    _P.STARTING: _S.RUNNING,
+    _P.STOPPED: _S.STOPPED,
+    _P.STOPPING: _S.STOPPED,
+    _P.CREATED: _S.STOPPED,
+    _P.CREATING: _S.STOPPED,
+}
+
+
+def intent_before_deletion(phase: GatewayPhase) -> GatewayState | None:
+    """The state a cancelled deletion restores; None once its deletion began."""
+    return _INTENT_BEFORE_DELETION.get(GatewayPhase(phase))
+
+
 class Request(StrEnum):
     """What a user may ask of a gateway from the CLI or the API."""
 

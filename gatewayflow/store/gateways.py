@@ -10,7 +10,7 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError, WriteError
 
-from gatewayflow.domain.documents import ApiGateway, Progress, utcnow
+from gatewayflow.domain.documents import ApiGateway, CancelledDeletion, Progress, utcnow
 from gatewayflow.domain.naming import InvalidGatewayId, validate_gateway_id
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import (
@@ -62,6 +62,20 @@ def refuse(collection: "MongoCollection[RawDoc]", doc_id: object, reason: str) -
         log.warning("cannot record the refusal in ApiGateway _id %s: %s", doc_id, exc)
         return False
     return result.modified_count == 1
+
+
+def refuse_stale_delete(gateway: ApiGateway) -> None:
+    """RequestRefused for a `delete` signal to a gateway whose deletion was cancelled."""
+    cancelled = gateway.deletion_cancelled
+    if cancelled is None or gateway.state is GatewayState.DELETED:
+        return
+    gid = gateway.gateway_id
+    raise RequestRefused(
+        f"cannot delete {gid} by a signal: its held deletion was cancelled at "
+        f"{cancelled.at.isoformat(timespec='seconds')} ({cancelled.reason}), and a `delete` "
+        f"signal may be one sent before that; delete it with `gatewayflow delete {gid}` "
+        "(an update) or by writing state Deleted"
+    )
 
 
 class Unset(Enum):
@@ -172,7 +186,9 @@ class GatewayRepository:
             gateway_id, GatewayState(state), str(current.get("phase")), str(current.get("state"))
         )
 
-    def request(self, gateway_id: str, what: Request, attempts: int = 5) -> tuple[ApiGateway, bool]:
+    def request(
+        self, gateway_id: str, what: Request, attempts: int = 5, *, signal: bool = False
+    ) -> tuple[ApiGateway, bool]:
         """Check a request against the rules and write its intent; the gateway after it,
         and whether anything was written (a delete of a gateway already Deleted is not).
 
@@ -180,10 +196,16 @@ class GatewayRepository:
         someone else changed the state in between (a raw write, say), the request is
         checked again against the new state, so it never undoes an intent it did not see.
         RequestRefused (nothing written) when the rules refuse it.
+
+        A `delete` that came as a `signal` never writes over the intent that a cancelled
+        deletion gave back: it may be the dispatcher's, sent for the Deleted it read before
+        the cancel (a sweep, or a change stream resumed from an old token).
         """
         refuse = () if what is Request.DELETE else (GatewayPhase.DELETING, GatewayPhase.DELETED)
         for _attempt in range(attempts):
             current = self.require(gateway_id)
+            if signal and what is Request.DELETE:
+                refuse_stale_delete(current)
             state = check_request(what, current.state, current.phase)
             if state is GatewayState.DELETED and current.state is GatewayState.DELETED:
                 return current, False  # Deleted is sticky: nothing new to write
@@ -322,6 +344,30 @@ class GatewayRepository:
         moved = {"$set": {**to_set, "phase": GatewayPhase(phase).value}}
         if self._update({**query, "phase": phases}, moved):
             return True
+        return self._update(query, {"$set": to_set})
+
+    def give_back(
+        self, gateway_id: str, phase: GatewayPhase, state: GatewayState, reason: str
+    ) -> bool:
+        """Cancel a held deletion: the state back from Deleted to `state`, only while the
+        phase is still `phase` (the deletion never began), with the cancellation recorded
+        in the document; whether it was written."""
+        now = utcnow()
+        cancelled = CancelledDeletion(at=now, reason=reason, restored=state)
+        note = f"deletion cancelled by the operator ({reason}): state back to {state.value}"
+        query: RawDoc = {
+            "gatewayId": gateway_id,
+            "state": GatewayState.DELETED.value,
+            "phase": GatewayPhase(phase).value,
+        }
+        to_set: RawDoc = {
+            "state": GatewayState(state).value,
+            "deletionCancelled": cancelled.model_dump(by_alias=True, mode="python"),
+            "progress.lastError": note,
+            "progress.waitingOn": None,
+            "progress.updatedAt": now,
+            "updatedAt": now,
+        }
         return self._update(query, {"$set": to_set})
 
     def converged(self) -> list[ApiGateway]:

@@ -50,6 +50,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "CronTrigger": [_unique("gatewayId", "triggerId")],
     # The reaper's sightings, per region.
     "OrphanSighting": [_index("region", "gatewayId")],
+    # The deletion guard's conditional writes: a region's document at the version read.
+    "DeletionGuard": [_index("_id", "version")],
     # DispatcherState and DeletionPermits are read by _id only.
 }
 

@@ -30,6 +30,9 @@ REGIONS = {"local": "local", "eu": "eu"}
 SWEEP_SECONDS = 2.0
 START_TIMEOUT_SECONDS = 6.0
 """A start that is not ready by then goes back to Stopped (pods that never get ready)."""
+GUARD_COUNT = 1_000_000
+"""The deletion guard out of the way: an episode deletes most of what it made, and its
+invariants expect every deletion to finish (tests/test_deletion_guard.py tests the guard)."""
 STACK_KINDS = ("temporal", "mongo", "kube")
 PROCESS_KINDS = ("worker", *STACK_KINDS)
 GATEWAYFLOW = Path(sys.executable).parent / "gatewayflow"
@@ -60,6 +63,7 @@ class World:
                 "regions": REGIONS,
                 "sweep_interval_seconds": SWEEP_SECONDS,
                 "start_timeout_seconds": START_TIMEOUT_SECONDS,
+                "deletion_guard_count": GUARD_COUNT,
             }
         )
         self.settings: Settings = self.unresolved
@@ -86,6 +90,7 @@ class World:
                 "regions": REGIONS,
                 "sweep_interval_seconds": SWEEP_SECONDS,
                 "start_timeout_seconds": START_TIMEOUT_SECONDS,
+                "deletion_guard_count": GUARD_COUNT,
             }
         )
         self.admin.set_config(**self.timing)
