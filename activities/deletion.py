@@ -81,4 +81,5 @@ class DeletionActivities(Activities):
         again, or a document replaced, meanwhile stays: its workflow acts on it next."""
         if not self.deps.gateways.remove_deleted(step.gateway_id):
             return StepResult(step=step.step)
+        self.deps.deletion_guard.forget(step.region, step.gateway_id)
         return StepResult(step=step.step, removed=[f"ApiGateway {step.gateway_id}"])

@@ -118,6 +118,22 @@ class DeletionGuardRepository:
                 return ids
         raise GuardContention(f"the deletion guard of region {region} kept changing; again")
 
+    def forget(self, region: str, gateway_id: str) -> None:
+        """A finished deletion stays counted in its window, without its id: nothing of a
+        deleted gateway is kept that names it."""
+        for _ in range(_ATTEMPTS):
+            doc = self._find(region)
+            admitted = doc.get("admitted") or []
+            if not any(e.get("gatewayId") == gateway_id for e in admitted):
+                return
+            anonymous = [
+                {**e, "gatewayId": None} if e.get("gatewayId") == gateway_id else e
+                for e in admitted
+            ]
+            if self._write(doc, {"$set": {"admitted": anonymous}}):
+                return
+        raise GuardContention(f"the deletion guard of region {region} kept changing; again")
+
     def forget_cancelled(self, region: str, gateway_id: str) -> None:
         """Once the cancelled deletion has given its intent back."""
         self._col.update_one(
@@ -155,14 +171,16 @@ class DeletionGuardRepository:
         admitted = len(recent) + 1
         if admitted <= limits.count:
             return False
-        return admitted > limits.share * self._size(region, [*_ids(recent), gateway_id])
+        return admitted > limits.share * self._size(region, [*_deleted(recent), gateway_id])
 
-    def _size(self, region: str, deleted: list[str]) -> int:
+    def _size(self, region: str, deleted: list[str | None]) -> int:
         """The region's gateways over the window: those with a document, and those the
-        window's deletions already removed."""
+        window's deletions already removed (a finished one is counted without its id)."""
+        named = [gid for gid in deleted if gid is not None]
         present = self._gateways.count_documents({"region": region})
-        found = self._gateways.find({"gatewayId": {"$in": deleted}}, {"gatewayId": 1})
-        return present + len(set(deleted) - {d["gatewayId"] for d in found})
+        found = self._gateways.find({"gatewayId": {"$in": named}}, {"gatewayId": 1})
+        finished = len(deleted) - len(named)
+        return present + finished + len(set(named) - {d["gatewayId"] for d in found})
 
 
 def _held(doc: RawDoc) -> list[RawDoc]:
@@ -174,7 +192,12 @@ def _cancelled(doc: RawDoc) -> list[RawDoc]:
 
 
 def _ids(entries: list[RawDoc]) -> list[str]:
-    return [str(e["gatewayId"]) for e in entries]
+    return [str(e["gatewayId"]) for e in entries if e.get("gatewayId") is not None]
+
+
+def _deleted(entries: list[RawDoc]) -> list[str | None]:
+    """Every admitted deletion, None for a finished one whose id was forgotten."""
+    return [None if e.get("gatewayId") is None else str(e["gatewayId"]) for e in entries]
 
 
 def _kept(doc: RawDoc, now: datetime, window: float) -> list[RawDoc]:
