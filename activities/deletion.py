@@ -50,10 +50,11 @@ class DeletionActivities(Activities):
         gid = step.gateway_id
         ns = naming.namespace(gid)
         cluster = self.deps.cluster(step.region)
-        heartbeat(f"looking for objects in {ns} without the label {naming.owner_selector(gid)}")
+        installation = self.deps.settings.installation
+        heartbeat(f"looking for objects in {ns} without {naming.owner_selector(installation, gid)}")
         foreign = cluster.foreign_objects(gid, ns)
         if foreign:
-            refused = NotOwnedError.in_namespace(ns, gid, foreign)
+            refused = NotOwnedError.in_namespace(ns, installation, gid, foreign)
             self.deps.gateways.record_progress(gid, error=str(refused))
             raise refused
         refs = self.deps.ownership.base.removed(Owner(gid))

@@ -28,6 +28,7 @@ class DriftActivities(Activities):
         A gateway whose document changed while the objects were listed is left for the
         next round: an operation that began meanwhile is not drift.
         """
+        installation = self.deps.settings.installation
         before = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
         wanted = sorted(
             {gw.region for gw in before.values() if not regions or gw.region in regions}
@@ -49,7 +50,7 @@ class DriftActivities(Activities):
             ]
             for objects in listed:
                 for obj in objects:
-                    owner = labels_of(obj).get(OWNER_LABEL, "")
+                    owner = labels_of(obj).get(OWNER_LABEL, "")  # this installation's only
                     live[(region, owner)][ObjectRef.of(obj)] = obj
             activity.heartbeat(f"listed {len(inside)} gateway namespace(s) in {region}")
         after = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
@@ -61,7 +62,7 @@ class DriftActivities(Activities):
             report.checked += 1
             if not _unchanged(gw, after.get(gid)):
                 continue
-            expected = self.deps.ownership.expected(gw.phase, owner_of(gw))
+            expected = self.deps.ownership.expected(gw.phase, owner_of(gw, installation))
             found = differences(expected, _owned(live, gw))
             if found:
                 report.drifted.append(
@@ -71,6 +72,7 @@ class DriftActivities(Activities):
                         phase=gw.phase,
                         problems=[str(d) for d in found],
                         kinds=sorted({d.ref.kind.name for d in found}),
+                        workflow_id=naming.gateway_workflow_id(installation, gid),
                     )
                 )
         return _at_most(report, self.deps.settings.drift_max_repairs)
@@ -89,11 +91,12 @@ class DriftActivities(Activities):
         return self.deps.gateways.record_drift_repair(gid, finding.problems)
 
 
-def owner_of(gw: ApiGateway) -> Owner:
+def owner_of(gw: ApiGateway, installation: str) -> Owner:
     """What the drift check knows of a gateway: its document (triggers by count)."""
     triggers = trigger_docs(gw.gateway_id, gw.triggers, gw.functions)
     return Owner(
         gw.gateway_id,
+        installation=installation,
         region=gw.placed_region,
         custom_domain=gw.custom_domain,
         instance=gw.instance,

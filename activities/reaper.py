@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from activities.base import Activities, activity_method
 from gatewayflow import inventory
+from gatewayflow.domain import naming
 from gatewayflow.domain.documents import utcnow
 from gatewayflow.domain.messages import Orphan, OrphanScan, ReapInput
 
@@ -25,7 +26,9 @@ class ReaperActivities(Activities):
             found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}
         now = utcnow()  # after the sightings: a grace of 0 makes a new one due
         scan = OrphanScan()
+        installation = self.deps.settings.installation
         for orphan in inventory.described_orphans(found, first, timedelta(seconds=grace), now):
+            orphan.workflow_id = naming.gateway_workflow_id(installation, orphan.gateway_id)
             (scan.due if orphan.due else scan.waiting).append(orphan)
         return scan
 

@@ -1,6 +1,6 @@
 """The service layer of the CLI (or an API): requests, status, plan, audit, reap and replay.
 
-MongoDB is the source of truth. A request is an update sent to `gateway/<id>`
+MongoDB is the source of truth. A request is an update sent to the gateway's workflow
 (update-with-start, control/intents.py): the workflow checks it against the transition
 rules, writes the intent with a compare-and-set and answers with what it accepted. The
 CLI, the demo, the tests and the bench all ask through `create_gateway` and
@@ -198,8 +198,9 @@ async def request_gateway(
                 ask_gateway(client, settings, gateway_id, what), timeout=ANSWER_TIMEOUT
             )
         except TimeoutError as exc:
+            wid = naming.gateway_workflow_id(settings.installation, gateway_id)
             raise GatewayflowError(
-                f"gateway/{gateway_id} did not answer the {what.value} request in "
+                f"{wid} did not answer the {what.value} request in "
                 f"{ANSWER_TIMEOUT:.0f}s: is a worker running on task queue "
                 f"{settings.task_queue}? See `gatewayflow status {gateway_id}`."
             ) from exc
@@ -229,10 +230,11 @@ async def gateway_status(settings: Settings, gateway_id: str) -> Tracked:
 async def workflow_links(settings: Settings, gateway_id: str) -> dict[str, str]:
     """The UI link of each workflow of a gateway: its latest run, or a query when none is
     known (not started yet, or Temporal does not answer: the status still shows)."""
+    installation = settings.installation
     ids = (
-        naming.gateway_workflow_id(gateway_id),
-        naming.deletion_workflow_id(gateway_id),
-        naming.domain_workflow_id(gateway_id),
+        naming.gateway_workflow_id(installation, gateway_id),
+        naming.deletion_workflow_id(installation, gateway_id),
+        naming.domain_workflow_id(installation, gateway_id),
     )
     try:
         client = await _temporal(settings)
@@ -440,5 +442,5 @@ def _tracked(
     want: GatewayState,
     run_id: str | None,
 ) -> Tracked:
-    wid = naming.gateway_workflow_id(gateway.gateway_id)
+    wid = naming.gateway_workflow_id(settings.installation, gateway.gateway_id)
     return Tracked(gateway, want, {wid: links.workflow_link(settings, wid, run_id)}, gateways)

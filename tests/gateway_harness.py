@@ -33,6 +33,8 @@ from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request, target_phase
 from gatewayflow.settings import Settings
+from gatewayflow.store import installation
+from gatewayflow.store.errors import NotOwnedDatabase
 from gatewayflow.store.gateways import GatewayRepository
 from tests.oracles import traces
 
@@ -154,8 +156,9 @@ async def end_workflows(client: Client, task_queue: str) -> None:
 
 
 def remove_gateways(settings: Settings, deps: Deps) -> None:
-    """Delete the namespaces (labelled with the gateway) and runtime databases of every
-    gateway the harness's database knows of, then drop that database."""
+    """Delete the namespaces (labelled with the gateway and the harness's installation)
+    and runtime databases of every gateway the harness's database knows of, then drop that
+    database and the installation's registration."""
     ids: set[str] = set()
     for collection in deps.db.list_collection_names():
         ids.update(str(v) for v in deps.db[collection].distinct("gatewayId"))
@@ -171,10 +174,11 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
                 with contextlib.suppress(ApiException):
                     namespace = core.read_namespace(naming.namespace(gid))
                     labels = (namespace.metadata and namespace.metadata.labels) or {}
-                    if labels.get(naming.OWNER_LABEL) == gid:
+                    if labels == labels | naming.owner_labels(settings.installation, gid):
                         core.delete_namespace(naming.namespace(gid))
                         deleted.append(naming.namespace(gid))
-                deps.runtime.drop(gid)
+                with contextlib.suppress(NotOwnedDatabase):  # another installation's
+                    deps.runtime.drop(gid)
         # Gone before the next test starts, so no test sees another's namespaces.
         deadline = time.monotonic() + 60
         for name in deleted:
@@ -186,6 +190,9 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
                         break
                     raise
                 time.sleep(0.05)
+    key = installation.key_of(deps.db)
+    if key is not None:
+        deps.runtime.forget_installation(key)
     deps.db.client.drop_database(settings.db_name)
 
 

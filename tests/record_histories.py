@@ -64,7 +64,7 @@ async def _poll(what: str, check: Callable[[], Awaitable[bool]], timeout: float 
 
 async def idle(h: Harness, gid: str) -> WorkflowHistory:
     """The history of `gateway/<gid>` once it waits for a signal with nothing in flight."""
-    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(h.settings.installation, gid))
 
     async def at_rest() -> bool:
         progress = await handle.query(GatewayWorkflow.progress)
@@ -124,7 +124,7 @@ async def create_start(h: Harness) -> Recorded:
     return {
         "create-start--GatewayWorkflow.json": gateway,
         "create-start--RuntimeDomainWorkflow.json": await closed(
-            h, naming.domain_workflow_id(gid), first
+            h, naming.domain_workflow_id(h.settings.installation, gid), first
         ),
     }
 
@@ -135,7 +135,7 @@ async def stop_start(h: Harness) -> Recorded:
     await h.request(gid, Request.STOP)
     await h.wait_for(gid, GatewayState.STOPPED)
     await idle(h, gid)
-    inactive = await closed(h, naming.domain_workflow_id(gid))
+    inactive = await closed(h, naming.domain_workflow_id(h.settings.installation, gid))
     await h.request(gid, Request.START)
     await h.wait_for(gid, GatewayState.RUNNING)
     return {
@@ -159,9 +159,13 @@ async def delete(h: Harness) -> Recorded:
     await h.request(gid, Request.DELETE)
     await h.wait_for(gid, GatewayState.DELETED)
     return {
-        "delete--GatewayWorkflow.json": await closed(h, naming.gateway_workflow_id(gid)),
-        LEGACY_SOURCE: await closed(h, naming.deletion_workflow_id(gid)),
-        "delete--RuntimeDomainWorkflow.json": await closed(h, naming.domain_workflow_id(gid)),
+        "delete--GatewayWorkflow.json": await closed(
+            h, naming.gateway_workflow_id(h.settings.installation, gid)
+        ),
+        LEGACY_SOURCE: await closed(h, naming.deletion_workflow_id(h.settings.installation, gid)),
+        "delete--RuntimeDomainWorkflow.json": await closed(
+            h, naming.domain_workflow_id(h.settings.installation, gid)
+        ),
     }
 
 
@@ -173,7 +177,7 @@ async def continue_as_new(h: Harness) -> Recorded:
     handle = await h.client.start_workflow(
         GatewayWorkflow.run,
         GatewayInput(gateway_id=gid, max_actions_per_run=1),
-        id=naming.gateway_workflow_id(gid),
+        id=naming.gateway_workflow_id(h.settings.installation, gid),
         task_queue=h.settings.task_queue,
         search_attributes=search.for_gateway(gid),
     )
@@ -201,13 +205,13 @@ async def delete_with_faults(h: Harness, admin: EmulatorAdmin, gid: str) -> Reco
     with admin.faults_injected(rules, seed=1):
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED, timeout=150)
-    deletion = await closed(h, naming.deletion_workflow_id(gid))
+    deletion = await closed(h, naming.deletion_workflow_id(h.settings.installation, gid))
     if attempts(deletion) < 2:
         raise RuntimeError("no activity of the deletion was retried under the injected faults")
     return {
         "delete-with-faults--GatewayDeletion.json": deletion,
         "delete-with-faults--RuntimeDomainWorkflow.json": await closed(
-            h, naming.domain_workflow_id(gid)
+            h, naming.domain_workflow_id(h.settings.installation, gid)
         ),
     }
 
@@ -226,8 +230,12 @@ async def preempted_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
     return {
-        "preempted-start--GatewayWorkflow.json": await closed(h, naming.gateway_workflow_id(gid)),
-        "preempted-start--GatewayDeletion.json": await closed(h, naming.deletion_workflow_id(gid)),
+        "preempted-start--GatewayWorkflow.json": await closed(
+            h, naming.gateway_workflow_id(h.settings.installation, gid)
+        ),
+        "preempted-start--GatewayDeletion.json": await closed(
+            h, naming.deletion_workflow_id(h.settings.installation, gid)
+        ),
     }
 
 
@@ -251,7 +259,7 @@ async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
         await h.wait_for(gid, GatewayState.DELETED)
     return {
         "delete-during-start--GatewayWorkflow.json": await closed(
-            h, naming.gateway_workflow_id(gid)
+            h, naming.gateway_workflow_id(h.settings.installation, gid)
         ),
     }
 
@@ -270,7 +278,9 @@ async def failure_backoff(h: Harness) -> Recorded:
         foreign = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="not-the-gateways"))
         core.create_namespaced_config_map(ns, foreign)
         await h.request(gid, Request.DELETE)
-        handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+        handle = h.client.get_workflow_handle(
+            naming.gateway_workflow_id(h.settings.installation, gid)
+        )
 
         async def backing_off() -> bool:
             progress = await handle.query(GatewayWorkflow.progress)
@@ -316,7 +326,7 @@ async def requests(h: Harness) -> Recorded:
     `delete` update, and a `start` signal refused during the deletion; the workflow writes
     each intent itself."""
     gid = await created(h, "rec-requests")
-    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(h.settings.installation, gid))
     await handle.signal("stop")
     await h.wait_for(gid, GatewayState.STOPPED)
     await handle.execute_update("start", result_type=RequestAccepted)
@@ -362,7 +372,7 @@ async def delete_queued(settings: Settings) -> Recorded:
         await asyncio.gather(
             h.wait_for(first, GatewayState.DELETED), h.wait_for(second, GatewayState.DELETED)
         )
-        history = await closed(h, naming.deletion_workflow_id(second))
+        history = await closed(h, naming.deletion_workflow_id(h.settings.installation, second))
         signals = [
             e.workflow_execution_signaled_event_attributes.signal_name
             for e in history.events

@@ -136,7 +136,9 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         ns = naming.namespace(gid)
         gw = await gateway(h, gid)
         # Someone applies the old manifest again (it carries the gateway's label).
-        applied: Any = manifests.deployment(gid, gw.instance)  # a plain manifest, as kubectl's
+        applied: Any = manifests.deployment(
+            h.settings.installation, gid, gw.instance
+        )  # as kubectl's
         apps.create_namespaced_deployment(ns, applied)
         await eventually(
             "the hand-made Deployment is gone",
@@ -146,7 +148,7 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         gw = await gateway(h, gid)
         assert gw.progress.drift.repaired == [f"Deployment {ns}/{gid} unexpected"]
         # An unlabelled Deployment is not the gateway's: the check leaves it alone.
-        foreign: Any = manifests.deployment(gid, gw.instance)
+        foreign: Any = manifests.deployment(h.settings.installation, gid, gw.instance)
         foreign["metadata"] = {"name": "operator-tool", "namespace": ns}
         apps.create_namespaced_deployment(ns, foreign)
         await asyncio.sleep(3 * INTERVAL)
@@ -155,7 +157,7 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
 
 
 def drift_of(gw: ApiGateway, live: dict[ObjectRef, dict[str, Any]]) -> list[str]:
-    expected = OWNERSHIP.expected(gw.phase, owner_of(gw))
+    expected = OWNERSHIP.expected(gw.phase, owner_of(gw, "drift-test"))
     return [str(d) for d in differences(expected, live)]
 
 
@@ -171,7 +173,7 @@ def test_differences_follow_the_phase() -> None:
     }
     deployment = ObjectRef(Kind.DEPLOYMENT, ns, gid)
     cron = ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, "t1"))
-    live[deployment] = manifests.deployment(gid, started.instance, restarted_at="now")
+    live[deployment] = manifests.deployment("drift-test", gid, started.instance, restarted_at="now")
     live[cron] = {"spec": {"suspend": False}}
     assert drift_of(started, live) == []
     del live[ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gid))]

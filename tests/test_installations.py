@@ -8,14 +8,20 @@ its gateway's deletion or steers the reaper.
 """
 
 import asyncio
+import base64
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
 
 from control import reaper, service
+from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
@@ -42,10 +48,10 @@ def own_cluster(home: Path) -> Iterator[Path]:
 
 @contextlib.asynccontextmanager
 async def installation(
-    stack: Settings, kubeconfig: Path, **overrides: object
+    stack: Settings, kubeconfig: Path, **overrides: Any
 ) -> AsyncIterator[Harness]:
     name = f"inst-{uuid.uuid4().hex[:6]}"
-    async with harness(stack, kubeconfig=kubeconfig, installation=name, **overrides) as h:
+    async with harness(stack, kubeconfig=kubeconfig, installation_name=name, **overrides) as h:
         yield h
 
 
@@ -140,9 +146,22 @@ async def recorded_error(h: Harness, gid: str, other_than: str | None = None) ->
 # -- the tenant's own database ------------------------------------------------------------
 
 
-def tenant_db(h: Harness, gid: str):  # type: ignore[no-untyped-def]
-    """What the tenant's user may write: readWrite on its own runtime database."""
-    return h.deps.runtime._client[naming.runtime_database(gid)]
+@contextlib.contextmanager
+def as_tenant(h: Harness, gid: str) -> Iterator[Database[dict[str, Any]]]:
+    """The gateway's runtime database as its tenant reaches it: its own user, with the
+    password of its Secret (readWrite on that database only)."""
+    secret = h.deps.cluster("local").get(
+        ObjectRef(Kind.SECRET, naming.namespace(gid), naming.db_secret(gid))
+    )
+    assert secret is not None
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    host = urlsplit(h.settings.mongodb_uri or "").netloc
+    name = naming.runtime_database(gid)
+    user = naming.runtime_user(gid)
+    uri = f"mongodb://{user}:{quote(password)}@{host}/{name}?directConnection=true"
+    client: MongoClient[dict[str, Any]] = MongoClient(uri)
+    with client:
+        yield client[name]
 
 
 @pytest.mark.parametrize("mischief", ["rewrite", "delete"])
@@ -153,12 +172,12 @@ async def test_a_tenant_writing_its_owner_marker_does_not_stall_its_deletion(
         gid = unique_id("tenant")
         await h.create(gid)
         await h.wait_for(gid, GatewayState.RUNNING)
-        db = tenant_db(h, gid)
-        db["orders"].insert_one({"order": 1})  # the runtime's own data
-        if mischief == "rewrite":
-            db["_meta"].update_many({}, {"$set": {"gatewayId": "someone-else"}})
-        else:
-            db["_meta"].drop()
+        with as_tenant(h, gid) as db:
+            db["orders"].insert_one({"order": 1})  # the runtime's own data
+            if mischief == "rewrite":
+                db["_meta"].update_many({}, {"$set": {"gatewayId": "someone-else"}})
+            else:
+                db["_meta"].drop()
 
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED, timeout=60)
@@ -170,7 +189,8 @@ async def test_a_forged_owner_marker_does_not_steer_the_reaper(stack: Settings) 
         gid, ghost = unique_id("tenant"), unique_id("ghost")
         await h.create(gid)
         await h.wait_for(gid, GatewayState.RUNNING)
-        tenant_db(h, gid)["_meta"].update_many({}, {"$set": {"gatewayId": ghost}})
+        with as_tenant(h, gid) as db:
+            db["_meta"].update_many({}, {"$set": {"gatewayId": ghost}})
 
         assert not {gid, ghost} & {o.gateway_id for o in reaper.dry_run(h.deps)}
         result = await service.reap_orphans(h.settings, 0.0, [gid, ghost])

@@ -386,8 +386,12 @@ def child_runs(histories: Sequence[WorkflowHistory], workflow_id: str) -> set[st
 async def test_histories_fetched_from_the_server_replay(lifecycle: Run) -> None:
     gid = lifecycle.gateway_id
     client = await connect(lifecycle.settings)
-    domain = naming.domain_workflow_id(gid)
-    parents = {naming.gateway_workflow_id(gid), naming.deletion_workflow_id(gid)}
+    installation = lifecycle.settings.installation
+    domain = naming.domain_workflow_id(installation, gid)
+    parents = {
+        naming.gateway_workflow_id(installation, gid),
+        naming.deletion_workflow_id(installation, gid),
+    }
     # Visibility is eventually consistent: wait until every run is listed.
     for _ in range(100):
         histories = await fetch_histories(client, query=f"GatewayId='{gid}'")
@@ -407,8 +411,9 @@ async def test_histories_fetched_from_the_server_replay(lifecycle: Run) -> None:
         "RuntimeDomainWorkflow",
     }
 
-    only = await fetch_histories(client, workflow_id=naming.deletion_workflow_id(gid))
-    assert [h.workflow_id for h in only] == [naming.deletion_workflow_id(gid)]
+    deletion = naming.deletion_workflow_id(installation, gid)
+    only = await fetch_histories(client, workflow_id=deletion)
+    assert [h.workflow_id for h in only] == [deletion]
     both = await fetch_histories(client, workflow_id=domain, query=f"GatewayId='{gid}'")
     assert {h.run_id for h in both} == started
     assert await fetch_histories(client, workflow_id=domain, query="GatewayId='no-such'") == []
@@ -417,7 +422,7 @@ async def test_histories_fetched_from_the_server_replay(lifecycle: Run) -> None:
 async def test_temporal_cli_export_loads_and_replays(lifecycle: Run, tmp_path: Path) -> None:
     """The JSON of `temporal workflow show --output json`, from the CLI we ship."""
     settings = lifecycle.settings
-    workflow_id = naming.deletion_workflow_id(lifecycle.gateway_id)
+    workflow_id = naming.deletion_workflow_id(settings.installation, lifecycle.gateway_id)
     exported = subprocess.run(
         [
             str(Path(sys.executable).parent / "temporal"),
@@ -462,7 +467,8 @@ async def test_gatewayflow_replay_command(lifecycle: Run, tmp_path: Path) -> Non
 
     served = replay("--query", f"GatewayId='{lifecycle.gateway_id}'")
     assert served.returncode == 0, served.stdout + served.stderr
-    assert naming.deletion_workflow_id(lifecycle.gateway_id) in served.stdout
+    installation = lifecycle.settings.installation
+    assert naming.deletion_workflow_id(installation, lifecycle.gateway_id) in served.stdout
 
     broken = replay(str(DELETION), str(edited_deletion(tmp_path)))
     assert broken.returncode != 0

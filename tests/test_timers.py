@@ -106,12 +106,14 @@ async def test_failure_backoff_doubles_from_one_minute_to_thirty(skipping: Skipp
         await client.start_workflow(
             "GatewayWorkflow",
             GatewayInput(gateway_id=gid, max_history_length=150),
-            id=naming.gateway_workflow_id(gid),
+            id=naming.gateway_workflow_id(skipping.settings.installation, gid),
             task_queue=skipping.settings.task_queue,
             start_signal="start",
         )
         first_run = (
-            await client.get_workflow_handle(naming.gateway_workflow_id(gid)).describe()
+            await client.get_workflow_handle(
+                naming.gateway_workflow_id(skipping.settings.installation, gid)
+            ).describe()
         ).run_id
         seen: set[datetime] = set()
         for minutes in (1, 2, 4, 8, 16, 30, 30):
@@ -130,9 +132,13 @@ async def test_failure_backoff_doubles_from_one_minute_to_thirty(skipping: Skipp
             assert timedelta(minutes=minutes) - timedelta(seconds=10) < wait, (minutes, wait)
             assert wait <= timedelta(minutes=minutes), (minutes, wait)
             await skipping.env.sleep(wait + timedelta(seconds=1))
-    first = client.get_workflow_handle(naming.gateway_workflow_id(gid), run_id=first_run)
+    first = client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid), run_id=first_run
+    )
     assert (await first.describe()).status is WorkflowExecutionStatus.CONTINUED_AS_NEW
-    await client.get_workflow_handle(naming.gateway_workflow_id(gid)).terminate("test done")
+    await client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid)
+    ).terminate("test done")
 
 
 async def test_a_start_not_ready_in_900_seconds_goes_back_to_stopped(skipping: Skipping) -> None:
@@ -155,9 +161,9 @@ async def test_a_start_not_ready_in_900_seconds_goes_back_to_stopped(skipping: S
         doc = await skipping.doc(gid, lambda d: (d["state"], d["phase"]) == ("Stopped", "Stopped"))
         assert "not ready after 900s" in _progress(doc)["lastError"]
         assert await skipping.now() - started_waiting >= timedelta(seconds=900)
-    await skipping.env.client.get_workflow_handle(naming.gateway_workflow_id(gid)).terminate(
-        "test done"
-    )
+    await skipping.env.client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid)
+    ).terminate("test done")
 
 
 async def test_an_idle_workflow_continues_as_new_and_looks_again(skipping: Skipping) -> None:
@@ -169,7 +175,9 @@ async def test_an_idle_workflow_continues_as_new_and_looks_again(skipping: Skipp
     )
     client = skipping.env.client
     await signal_gateway(client, skipping.settings, gid, "reconcile")
-    handle = client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    handle = client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid)
+    )
     first_run = (await handle.describe()).run_id
     async with asyncio.timeout(30):
         while not str((await handle.query("progress") or {}).get("detail")).startswith("converged"):
@@ -180,7 +188,9 @@ async def test_an_idle_workflow_continues_as_new_and_looks_again(skipping: Skipp
     await skipping.env.sleep(timedelta(hours=23))
     assert (await skipping.doc(gid, lambda d: True))["phase"] == "Stopped"
     await skipping.env.sleep(timedelta(hours=2))
-    first = client.get_workflow_handle(naming.gateway_workflow_id(gid), run_id=first_run)
+    first = client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid), run_id=first_run
+    )
     assert (await first.describe()).status is WorkflowExecutionStatus.CONTINUED_AS_NEW
     async with asyncio.timeout(60):
         while await asyncio.to_thread(skipping.deps.gateways.get, gid) is not None:
