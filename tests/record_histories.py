@@ -24,8 +24,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 
+from control.intents import signal_gateway
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.documents import ApiGateway
@@ -358,6 +359,59 @@ async def reap(h: Harness) -> Recorded:
     return {"reap--OrphanReaper.json": await closed(h, run.id)}
 
 
+async def _unscoped(h: Harness, prefix: str) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """A gateway whose workflow runs as the versions before installations ran it,
+    `gateway/<id>`, at rest."""
+    gid = await created(h, prefix)
+    scoped = naming.gateway_workflow_id(h.settings.installation, gid)
+    await h.client.get_workflow_handle(scoped).terminate("run it unscoped")
+    unscoped = await h.client.start_workflow(
+        GatewayWorkflow.run,
+        GatewayInput(gateway_id=gid),
+        id=naming.unscoped_gateway_workflow_id(gid),
+        task_queue=h.settings.task_queue,
+        search_attributes=search.for_gateway(gid),
+    )
+    await _poll(f"{unscoped.id} did not come to rest", lambda: _converged(h, unscoped.id))
+    return gid, unscoped
+
+
+async def hand_over(h: Harness) -> Recorded:
+    """Two ways a `gateway/<id>` run hands over to `gateway/<installation>/<id>`.
+
+    `hand-over`: asked by a worker's start, it starts its successor and ends; the
+    successor acts once it has ended. `take-over`: a request starts the successor first
+    (a signal-with-start, as the dispatcher sends); its first look finds the old run
+    still running and asks it to hand over, which finds its successor started already.
+    """
+    gid, unscoped = await _unscoped(h, "rec-handover")
+    scoped = naming.gateway_workflow_id(h.settings.installation, gid)
+    await unscoped.signal(GatewayWorkflow.retire, scoped)
+    handed = await closed(h, unscoped.id, unscoped.result_run_id)
+    successor = await idle(h, gid)
+
+    gid, unscoped = await _unscoped(h, "rec-takeover")
+    await signal_gateway(h.client, h.settings, gid, "reconcile")
+    taken = await closed(h, unscoped.id, unscoped.result_run_id)
+    scoped = naming.gateway_workflow_id(h.settings.installation, gid)
+    await _poll(f"{scoped} did not take over", lambda: _converged(h, scoped))
+    taker = await idle(h, gid)
+    waits = [e for e in taker.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    if not waits:
+        raise RuntimeError(f"the successor of {unscoped.id} did not wait for it")
+    return {
+        "hand-over--GatewayWorkflow.json": handed,
+        "hand-over-successor--GatewayWorkflow.json": successor,
+        "take-over--GatewayWorkflow.json": taker,
+        "take-over-unscoped--GatewayWorkflow.json": taken,
+    }
+
+
+async def _converged(h: Harness, workflow_id: str) -> bool:
+    progress = await h.client.get_workflow_handle(workflow_id).query(GatewayWorkflow.progress)
+    return progress is not None and progress.detail.startswith("converged")
+
+
 async def delete_queued(settings: Settings) -> Recorded:
     """With a region limit of 1, the second of two deletions waits for the first's
     permit and is woken by its `permit_granted` signal."""
@@ -395,6 +449,7 @@ ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
     "requests": requests,
     "drift-repair": drift_repair,
     "reap": reap,
+    "hand-over": hand_over,
 }
 OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
     "delete-queued": delete_queued,
@@ -436,7 +491,9 @@ async def record_all(settings: Settings) -> Recorded:
         recorded |= await delete_with_faults(h, admin, faulty)
         recorded |= await preempted_start(h, admin)
         recorded |= await delete_during_start(h, admin)
-    return recorded | await record_only(settings, ["drift-repair", "reap", "delete-queued"])
+    return recorded | await record_only(
+        settings, ["drift-repair", "reap", "delete-queued", "hand-over"]
+    )
 
 
 # -- the legacy tctl style -----------------------------------------------------------------

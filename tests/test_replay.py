@@ -160,6 +160,18 @@ def test_recorded_histories_hold_the_scenarios() -> None:
             if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
         ]
         assert names.count("core_local_activity") == expected, name
+    # A run of the id before installations hands over: it starts its successor (or finds
+    # it started) and ends; the successor looks, waits while the old run lives, then acts.
+    handed = events("hand-over--GatewayWorkflow.json")
+    assert "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED" in handed
+    assert handed[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    taken = events("take-over-unscoped--GatewayWorkflow.json")
+    assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED" in taken
+    taker = events("take-over--GatewayWorkflow.json")
+    first_activity = taker.index("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED")  # read_intent
+    assert "EVENT_TYPE_TIMER_FIRED" in taker[:first_activity]
+    for name in ("hand-over", "take-over-unscoped"):
+        assert "retire" in signals(f"{name}--GatewayWorkflow.json")
 
 
 # -- the file formats ----------------------------------------------------------------------
