@@ -200,14 +200,16 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
 async def harness(
     stack: Settings, *, worker: bool = True, **overrides: object
 ) -> AsyncIterator[Harness]:
-    """Unique database and task queue per harness, so tests never see each other's data;
-    `overrides` are further settings (e.g. `metrics_port`). Everything it made is removed
-    at the end (see the module's docstring)."""
+    """Unique database, task queue and installation per harness, so tests never see each
+    other's data; `overrides` are further settings (e.g. `metrics_port`). Everything it
+    made is removed at the end (see the module's docstring)."""
     suffix = uuid.uuid4().hex[:8]
     settings = stack.model_copy(
         update={
             "db_name": f"gf_test_{suffix}",
             "task_queue": f"gatewayflow-test-{suffix}",
+            # Short, so that the links the CLI prints fit its test's terminal.
+            "installation_name": f"t-{suffix}",
             "sweep_interval_seconds": 2.0,
             # Periodic schedules only where a test asks for them (and removed after it).
             "drift_interval_seconds": 0.0,

@@ -381,6 +381,8 @@ def drive(cluster: Cluster, gid: str) -> None:
     cluster.owned_refs(gid, Kind.NAMESPACE)
     cluster.gateway_namespaces()
     cluster.list_labelled(Kind.NAMESPACE)
+    cluster.unadopted_gateways()
+    cluster.adopt(gid, NAMESPACED)  # ours already: only looks
     for kind in NAMESPACED:
         cluster.list_owned(gid, kind, ns)
         cluster.list_all(kind, ns)
