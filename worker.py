@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from control.worker import run_worker, until_signalled
+from gatewayflow.domain.errors import GatewayflowError
 from gatewayflow.settings import SettingsError, load_settings
 
 
@@ -17,7 +18,10 @@ def main() -> None:
         settings = load_settings()
     except SettingsError as exc:  # named in the message: stop before connecting anywhere
         raise SystemExit(f"gatewayflow worker: {exc}") from None
-    asyncio.run(until_signalled(lambda stop: run_worker(settings, stop=stop)))
+    try:
+        asyncio.run(until_signalled(lambda stop: run_worker(settings, stop=stop)))
+    except GatewayflowError as exc:  # e.g. its database is another installation's
+        raise SystemExit(f"gatewayflow worker: {exc}") from None
 
 
 if __name__ == "__main__":

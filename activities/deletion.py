@@ -66,10 +66,11 @@ class DeletionActivities(Activities):
         return StepResult(step=step.step, removed=[str(ref) for ref in deleted])
 
     def _refuse_foreign(self, gid: str, cluster: Cluster, ns: str) -> None:
-        heartbeat(f"looking for objects in {ns} without the label {naming.owner_selector(gid)}")
+        installation = self.deps.settings.installation
+        heartbeat(f"looking for objects in {ns} without {naming.owner_selector(installation, gid)}")
         foreign = cluster.foreign_objects(gid, ns)
         if foreign:
-            refused = NotOwnedError.in_namespace(ns, gid, foreign)
+            refused = NotOwnedError.in_namespace(ns, installation, gid, foreign)
             self.deps.gateways.record_progress(gid, error=str(refused))
             raise refused
 

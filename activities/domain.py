@@ -79,7 +79,13 @@ class DomainActivities(Activities):
         if action is DomainAction.APPLY_ROUTES:
             doc = domains.moved(gid, phase=DomainPhase.CREATING)
             assert doc is not None, "apply needs the RuntimeDomain document"
-            owner = Owner(gid, region=doc.region, custom_domain=doc.custom_domain, hosts=doc.hosts)
+            owner = Owner(
+                gid,
+                installation=self.deps.settings.installation,
+                region=doc.region,
+                custom_domain=doc.custom_domain,
+                hosts=doc.hosts,
+            )
             for obj in part.manifests(owner):
                 cluster.ensure(gid, obj)
                 heartbeat(f"applied {ObjectRef.of(obj)}")

@@ -41,6 +41,7 @@ class DriftActivities(Activities):
         not allowed, leaves those gateways unchecked this round (each reason in the
         report) and the others are checked.
         """
+        installation = self.deps.settings.installation
         before = {gw.gateway_id: gw for gw in self.deps.gateways.converged()}
         report = DriftReport()
         by_region: dict[str, dict[str, Expected]] = defaultdict(dict)
@@ -52,7 +53,7 @@ class DriftActivities(Activities):
                 naming.validate_gateway_id(gid)
                 if gw.phase is GatewayPhase.STARTED:  # a repair would apply it
                     check_runtime_image(gw.instance.image, allowed)
-                expected = self.deps.ownership.expected(gw.phase, owner_of(gw))
+                expected = self.deps.ownership.expected(gw.phase, owner_of(gw, installation))
             except (ValueError, GatewayflowError) as err:
                 _unchecked(report, 1, f"gateway {gid!r}: {err}")
                 continue
@@ -82,6 +83,7 @@ class DriftActivities(Activities):
                             phase=gw.phase,
                             problems=[str(d) for d in found],
                             kinds=sorted({d.ref.kind.name for d in found}),
+                            workflow_id=naming.gateway_workflow_id(installation, gid),
                         )
                     )
         report.drifted.sort(key=lambda f: f.gateway_id)
@@ -126,11 +128,12 @@ class DriftActivities(Activities):
         return self.deps.gateways.record_drift_repair(gid, finding.problems)
 
 
-def owner_of(gw: ApiGateway) -> Owner:
+def owner_of(gw: ApiGateway, installation: str) -> Owner:
     """What the drift check knows of a gateway: its document (triggers by count)."""
     triggers = trigger_docs(gw.gateway_id, gw.triggers, gw.functions)
     return Owner(
         gw.gateway_id,
+        installation=installation,
         region=gw.placed_region,
         custom_domain=gw.custom_domain,
         instance=gw.instance,

@@ -3,7 +3,8 @@
 import asyncio
 
 from temporalio import activity
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.base import Activities, activity_method
 from activities.errors import validate_input
@@ -12,6 +13,8 @@ from gatewayflow.domain import naming
 from gatewayflow.domain.errors import DeletionFailed, reason, to_application_error
 from gatewayflow.domain.images import check_runtime_image
 from gatewayflow.domain.messages import (
+    RETIRE_SIGNAL,
+    HandOver,
     Intent,
     PhaseUpdate,
     ProgressUpdate,
@@ -112,11 +115,35 @@ class GatewayActivities(Activities):
         return StepResult(step=step.step)
 
     @activity.defn
+    async def unscoped_run_active(self, handover: HandOver) -> bool:
+        """Whether the gateway's workflow still runs under the id it had before
+        installations (`gateway/<id>`) on this task queue; if so, it is asked to hand over
+        (RETIRE_SIGNAL) once its current operation is done. A run of another task queue
+        is another installation's: not this gateway's, left alone."""
+        validate_input((handover,))
+        wid = naming.unscoped_gateway_workflow_id(handover.gateway_id)
+        handle = activity.client().get_workflow_handle(wid)
+        try:
+            described = await handle.describe()
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        if (
+            described.status is not WorkflowExecutionStatus.RUNNING
+            or described.task_queue != activity.info().task_queue
+        ):
+            return False
+        await handle.signal(RETIRE_SIGNAL, handover.successor)
+        return True
+
+    @activity.defn
     async def wait_for_deletion(self, gateway_id: str) -> None:
-        """The result of a running `gateway-deletion/<id>` (started by an earlier run):
+        """The result of the gateway's running deletion (started by an earlier run):
         returns when it succeeded, fails when it failed; heartbeats meanwhile."""
         validate_input((gateway_id,))
-        wid = naming.deletion_workflow_id(gateway_id)
+        caller = activity.info().workflow_id or ""  # the gateway's: its deletion's scope
+        wid = naming.related_workflow_id(caller, naming.DELETION_WORKFLOW, gateway_id)
         result = asyncio.ensure_future(activity.client().get_workflow_handle(wid).result())
         try:
             while not result.done():

@@ -19,7 +19,13 @@ class InstanceActivities(Activities):
         check_runtime_image(gw.instance.image, self.deps.settings.allowed_runtime_images)
         cluster = self.deps.cluster(step.region)
         part = self.deps.ownership.instance
-        owner = Owner(gid, region=step.region, instance=gw.instance, restarted_at=step.restarted_at)
+        owner = Owner(
+            gid,
+            installation=self.deps.settings.installation,
+            region=step.region,
+            instance=gw.instance,
+            restarted_at=step.restarted_at,
+        )
         for obj in part.manifests(owner):
             cluster.apply(gid, obj)
         return StepResult(step=step.step, created=[str(ref) for ref in part.made(owner)])

@@ -39,7 +39,12 @@ class ProvisionActivities(Activities):
     def create_namespace(self, step: StepInput) -> StepResult:
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
-        owner = Owner(gid, region=step.region, service_account=self.deps.settings.service_account)
+        owner = Owner(
+            gid,
+            installation=self.deps.settings.installation,
+            region=step.region,
+            service_account=self.deps.settings.service_account,
+        )
         made = [cluster.ensure(gid, obj) for obj in self.deps.ownership.base.manifests(owner)]
         return StepResult(step=step.step, created=[str(ObjectRef.of(obj)) for obj in made])
 
@@ -50,7 +55,12 @@ class ProvisionActivities(Activities):
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
         part = self.deps.ownership.database
-        owner = Owner(gid, region=step.region, password=secrets.token_urlsafe(24))
+        owner = Owner(
+            gid,
+            installation=self.deps.settings.installation,
+            region=step.region,
+            password=secrets.token_urlsafe(24),
+        )
         secret: dict[str, Any] | None = None
         for ref, manifest in zip(part.made(owner), part.manifests(owner), strict=True):
             live = cluster.get(ref) or cluster.ensure(gid, manifest)
@@ -92,7 +102,8 @@ class ProvisionActivities(Activities):
             ]
         )
         created = []
-        for obj in part.manifests(Owner(gid, region=gw.placed_region)):
+        owner = Owner(gid, installation=self.deps.settings.installation, region=gw.placed_region)
+        for obj in part.manifests(owner):
             cluster.ensure(gid, obj)
             created.append(ObjectRef.of(obj).name)
         return StepResult(step=step.step, created=created)
@@ -115,7 +126,13 @@ class ProvisionActivities(Activities):
         triggers = trigger_docs(gid, gw.triggers, gw.functions)
         self.deps.children.insert_many(triggers)
         created = []
-        owner = Owner(gid, region=step.region, triggers=triggers, suspended=True)
+        owner = Owner(
+            gid,
+            installation=self.deps.settings.installation,
+            region=step.region,
+            triggers=triggers,
+            suspended=True,
+        )
         for obj in self.deps.ownership.triggers.manifests(owner):
             cluster.ensure(gid, obj)
             created.append(ObjectRef.of(obj).name)

@@ -9,6 +9,7 @@ from temporalio import activity
 
 from activities.base import Activities, activity_method
 from gatewayflow import inventory, reap_limits
+from gatewayflow.domain import naming
 from gatewayflow.domain.documents import utcnow
 from gatewayflow.domain.messages import Orphan, OrphanScan, ReapInput
 
@@ -33,7 +34,9 @@ class ReaperActivities(Activities):
             found = {gid: items for gid, items in found.items() if gid in input.gateway_ids}
         now = utcnow()  # after the sightings: a grace of 0 makes a new one due
         scan = OrphanScan()
+        installation = self.deps.settings.installation
         for orphan in inventory.described_orphans(found, first, timedelta(seconds=grace), now):
+            orphan.workflow_id = naming.gateway_workflow_id(installation, orphan.gateway_id)
             (scan.due if orphan.due else scan.waiting).append(orphan)
         return reap_limits.limited(scan, census, settings, input.confirm)
 

@@ -37,6 +37,7 @@ def all_activities(settings: Settings, deps: Deps | None = None) -> list[Callabl
         gateway.record_progress,
         gateway.record_step,
         gateway.wait_for_deletion,
+        gateway.unscoped_run_active,
         provision.create_namespace,
         provision.create_database,
         provision.create_stages,

@@ -18,7 +18,13 @@ class TriggerActivities(Activities):
     def set_triggers_suspended(self, step: TriggersInput) -> StepResult:
         gid = step.gateway_id
         cluster = self.deps.cluster(step.region)
-        owner = Owner(gid, region=step.region, triggers=self._triggers(gid), suspended=step.suspend)
+        owner = Owner(
+            gid,
+            installation=self.deps.settings.installation,
+            region=step.region,
+            triggers=self._triggers(gid),
+            suspended=step.suspend,
+        )
         changed = []
         for obj in self.deps.ownership.triggers.manifests(owner):
             cluster.apply(gid, obj)

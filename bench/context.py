@@ -68,7 +68,9 @@ class Bench:
             settings=settings,
             client=await connect(settings),
             mongo=make_client(settings.mongodb_uri or ""),
-            cluster=Regions(settings.kubeconfig).cluster(REGION),
+            cluster=Regions(settings.kubeconfig, installation=settings.installation).cluster(
+                REGION
+            ),
         )
 
     def scoped(self, name: str) -> Settings:

@@ -177,10 +177,10 @@ def _counted_event(event: HistoryEvent) -> str | None:
     return _TEMPORAL_EVENTS.get(event.event_type)
 
 
-async def temporal_work(bench: Bench, ids: list[str]) -> TemporalWork:
+async def temporal_work(bench: Bench, settings: Settings, ids: list[str]) -> TemporalWork:
     counts: Counter[str] = Counter()
     for gateway_id in ids:
-        for events in await deletion_histories(bench.client, gateway_id):
+        for events in await deletion_histories(bench.client, settings, gateway_id):
             counts.update(name for e in events if (name := _counted_event(e)) is not None)
     n = len(ids)
     return TemporalWork(**{name: counts[name] / n for name in _TEMPORAL_EVENTS.values()})
@@ -213,5 +213,5 @@ async def measure_round_trips(bench: Bench, count: int) -> RoundTripResult:
         tick_baseline=RoundTrips.of([w.mongo for w in tick]),
         kube_gatewayflow=KubeRequests.of(gf),
         kube_tick_baseline=KubeRequests.of(tick),
-        temporal=await temporal_work(bench, ids),
+        temporal=await temporal_work(bench, gatewayflow, ids),
     )

@@ -33,7 +33,8 @@ async def provision_for_baseline(bench: Bench, settings: Settings, ids: list[str
     async with in_process_worker(settings, dispatcher=False):
         await bench.provision(settings, ids)
     for gid in ids:
-        await bench.client.get_workflow_handle(naming.gateway_workflow_id(gid)).terminate(
+        wid = naming.gateway_workflow_id(settings.installation, gid)
+        await bench.client.get_workflow_handle(wid).terminate(
             reason="bench: the tick baseline deletes this gateway"
         )
 

@@ -73,10 +73,13 @@ async def _history(
     return list(history.events)
 
 
-async def deletion_histories(client: Client, gateway_id: str) -> list[list[HistoryEvent]]:
-    """The events of one finished deletion, per workflow: `gateway/<id>` from its `delete`
+async def deletion_histories(
+    client: Client, settings: Settings, gateway_id: str
+) -> list[list[HistoryEvent]]:
+    """The events of one finished deletion, per workflow: the gateway's from its `delete`
     signal on, then each child workflow in turn."""
-    events = await _history(client, naming.gateway_workflow_id(gateway_id))
+    wid = naming.gateway_workflow_id(settings.installation, gateway_id)
+    events = await _history(client, wid)
     first = next(
         i
         for i, e in enumerate(events)
@@ -122,17 +125,19 @@ def _retries(events: list[HistoryEvent]) -> int:
     )
 
 
-async def deletion_shape(client: Client, gateway_id: str) -> list[Level]:
+async def deletion_shape(client: Client, settings: Settings, gateway_id: str) -> list[Level]:
     """Activities before and after the child, per workflow, of one finished deletion."""
-    return [_level_of(events) for events in await deletion_histories(client, gateway_id)]
+    deletion = await deletion_histories(client, settings, gateway_id)
+    return [_level_of(events) for events in deletion]
 
 
-async def retries_per_deletion(client: Client, ids: list[str]) -> float:
+async def retries_per_deletion(client: Client, settings: Settings, ids: list[str]) -> float:
     """Activity retries per deletion, over a sample of RETRY_SAMPLE of the burst."""
     sample = ids[:: max(1, len(ids) // RETRY_SAMPLE)][:RETRY_SAMPLE]
     total = 0
     for gateway_id in sample:
-        total += sum(_retries(events) for events in await deletion_histories(client, gateway_id))
+        deletion = await deletion_histories(client, settings, gateway_id)
+        total += sum(_retries(events) for events in deletion)
     return total / len(sample)
 
 
@@ -184,7 +189,7 @@ async def measure(
 ) -> ThroughputResult:
     """`worker` serves `gatewayflow`; `shape_of` is a gateway it has deleted already."""
     profiled = PROFILE_AT if PROFILE_AT in sizes else max(sizes)
-    shape = await deletion_shape(bench.client, shape_of)
+    shape = await deletion_shape(bench.client, gatewayflow, shape_of)
     bound_settings = bench.scoped("bound")
     noop_worker = ChildProcess(
         name="no-op worker",
@@ -215,7 +220,7 @@ async def measure(
                 noop_worker.pid,
                 partial(_run_chains, bench.client, bound_settings.task_queue, n, shape),
             )
-            retries = await retries_per_deletion(bench.client, ids)
+            retries = await retries_per_deletion(bench.client, gatewayflow, ids)
             runs.append(
                 ThroughputRun(
                     n,

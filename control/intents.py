@@ -1,4 +1,5 @@
-"""What every sender puts to `gateway/<id>`: its signals and updates.
+"""What every sender puts to a gateway's workflow (`gateway/<installation>/<id>`): its
+signals and updates.
 
 The CLI's service asks with an update (the workflow checks the request, writes the
 intent and answers); the dispatcher, which finds the intent already in MongoDB, only
@@ -43,11 +44,12 @@ SIGNAL_FOR_STATE: dict[GatewayState, str] = {
 async def signal_gateway(
     client: Client, settings: Settings, gateway_id: str, signal: str = "reconcile"
 ) -> str:
-    """Signal `gateway/<id>`, starting it first if it is not running; returns its run id."""
+    """Signal the gateway's workflow, starting it first if it is not running; returns its
+    run id."""
     handle = await client.start_workflow(
         GatewayWorkflow.run,
         GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
-        id=naming.gateway_workflow_id(gateway_id),
+        id=naming.gateway_workflow_id(settings.installation, gateway_id),
         task_queue=settings.task_queue,
         start_signal=signal,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -61,7 +63,7 @@ async def signal_gateway(
 async def ask_gateway(
     client: Client, settings: Settings, gateway_id: str, what: Request
 ) -> tuple[RequestAccepted, str]:
-    """Send a request as an update to `gateway/<id>`, starting the workflow if it is not
+    """Send a request as an update to the gateway's workflow, starting it if it is not
     running (update-with-start); returns the workflow's answer and its run id.
 
     RequestRefused, with the workflow's reason, when the rules refuse it.
@@ -69,7 +71,7 @@ async def ask_gateway(
     start = WithStartWorkflowOperation(
         GatewayWorkflow.run,
         GatewayInput(gateway_id=gateway_id, start_timeout_seconds=settings.start_timeout_seconds),
-        id=naming.gateway_workflow_id(gateway_id),
+        id=naming.gateway_workflow_id(settings.installation, gateway_id),
         task_queue=settings.task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -88,10 +90,14 @@ async def ask_gateway(
     return accepted, handle.result_run_id or ""
 
 
-async def notify_guard(client: Client, gateway_id: str, notice: GuardNotice) -> bool:
+async def notify_guard(
+    client: Client, settings: Settings, gateway_id: str, notice: GuardNotice
+) -> bool:
     """Tell a held deletion's workflow that an operator released or cancelled it; False
     when it is not running (its next run asks the guard itself)."""
-    handle = client.get_workflow_handle(naming.gateway_workflow_id(gateway_id))
+    handle = client.get_workflow_handle(
+        naming.gateway_workflow_id(settings.installation, gateway_id)
+    )
     try:
         await handle.signal(GatewayWorkflow.deletion_guard, notice)
     except RPCError:

@@ -47,7 +47,7 @@ def plan(deps: Deps, gateway_id: str) -> list[PlanStep]:
 def _present(deps: Deps, part: Part, gateway_id: str, region: str) -> list[Item]:
     """What of `part` exists: the runtime database, the objects, then the documents."""
     items = []
-    if part.runtime_database and deps.runtime.exists(gateway_id):
+    if part.runtime_database and deps.runtime.owned(gateway_id):
         items.append(Item("runtime-db", "database+user", None, naming.runtime_database(gateway_id)))
     cluster = deps.cluster(region)
     refs = [

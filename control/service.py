@@ -1,6 +1,6 @@
 """The service layer of the CLI (or an API): requests, status, plan, audit, reap and replay.
 
-MongoDB is the source of truth. A request is an update sent to `gateway/<id>`
+MongoDB is the source of truth. A request is an update sent to the gateway's workflow
 (update-with-start, control/intents.py): the workflow checks it against the transition
 rules, writes the intent with a compare-and-set and answers with what it accepted. The
 CLI, the demo, the tests and the bench all ask through `create_gateway` and
@@ -206,8 +206,9 @@ async def request_gateway(
                 ask_gateway(client, settings, gateway_id, what), timeout=ANSWER_TIMEOUT
             )
         except TimeoutError as exc:
+            wid = naming.gateway_workflow_id(settings.installation, gateway_id)
             raise GatewayflowError(
-                f"gateway/{gateway_id} did not answer the {what.value} request in "
+                f"{wid} did not answer the {what.value} request in "
                 f"{ANSWER_TIMEOUT:.0f}s: is a worker running on task queue "
                 f"{settings.task_queue}? See `gatewayflow status {gateway_id}`."
             ) from exc
@@ -290,10 +291,11 @@ async def _raise_if_deleted(settings: Settings, gateway_id: str) -> None:
 async def workflow_links(settings: Settings, gateway_id: str) -> dict[str, str]:
     """The UI link of each workflow of a gateway: its latest run, or a query when none is
     known (not started yet, or Temporal does not answer: the status still shows)."""
+    installation = settings.installation
     ids = (
-        naming.gateway_workflow_id(gateway_id),
-        naming.deletion_workflow_id(gateway_id),
-        naming.domain_workflow_id(gateway_id),
+        naming.gateway_workflow_id(installation, gateway_id),
+        naming.deletion_workflow_id(installation, gateway_id),
+        naming.domain_workflow_id(installation, gateway_id),
     )
     try:
         client = await _temporal(settings)
@@ -363,7 +365,7 @@ async def release_deletions(settings: Settings, region: str) -> GuardOutcome:
         ensure_indexes(deps.db)
         ids = deps.deletion_guard.release(region, settings.deletion_guard_window_seconds)
         notice = GuardNotice(action="release", reason="released by an operator")
-        return await _notify(client, GuardOutcome(region, ids), notice)
+        return await _notify(client, settings, GuardOutcome(region, ids), notice)
 
 
 async def cancel_deletions(
@@ -378,7 +380,10 @@ async def cancel_deletions(
         ensure_indexes(deps.db)
         ids = deps.deletion_guard.cancel(region, reason)
         outcome = await _notify(
-            client, GuardOutcome(region, ids), GuardNotice(action="cancel", reason=reason)
+            client,
+            settings,
+            GuardOutcome(region, ids),
+            GuardNotice(action="cancel", reason=reason),
         )
         deadline = time.monotonic() + wait
         pending = set(ids)
@@ -396,13 +401,15 @@ async def cancel_deletions(
         return outcome
 
 
-async def _notify(client: Client, outcome: GuardOutcome, notice: GuardNotice) -> GuardOutcome:
+async def _notify(
+    client: Client, settings: Settings, outcome: GuardOutcome, notice: GuardNotice
+) -> GuardOutcome:
     """Signal each held deletion's workflow, a few at a time."""
     gate = asyncio.Semaphore(20)
 
     async def one(gid: str) -> None:
         async with gate:
-            if not await notify_guard(client, gid, notice):
+            if not await notify_guard(client, settings, gid, notice):
                 outcome.unsignalled.append(gid)
 
     await asyncio.gather(*(one(gid) for gid in outcome.gateway_ids))
@@ -582,5 +589,5 @@ def _tracked(
     want: GatewayState,
     run_id: str | None,
 ) -> Tracked:
-    wid = naming.gateway_workflow_id(gateway.gateway_id)
+    wid = naming.gateway_workflow_id(settings.installation, gateway.gateway_id)
     return Tracked(gateway, want, {wid: links.workflow_link(settings, wid, run_id)}, gateways)

@@ -1,5 +1,5 @@
-"""The worker's composition: a Temporal worker on task queue `gatewayflow`, the schedules
-and the dispatcher.
+"""The worker's composition: the installation claimed and adopted, a Temporal worker on
+task queue `gatewayflow`, the schedules and the dispatcher.
 
 Both entry points (`python worker.py` and `gatewayflow up`) run it through
 `until_signalled`, so SIGINT and SIGTERM are handled in this one place.
@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from gatewayflow.client import connect
+from gatewayflow.deps import Deps
 from gatewayflow.metrics import metrics_interceptors, start_metrics
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import connect as connect_db
@@ -23,7 +24,9 @@ from gatewayflow.store.client import connect as connect_db
 log = logging.getLogger("gatewayflow.worker")
 
 
-def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, executor: ThreadPoolExecutor, deps: Deps | None = None
+) -> Worker:
     from activities.registry import all_activities
     from workflows.registry import ALL_WORKFLOWS
 
@@ -31,7 +34,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         client,
         task_queue=settings.task_queue,
         workflows=list(ALL_WORKFLOWS),
-        activities=all_activities(settings),
+        activities=all_activities(settings, deps),
         activity_executor=executor,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
@@ -50,11 +53,16 @@ async def run_worker(
     if settings.metrics_port is not None:
         runtime = start_metrics(settings, connect_db(settings.mongodb_uri or "", settings.db_name))
     client = await connect(settings, runtime)
+    from control.adoption import adopt
     from control.schedules import ensure_schedules
 
+    deps = Deps(settings)
+    # Before anything acts: a worker of another installation stops here.
+    if not await adopt(client, settings, deps, stop):
+        return
     await ensure_schedules(client, settings)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        worker = build_worker(client, settings, executor)
+        worker = build_worker(client, settings, executor, deps)
         tasks: list[asyncio.Task[None]] = []
         if settings.dispatcher if dispatcher is None else dispatcher:
             from control.dispatcher import run_dispatcher

@@ -87,7 +87,9 @@ class Deps:
     @cached_property
     def runtime(self) -> RuntimeDatabases:
         uri = self.settings.runtime_mongodb_uri or self.settings.mongodb_uri or ""
-        return RuntimeDatabases(MongoClient(uri, serverSelectionTimeoutMS=5000))
+        return RuntimeDatabases(
+            MongoClient(uri, serverSelectionTimeoutMS=5000), self.settings.installation
+        )
 
     @cached_property
     def regions(self) -> "Regions":
@@ -97,6 +99,7 @@ class Deps:
         return Regions(
             self.settings.kubeconfig,
             self.settings.regions,
+            installation=self.settings.installation,
             pool_size=self.settings.max_concurrent_activities,
         )
 

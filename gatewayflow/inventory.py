@@ -52,8 +52,9 @@ class PlanStep:
 def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
     """Everything of this gateway that still exists anywhere; empty after a deletion.
 
-    Kubernetes is read by the ownership label only, as metadata: the gateway's Namespace
-    and its objects of every kind it owns inside it (where all of them are created).
+    Kubernetes is read by the ownership labels only, as metadata: the gateway's Namespace
+    and its objects of every kind it owns inside it (where all of them are created). The
+    runtime database is the gateway's while registered to it.
     """
     found = [
         Item("mongo", collection, deps.settings.db_name, f"{count} document(s)")
@@ -71,7 +72,7 @@ def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
                 continue
             for ref in cluster.owned_refs(gateway_id, kind, naming.namespace(gateway_id)):
                 found.append(Item("kubernetes", kind.name, ref.namespace, ref.name, region))
-    if deps.runtime.exists(gateway_id):
+    if deps.runtime.owned(gateway_id):
         found.append(Item("runtime-db", "database", None, naming.runtime_database(gateway_id)))
     return found
 
@@ -84,12 +85,15 @@ def audit_regions(deps: Deps) -> list[str]:
 def orphans(
     deps: Deps, regions: list[str] | None = None, on_progress: OnProgress = _quiet
 ) -> dict[str, list[Item]]:
-    """Resources of gateways that have no ApiGateway document any more: leaks.
+    """Resources of this installation's gateways that have no ApiGateway document any
+    more: leaks.
 
-    Looks in every region (by the ownership label of the namespaces), in every collection
-    and on the runtime MongoDB (`gw_*` databases and their users, by their owner marker).
-    `on_progress` is called after each region's list and each gateway looked at: an
-    activity heartbeats there, so a slow cluster slows the scan but never times it out.
+    Looks in every region (by the ownership labels of the namespaces: this installation's
+    only), in every collection of the control database and on the runtime MongoDB (the
+    databases and users registered to this installation). Nothing a tenant writes in its
+    own database counts: a database's owner is its registration. `on_progress` is called
+    after each region's list and each gateway looked at: an activity heartbeats there, so
+    a slow cluster slows the scan but never times it out.
     """
     regions = audit_regions(deps) if regions is None else regions
     ids: set[str] = set()
@@ -100,8 +104,7 @@ def orphans(
         ids.update(deps.cluster(region).gateway_namespaces().values())
         on_progress(f"listed the gateway namespaces of {region}")
     databases: dict[str, list[Item]] = {}
-    for name in deps.runtime.names():
-        owner = deps.runtime.owner(name) or name.removeprefix("gw_").replace("_", "-")
+    for name, owner in deps.runtime.registered().items():
         users = ", ".join(deps.runtime.users(name)) or "no users"
         databases.setdefault(owner, []).append(
             Item("runtime-db", "database+users", None, f"{name} ({users})")

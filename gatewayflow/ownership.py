@@ -33,6 +33,7 @@ class Owner:
     step fills in what it knows; names depend on the id, an environment or a trigger only."""
 
     gateway_id: str
+    installation: str = ""  # labels every object; names do not depend on it
     region: str = ""  # where its resources are: the runtime hosts name it
     custom_domain: str | None = None
     hosts: Mapping[str, str] = field(default_factory=dict)  # env -> host, as recorded
@@ -239,57 +240,61 @@ def _custom_domain(owner: Owner) -> str:
 
 # -- the base: made first, removed last ------------------------------------------------------
 NAMESPACE = Owned(
-    Kind.NAMESPACE, _named(naming.namespace), lambda o, _: manifests.namespace(o.gateway_id)
+    Kind.NAMESPACE,
+    _named(naming.namespace),
+    lambda o, _: manifests.namespace(o.installation, o.gateway_id),
 )
 ROLE_BINDING = Owned(
     Kind.ROLE_BINDING,
     lambda _gid, _key: manifests.GATEWAY_ROLE,
-    lambda o, _: manifests.role_binding(o.gateway_id, o.service_account),
+    lambda o, _: manifests.role_binding(o.installation, o.gateway_id, o.service_account),
     # Removing it would take the worker's rights to remove the rest.
     with_namespace=True,
 )
 CONFIG_MAP = Owned(
     Kind.CONFIG_MAP,
     _named(naming.config_map),
-    lambda o, _: manifests.config_map(o.gateway_id, o.region),
+    lambda o, _: manifests.config_map(o.installation, o.gateway_id, o.region),
 )
 
 # -- the database: its password lives only in the Secret and the runtime server ---------------
 DB_SECRET = Owned(
     Kind.SECRET,
     _named(naming.db_secret),
-    lambda o, _: manifests.db_secret(o.gateway_id, naming.runtime_user(o.gateway_id), o.password),
+    lambda o, _: manifests.db_secret(
+        o.installation, o.gateway_id, naming.runtime_user(o.gateway_id), o.password
+    ),
 )
 
 # -- the runtime domain: routes are made last and removed first (traffic) ---------------------
 PLUGIN_CONFIG = Owned(
     Kind.APISIX_PLUGIN_CONFIG,
     _named(naming.plugin_config),
-    lambda o, _: manifests.plugin_config(o.gateway_id),
+    lambda o, _: manifests.plugin_config(o.installation, o.gateway_id),
 )
 TLS = Owned(
     Kind.APISIX_TLS,
     naming.tls,
-    lambda o, env: manifests.tls(o.gateway_id, env, o.host(env)),
+    lambda o, env: manifests.tls(o.installation, o.gateway_id, env, o.host(env)),
     keys=per_environment,
 )
 CERTIFICATE = Owned(
     Kind.CERTIFICATE,
     _named(naming.certificate),
-    lambda o, _: manifests.certificate(o.gateway_id, _custom_domain(o)),
+    lambda o, _: manifests.certificate(o.installation, o.gateway_id, _custom_domain(o)),
     when=with_custom_domain,
 )
 CUSTOM_TLS = Owned(
     Kind.APISIX_TLS,
     _named(naming.custom_tls),
-    lambda o, _: manifests.custom_tls(o.gateway_id, _custom_domain(o)),
+    lambda o, _: manifests.custom_tls(o.installation, o.gateway_id, _custom_domain(o)),
     when=with_custom_domain,
 )
 DOMAIN_ROUTE = Owned(
     Kind.APISIX_ROUTE,
     naming.domain_route,
     lambda o, env: manifests.domain_route(
-        o.gateway_id, env, o.host(env), naming.plugin_config(o.gateway_id)
+        o.installation, o.gateway_id, env, o.host(env), naming.plugin_config(o.gateway_id)
     ),
     keys=per_environment,
     when_stopped=WhenStopped.GONE,
@@ -299,14 +304,14 @@ DOMAIN_ROUTE = Owned(
 STAGE_ROUTE = Owned(
     Kind.APISIX_ROUTE,
     naming.stage_route,
-    lambda o, env: manifests.stage_route(o.gateway_id, env, o.host(env)),
+    lambda o, env: manifests.stage_route(o.installation, o.gateway_id, env, o.host(env)),
     keys=per_environment,
 )
 CRON_JOB = Owned(
     Kind.CRON_JOB,
     naming.cron_job,
     lambda o, trigger_id: manifests.cron_job(
-        o.gateway_id, o.trigger(trigger_id), suspend=o.suspended
+        o.installation, o.gateway_id, o.trigger(trigger_id), suspend=o.suspended
     ),
     keys=per_trigger,
     when_stopped=WhenStopped.SUSPENDED,
@@ -315,14 +320,14 @@ CRON_JOB = Owned(
 DEPLOYMENT = Owned(
     Kind.DEPLOYMENT,
     _named(naming.deployment),
-    lambda o, _: manifests.deployment(o.gateway_id, o.instance, o.restarted_at),
+    lambda o, _: manifests.deployment(o.installation, o.gateway_id, o.instance, o.restarted_at),
     when_stopped=WhenStopped.GONE,
     spec_checked=True,
 )
 SERVICE = Owned(
     Kind.SERVICE,
     _named(naming.service),
-    lambda o, _: manifests.service(o.gateway_id),
+    lambda o, _: manifests.service(o.installation, o.gateway_id),
     when_stopped=WhenStopped.GONE,
 )
 

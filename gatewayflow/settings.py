@@ -18,6 +18,7 @@ from pydantic import AliasChoices, Field, PrivateAttr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
+from gatewayflow.domain import naming
 from gatewayflow.domain.errors import PermanentError
 
 STACK_FILE = "stack.json"
@@ -67,6 +68,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("GATEWAYFLOW_RUNTIME_MONGODB_URI")
     )
     db_name: str = Field(default="gatewayflow", validation_alias=_env("GATEWAYFLOW_DB"))
+    installation_name: str | None = Field(
+        default=None,
+        max_length=naming.MAX_INSTALLATION_LENGTH,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        validation_alias=_env("GATEWAYFLOW_INSTALLATION"),
+        description="the installation every object, database and workflow is labelled "
+        "with; unset: derived from GATEWAYFLOW_DB",
+    )
     kubeconfig: Path | None = Field(default=None, validation_alias=_env("KUBECONFIG"))
     regions: dict[str, str] = Field(
         default_factory=dict,
@@ -188,6 +197,12 @@ class Settings(BaseSettings):
 
     # The variables whose value `resolved()` filled in from the embedded stack's defaults.
     _embedded: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def installation(self) -> str:
+        """Which installation this process is: what it owns carries this id, and it
+        never touches what carries another (README, Production)."""
+        return self.installation_name or naming.installation_of_database(self.db_name)
 
     @property
     def stack_file(self) -> Path:

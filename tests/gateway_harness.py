@@ -33,6 +33,8 @@ from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
+from gatewayflow.store import installation
+from gatewayflow.store.errors import NotOwnedDatabase
 from gatewayflow.store.gateways import GatewayRepository
 from tests.oracles import traces
 
@@ -94,7 +96,9 @@ class Harness:
                     f"(last seen {seen})"
                 )
                 # The deletion ends after the document goes: its permit is given back.
-                await self._until_closed(naming.deletion_workflow_id(gateway_id), deadline)
+                await self._until_closed(
+                    naming.deletion_workflow_id(self.settings.installation, gateway_id), deadline
+                )
                 return None
             seen = (gw.state.value, gw.phase.value, gw.progress.step, gw.progress.last_error)
             # A deletion ends with the document gone, never at a phase.
@@ -185,8 +189,9 @@ async def end_workflows(client: Client, task_queue: str) -> None:
 
 
 def remove_gateways(settings: Settings, deps: Deps) -> None:
-    """Delete the namespaces (labelled with the gateway) and runtime databases of every
-    gateway the harness's database knows of, then drop that database."""
+    """Delete the namespaces (labelled with the gateway and the harness's installation)
+    and runtime databases of every gateway the harness's database knows of, then drop that
+    database and the installation's registration."""
     ids: set[str] = set()
     for collection in deps.db.list_collection_names():
         ids.update(str(v) for v in deps.db[collection].distinct("gatewayId"))
@@ -202,10 +207,11 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
                 with contextlib.suppress(ApiException):
                     namespace = core.read_namespace(naming.namespace(gid))
                     labels = (namespace.metadata and namespace.metadata.labels) or {}
-                    if labels.get(naming.OWNER_LABEL) == gid:
+                    if labels == labels | naming.owner_labels(settings.installation, gid):
                         core.delete_namespace(naming.namespace(gid))
                         deleted.append(naming.namespace(gid))
-                deps.runtime.drop(gid)
+                with contextlib.suppress(NotOwnedDatabase):  # another installation's
+                    deps.runtime.drop(gid)
         # Gone before the next test starts, so no test sees another's namespaces.
         deadline = time.monotonic() + 60
         for name in deleted:
@@ -217,6 +223,9 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
                         break
                     raise
                 time.sleep(0.05)
+    key = installation.key_of(deps.db)
+    if key is not None:
+        deps.runtime.forget_installation(key)
     deps.db.client.drop_database(settings.db_name)
 
 
@@ -224,14 +233,16 @@ def remove_gateways(settings: Settings, deps: Deps) -> None:
 async def harness(
     stack: Settings, *, worker: bool = True, **overrides: object
 ) -> AsyncIterator[Harness]:
-    """Unique database and task queue per harness, so tests never see each other's data;
-    `overrides` are further settings (e.g. `metrics_port`). Everything it made is removed
-    at the end (see the module's docstring)."""
+    """Unique database, task queue and installation per harness, so tests never see each
+    other's data; `overrides` are further settings (e.g. `metrics_port`). Everything it
+    made is removed at the end (see the module's docstring)."""
     suffix = uuid.uuid4().hex[:8]
     settings = stack.model_copy(
         update={
             "db_name": f"gf_test_{suffix}",
             "task_queue": f"gatewayflow-test-{suffix}",
+            # Short, so that the links the CLI prints fit its test's terminal.
+            "installation_name": f"t-{suffix}",
             "sweep_interval_seconds": 2.0,
             # Periodic schedules only where a test asks for them (and removed after it).
             "drift_interval_seconds": 0.0,

@@ -23,9 +23,10 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor
 from kubernetes import client as k8s
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 
 from control import service
+from control.intents import signal_gateway
 from gatewayflow.cluster.kinds import Kind, ObjectRef
 from gatewayflow.domain import naming
 from gatewayflow.domain.deletion_guard import held_by_guard
@@ -65,7 +66,7 @@ async def _poll(what: str, check: Callable[[], Awaitable[bool]], timeout: float 
 
 async def idle(h: Harness, gid: str) -> WorkflowHistory:
     """The history of `gateway/<gid>` once it waits for a signal with nothing in flight."""
-    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(h.settings.installation, gid))
 
     async def at_rest() -> bool:
         progress = await handle.query(GatewayWorkflow.progress)
@@ -125,7 +126,7 @@ async def create_start(h: Harness) -> Recorded:
     return {
         "create-start--GatewayWorkflow.json": gateway,
         "create-start--RuntimeDomainWorkflow.json": await closed(
-            h, naming.domain_workflow_id(gid), first
+            h, naming.domain_workflow_id(h.settings.installation, gid), first
         ),
     }
 
@@ -136,7 +137,7 @@ async def stop_start(h: Harness) -> Recorded:
     await h.request(gid, Request.STOP)
     await h.wait_for(gid, GatewayState.STOPPED)
     await idle(h, gid)
-    inactive = await closed(h, naming.domain_workflow_id(gid))
+    inactive = await closed(h, naming.domain_workflow_id(h.settings.installation, gid))
     await h.request(gid, Request.START)
     await h.wait_for(gid, GatewayState.RUNNING)
     return {
@@ -160,9 +161,13 @@ async def delete(h: Harness) -> Recorded:
     await h.request(gid, Request.DELETE)
     await h.wait_for(gid, GatewayState.DELETED)
     return {
-        "delete--GatewayWorkflow.json": await closed(h, naming.gateway_workflow_id(gid)),
-        LEGACY_SOURCE: await closed(h, naming.deletion_workflow_id(gid)),
-        "delete--RuntimeDomainWorkflow.json": await closed(h, naming.domain_workflow_id(gid)),
+        "delete--GatewayWorkflow.json": await closed(
+            h, naming.gateway_workflow_id(h.settings.installation, gid)
+        ),
+        LEGACY_SOURCE: await closed(h, naming.deletion_workflow_id(h.settings.installation, gid)),
+        "delete--RuntimeDomainWorkflow.json": await closed(
+            h, naming.domain_workflow_id(h.settings.installation, gid)
+        ),
     }
 
 
@@ -174,7 +179,7 @@ async def continue_as_new(h: Harness) -> Recorded:
     handle = await h.client.start_workflow(
         GatewayWorkflow.run,
         GatewayInput(gateway_id=gid, max_actions_per_run=1),
-        id=naming.gateway_workflow_id(gid),
+        id=naming.gateway_workflow_id(h.settings.installation, gid),
         task_queue=h.settings.task_queue,
         search_attributes=search.for_gateway(gid),
     )
@@ -202,13 +207,13 @@ async def delete_with_faults(h: Harness, admin: EmulatorAdmin, gid: str) -> Reco
     with admin.faults_injected(rules, seed=1):
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED, timeout=150)
-    deletion = await closed(h, naming.deletion_workflow_id(gid))
+    deletion = await closed(h, naming.deletion_workflow_id(h.settings.installation, gid))
     if attempts(deletion) < 2:
         raise RuntimeError("no activity of the deletion was retried under the injected faults")
     return {
         "delete-with-faults--GatewayDeletion.json": deletion,
         "delete-with-faults--RuntimeDomainWorkflow.json": await closed(
-            h, naming.domain_workflow_id(gid)
+            h, naming.domain_workflow_id(h.settings.installation, gid)
         ),
     }
 
@@ -227,8 +232,12 @@ async def preempted_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
         await h.request(gid, Request.DELETE)
         await h.wait_for(gid, GatewayState.DELETED)
     return {
-        "preempted-start--GatewayWorkflow.json": await closed(h, naming.gateway_workflow_id(gid)),
-        "preempted-start--GatewayDeletion.json": await closed(h, naming.deletion_workflow_id(gid)),
+        "preempted-start--GatewayWorkflow.json": await closed(
+            h, naming.gateway_workflow_id(h.settings.installation, gid)
+        ),
+        "preempted-start--GatewayDeletion.json": await closed(
+            h, naming.deletion_workflow_id(h.settings.installation, gid)
+        ),
     }
 
 
@@ -252,7 +261,7 @@ async def delete_during_start(h: Harness, admin: EmulatorAdmin) -> Recorded:
         await h.wait_for(gid, GatewayState.DELETED)
     return {
         "delete-during-start--GatewayWorkflow.json": await closed(
-            h, naming.gateway_workflow_id(gid)
+            h, naming.gateway_workflow_id(h.settings.installation, gid)
         ),
     }
 
@@ -269,7 +278,9 @@ async def failure_backoff(h: Harness) -> Recorded:
         foreign = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="not-the-gateways"))
         core.create_namespaced_config_map(ns, foreign)
         await h.request(gid, Request.DELETE)
-        handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+        handle = h.client.get_workflow_handle(
+            naming.gateway_workflow_id(h.settings.installation, gid)
+        )
 
         async def backing_off() -> bool:
             progress = await handle.query(GatewayWorkflow.progress)
@@ -315,7 +326,7 @@ async def requests(h: Harness) -> Recorded:
     `delete` update, and a `start` signal refused during the deletion; the workflow writes
     each intent itself."""
     gid = await created(h, "rec-requests")
-    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(h.settings.installation, gid))
     await handle.signal("stop")
     await h.wait_for(gid, GatewayState.STOPPED)
     await handle.execute_update("start", result_type=RequestAccepted)
@@ -347,6 +358,59 @@ async def reap(h: Harness) -> Recorded:
     return {"reap--OrphanReaper.json": await closed(h, run.id)}
 
 
+async def _unscoped(h: Harness, prefix: str) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """A gateway whose workflow runs as the versions before installations ran it,
+    `gateway/<id>`, at rest."""
+    gid = await created(h, prefix)
+    scoped = naming.gateway_workflow_id(h.settings.installation, gid)
+    await h.client.get_workflow_handle(scoped).terminate("run it unscoped")
+    unscoped = await h.client.start_workflow(
+        GatewayWorkflow.run,
+        GatewayInput(gateway_id=gid),
+        id=naming.unscoped_gateway_workflow_id(gid),
+        task_queue=h.settings.task_queue,
+        search_attributes=search.for_gateway(gid),
+    )
+    await _poll(f"{unscoped.id} did not come to rest", lambda: _converged(h, unscoped.id))
+    return gid, unscoped
+
+
+async def hand_over(h: Harness) -> Recorded:
+    """Two ways a `gateway/<id>` run hands over to `gateway/<installation>/<id>`.
+
+    `hand-over`: asked by a worker's start, it starts its successor and ends; the
+    successor acts once it has ended. `take-over`: a request starts the successor first
+    (a signal-with-start, as the dispatcher sends); its first look finds the old run
+    still running and asks it to hand over, which finds its successor started already.
+    """
+    gid, unscoped = await _unscoped(h, "rec-handover")
+    scoped = naming.gateway_workflow_id(h.settings.installation, gid)
+    await unscoped.signal(GatewayWorkflow.retire, scoped)
+    handed = await closed(h, unscoped.id, unscoped.result_run_id)
+    successor = await idle(h, gid)
+
+    gid, unscoped = await _unscoped(h, "rec-takeover")
+    await signal_gateway(h.client, h.settings, gid, "reconcile")
+    taken = await closed(h, unscoped.id, unscoped.result_run_id)
+    scoped = naming.gateway_workflow_id(h.settings.installation, gid)
+    await _poll(f"{scoped} did not take over", lambda: _converged(h, scoped))
+    taker = await idle(h, gid)
+    waits = [e for e in taker.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    if not waits:
+        raise RuntimeError(f"the successor of {unscoped.id} did not wait for it")
+    return {
+        "hand-over--GatewayWorkflow.json": handed,
+        "hand-over-successor--GatewayWorkflow.json": successor,
+        "take-over--GatewayWorkflow.json": taker,
+        "take-over-unscoped--GatewayWorkflow.json": taken,
+    }
+
+
+async def _converged(h: Harness, workflow_id: str) -> bool:
+    progress = await h.client.get_workflow_handle(workflow_id).query(GatewayWorkflow.progress)
+    return progress is not None and progress.detail.startswith("converged")
+
+
 async def delete_queued(settings: Settings) -> Recorded:
     """With a region limit of 1, the second of two deletions waits for the first's
     permit and is woken by its `permit_granted` signal."""
@@ -361,7 +425,7 @@ async def delete_queued(settings: Settings) -> Recorded:
         await asyncio.gather(
             h.wait_for(first, GatewayState.DELETED), h.wait_for(second, GatewayState.DELETED)
         )
-        history = await closed(h, naming.deletion_workflow_id(second))
+        history = await closed(h, naming.deletion_workflow_id(h.settings.installation, second))
         signals = [
             e.workflow_execution_signaled_event_attributes.signal_name
             for e in history.events
@@ -395,7 +459,7 @@ async def delete_held_released(settings: Settings) -> Recorded:
         if released.gateway_ids != [gid]:
             raise RuntimeError(f"released {released.gateway_ids}, not {gid}")
         await h.wait_for(gid, GatewayState.DELETED)
-        history = await closed(h, naming.gateway_workflow_id(gid))
+        history = await closed(h, naming.gateway_workflow_id(h.settings.installation, gid))
     return {"delete-held-released--GatewayWorkflow.json": history}
 
 
@@ -426,6 +490,7 @@ ALONE: dict[str, Callable[[Harness], Awaitable[Recorded]]] = {
     "requests": requests,
     "drift-repair": drift_repair,
     "reap": reap,
+    "hand-over": hand_over,
 }
 OWN_HARNESS: dict[str, Callable[[Settings], Awaitable[Recorded]]] = {
     "delete-queued": delete_queued,
@@ -471,7 +536,14 @@ async def record_all(settings: Settings) -> Recorded:
         recorded |= await delete_during_start(h, admin)
     return recorded | await record_only(
         settings,
-        ["drift-repair", "reap", "delete-queued", "delete-held-released", "delete-held-cancelled"],
+        [
+            "drift-repair",
+            "reap",
+            "delete-queued",
+            "delete-held-released",
+            "delete-held-cancelled",
+            "hand-over",
+        ],
     )
 
 

@@ -12,6 +12,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pymongo import MongoClient
 
+from gatewayflow.domain import naming
 from gatewayflow.settings import Settings
 from tests.conftest import embedded_settings, free_ports, stack_env
 from tests.emulator_admin import EmulatorAdmin
@@ -42,7 +43,8 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
         assert created.returncode == 0, created.stdout + created.stderr
         assert f"✓ {gid}: Running" in created.stdout
         [link] = printed_links(created.stdout)
-        assert opens(h.settings, link, f"gateway/{gid}"), link
+        workflow = naming.gateway_workflow_id(h.settings.installation, gid)
+        assert opens(h.settings, link, workflow), link
 
         stopped = await run(h.settings, "stop", gid, "--wait")
         assert stopped.returncode == 0 and f"✓ {gid}: Stopped" in stopped.stdout
@@ -50,10 +52,12 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
         assert started.returncode == 0 and f"✓ {gid}: Running" in started.stdout
 
         status = await run(h.settings, "status", gid)
-        assert "Started" in status.stdout and f"gateway-deletion/{gid}" in status.stdout
+        deletion = naming.deletion_workflow_id(h.settings.installation, gid)
+        assert "Started" in status.stdout and deletion in status.stdout
         gateway_link, deletion_link, domain_link = printed_links(status.stdout)
-        assert opens(h.settings, gateway_link, f"gateway/{gid}"), gateway_link
-        assert opens(h.settings, domain_link, f"runtime-domain/{gid}"), domain_link
+        assert opens(h.settings, gateway_link, workflow), gateway_link
+        domain = naming.domain_workflow_id(h.settings.installation, gid)
+        assert opens(h.settings, domain_link, domain), domain_link
         assert opened(h.settings, deletion_link) == []  # no deletion yet: a query, empty
 
         since = admin.last_seq()
@@ -74,22 +78,23 @@ async def test_a_gateway_through_its_whole_life(stack: Settings) -> None:
         assert f"✓ {gid}: Deleted" in deleted.stdout
         assert await h.traces(gid) == []
         [link] = printed_links(deleted.stdout)
-        assert opens(h.settings, link, f"gateway/{gid}"), link
+        assert opens(h.settings, link, workflow), link
 
         # Gone from MongoDB, not from the CLI: when it went, and the deletion's run.
         gone = await run(h.settings, "status", gid)
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert f"{gid} was deleted at " in gone.stdout
         [link] = printed_links(gone.stdout)
-        assert opens(h.settings, link, f"gateway-deletion/{gid}"), link
+        deletion = naming.deletion_workflow_id(h.settings.installation, gid)
+        assert opens(h.settings, link, deletion), link
         never = await run(h.settings, "status", unique_id("never"))
         assert never.returncode == 1 and "no gateway" in never.stdout
 
-        replayed = await run(h.settings, "replay", "--workflow-id", f"gateway/{gid}")
+        replayed = await run(h.settings, "replay", "--workflow-id", workflow)
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         replay_links = printed_links(replayed.stdout)
         assert replay_links
-        assert all(opens(h.settings, link, f"gateway/{gid}") for link in replay_links)
+        assert all(opens(h.settings, link, workflow) for link in replay_links)
 
 
 async def test_audit_finds_a_planted_leak(stack: Settings) -> None:
@@ -104,7 +109,7 @@ async def test_audit_finds_a_planted_leak(stack: Settings) -> None:
         # One gateway left only in the cluster, another only in MongoDB.
         ghost, orphan = unique_id("ghost"), unique_id("orphan")
         ns = f"gw-{ghost}"
-        labels = {"gatewayflow.dev/gateway": ghost}
+        labels = naming.owner_labels(h.settings.installation, ghost)
         api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(stack.kubeconfig), context="local"
         )

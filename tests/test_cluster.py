@@ -36,6 +36,7 @@ from tests.conftest import free_ports
 from tests.kube_fixtures import Emulator as EmulatorProcess
 
 T = TypeVar("T")
+INSTALLATION = "test-cluster"
 
 
 class Emulator(EmulatorProcess):
@@ -75,7 +76,7 @@ def no_faults(emulator: Emulator) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def local(emulator: Emulator) -> Iterator[Cluster]:
-    cluster = Cluster(emulator.kubeconfig, "local")
+    cluster = Cluster(emulator.kubeconfig, "local", installation=INSTALLATION)
     yield cluster
     cluster.close()
 
@@ -94,7 +95,7 @@ def raw(emulator: Emulator) -> Iterator[k8s.ApiClient]:
 def gw(local: Cluster) -> str:
     """A fresh gateway id with its namespace created."""
     gateway_id = f"t{uuid.uuid4().hex[:8]}"
-    local.ensure(gateway_id, manifests.namespace(gateway_id))
+    local.ensure(gateway_id, manifests.namespace(INSTALLATION, gateway_id))
     return gateway_id
 
 
@@ -110,7 +111,7 @@ def foreign_config_map(raw: k8s.ApiClient, namespace: str, name: str) -> str:
 
 def held_config_map(gateway_id: str, name: str) -> dict[str, Any]:
     """An owned ConfigMap with a finalizer nobody will remove by itself."""
-    manifest = manifests.config_map(gateway_id, "local")
+    manifest = manifests.config_map(INSTALLATION, gateway_id, "local")
     manifest["metadata"]["name"] = name
     manifest["metadata"]["finalizers"] = ["example.com/hold"]
     return manifest
@@ -123,8 +124,8 @@ def release(raw: k8s.ApiClient, namespace: str, name: str) -> None:
 
 
 def test_ensure_twice_is_idempotent(local: Cluster, gw: str) -> None:
-    first = local.ensure(gw, manifests.config_map(gw, "local"))
-    second = local.ensure(gw, manifests.config_map(gw, "local"))
+    first = local.ensure(gw, manifests.config_map(INSTALLATION, gw, "local"))
+    second = local.ensure(gw, manifests.config_map(INSTALLATION, gw, "local"))
     assert first["metadata"]["uid"] == second["metadata"]["uid"]
     assert second["data"]["GATEWAY_ID"] == gw
     assert "password" not in json.dumps(second).lower()
@@ -136,11 +137,12 @@ def test_ensure_over_foreign_object_is_refused_and_leaves_it(
     ns, name = naming.namespace(gw), naming.config_map(gw)
     version = foreign_config_map(raw, ns, name)
     with pytest.raises(NotOwnedError) as caught:
-        local.ensure(gw, manifests.config_map(gw, "local"))
+        local.ensure(gw, manifests.config_map(INSTALLATION, gw, "local"))
     assert f"ConfigMap {ns}/{name}" in str(caught.value)
     assert f"no {naming.OWNER_LABEL} label" in str(caught.value)
+    assert f"no {naming.INSTALLATION_LABEL} label" in str(caught.value)
     with pytest.raises(NotOwnedError):
-        local.apply(gw, manifests.config_map(gw, "local"))
+        local.apply(gw, manifests.config_map(INSTALLATION, gw, "local"))
     after = local.get(ObjectRef(Kind.CONFIG_MAP, ns, name))
     assert after is not None
     assert after["metadata"]["resourceVersion"] == version
@@ -148,7 +150,7 @@ def test_ensure_over_foreign_object_is_refused_and_leaves_it(
 
 
 def test_object_of_another_gateway_is_not_owned(local: Cluster, gw: str) -> None:
-    other = manifests.config_map(gw, "local")
+    other = manifests.config_map(INSTALLATION, gw, "local")
     other["metadata"]["labels"][naming.OWNER_LABEL] = "someone"
     with pytest.raises(PermanentClusterError, match="lacks"):
         local.ensure(gw, other)
@@ -157,12 +159,73 @@ def test_object_of_another_gateway_is_not_owned(local: Cluster, gw: str) -> None
         local.delete_owned(gw, ObjectRef.of(other))
 
 
+def test_an_object_of_the_same_gateway_in_another_installation_is_not_owned(
+    emulator: Emulator, local: Cluster, gw: str
+) -> None:
+    """Another installation sharing the cluster, with a gateway of the same id: its
+    objects are neither changed, deleted, listed nor counted as ours, and ours not as its."""
+    other = Cluster(emulator.kubeconfig, "local", installation="other-installation")
+    mine = local.ensure(gw, manifests.config_map(INSTALLATION, gw, "local"))
+    ref = ObjectRef.of(mine)
+    try:
+        theirs = manifests.config_map("other-installation", gw, "local")
+        with pytest.raises(PermanentClusterError, match="lacks"):
+            local.ensure(gw, theirs)  # never writes another installation's label
+        with pytest.raises(NotOwnedError, match="of installation 'other-installation'") as caught:
+            other.ensure(gw, theirs)
+        assert f"{naming.INSTALLATION_LABEL}={INSTALLATION}" in str(caught.value)
+        with pytest.raises(NotOwnedError):
+            other.delete_owned(gw, ref)
+        with pytest.raises(NotOwnedError):
+            other.delete_owned_and_wait(gw, [ref], timeout=5)
+        assert other.list_owned(gw, Kind.CONFIG_MAP, naming.namespace(gw)) == []
+        assert other.owned_refs(gw, Kind.NAMESPACE) == []
+        assert naming.namespace(gw) not in other.gateway_namespaces()
+        listed = other.list_labelled(Kind.NAMESPACE)
+        assert all(obj["metadata"]["name"] != naming.namespace(gw) for obj in listed)
+        assert str(ref) in {str(o) for o in other.foreign_objects(gw, naming.namespace(gw))}
+        assert naming.namespace(gw) in local.gateway_namespaces()
+        assert local.get(ref) is not None
+    finally:
+        other.close()
+
+
+def test_objects_made_before_installations_are_adopted_by_label(
+    emulator: Emulator, local: Cluster, raw: k8s.ApiClient
+) -> None:
+    """Objects with the gateway's label alone are nobody's until adopted: then ours,
+    the namespace last; another gateway's are left as they are."""
+    gid = f"t{uuid.uuid4().hex[:8]}"
+    ns = naming.namespace(gid)
+    legacy = {naming.OWNER_LABEL: gid}
+    core = k8s.CoreV1Api(raw)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns, labels=legacy)))
+    for name in (naming.config_map(gid), "other-gateways"):
+        labels = legacy if name != "other-gateways" else {naming.OWNER_LABEL: "someone"}
+        body = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name, labels=labels))
+        core.create_namespaced_config_map(ns, body)
+    config_map = ObjectRef(Kind.CONFIG_MAP, ns, naming.config_map(gid))
+    with pytest.raises(NotOwnedError):
+        local.delete_owned(gid, config_map)
+    assert gid in local.unadopted_gateways()
+
+    adopted = local.adopt(gid, OWNERSHIP.kinds())
+
+    assert [str(ref) for ref in adopted] == [str(config_map), f"Namespace {ns}"]
+    assert gid not in local.unadopted_gateways()
+    assert local.gateway_namespaces()[ns] == gid
+    assert local.adopt(gid, OWNERSHIP.kinds()) == []  # nothing left
+    others = local.get(ObjectRef(Kind.CONFIG_MAP, ns, "other-gateways"))
+    assert others is not None and naming.INSTALLATION_LABEL not in others["metadata"]["labels"]
+    assert local.delete_owned(gid, config_map)
+
+
 def test_delete_owned_never_deletes_a_foreign_object(
     local: Cluster, raw: k8s.ApiClient, gw: str
 ) -> None:
     ns = naming.namespace(gw)
     foreign_config_map(raw, ns, "theirs")
-    local.ensure(gw, manifests.config_map(gw, "local"))
+    local.ensure(gw, manifests.config_map(INSTALLATION, gw, "local"))
     theirs = ObjectRef(Kind.CONFIG_MAP, ns, "theirs")
 
     with pytest.raises(NotOwnedError):
@@ -187,7 +250,7 @@ def test_delete_of_a_missing_object_is_done(local: Cluster, gw: str) -> None:
 
 
 def test_wait_until_gone_follows_asynchronous_deletion(local: Cluster, gw: str) -> None:
-    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(INSTALLATION, gw)))
     assert local.delete_owned(gw, ref) is True
     waits: list[str] = []
     local.wait_until_gone(ref, timeout=5, poll=0.05, on_wait=waits.append)
@@ -220,7 +283,7 @@ def test_namespace_deletion_waits_until_its_contents_are_gone(
 ) -> None:
     ns = ObjectRef(Kind.NAMESPACE, None, naming.namespace(gw))
     local.ensure(gw, held_config_map(gw, "held"))
-    local.ensure(gw, manifests.service(gw))
+    local.ensure(gw, manifests.service(INSTALLATION, gw))
     assert local.delete_owned(gw, ns) is True
 
     with pytest.raises(StillPresentError) as caught:
@@ -229,7 +292,7 @@ def test_namespace_deletion_waits_until_its_contents_are_gone(
     assert f"still contains ConfigMap {ns.name}/held" in message
     assert f"Service {ns.name}/{gw}" not in message, "the Service went with the namespace"
     with pytest.raises(PermanentClusterError) as refused:
-        local.ensure(gw, manifests.config_map(gw, "local"))
+        local.ensure(gw, manifests.config_map(INSTALLATION, gw, "local"))
     assert refused.value.status == 403
 
     release(raw, ns.name, "held")
@@ -248,14 +311,16 @@ def until_ready(cluster: Cluster, namespace: str, name: str, timeout: float = 10
 def test_readiness_through_a_rolling_update(local: Cluster, gw: str) -> None:
     ns, name = naming.namespace(gw), naming.deployment(gw)
     spec = InstanceSpec(replicas=2)
-    created = local.ensure(gw, manifests.deployment(gw, spec))
+    created = local.ensure(gw, manifests.deployment(INSTALLATION, gw, spec))
     assert deployment_not_ready(created) is not None
     assert local.readiness(ns, name) is not None
     until_ready(local, ns, name)
 
     ready = local.get(ObjectRef(Kind.DEPLOYMENT, ns, name))
     assert ready is not None and deployment_not_ready(ready) is None
-    rolled = local.apply(gw, manifests.deployment(gw, spec, restarted_at="2026-01-01T00:00:00Z"))
+    rolled = local.apply(
+        gw, manifests.deployment(INSTALLATION, gw, spec, restarted_at="2026-01-01T00:00:00Z")
+    )
     assert rolled["metadata"]["generation"] > ready["metadata"]["generation"]
     annotations = rolled["spec"]["template"]["metadata"]["annotations"]
     assert annotations[manifests.RESTARTED_AT] == "2026-01-01T00:00:00Z"
@@ -263,16 +328,16 @@ def test_readiness_through_a_rolling_update(local: Cluster, gw: str) -> None:
 
     until_ready(local, ns, name)
     # Applying the same manifest again changes nothing and needs no new rollout.
-    again = local.apply(gw, manifests.deployment(gw, spec))
+    again = local.apply(gw, manifests.deployment(INSTALLATION, gw, spec))
     assert again["metadata"]["generation"] == rolled["metadata"]["generation"]
     assert deployment_not_ready(again) is None
 
 
 def test_apply_suspends_and_resumes_a_cron_job(local: Cluster, gw: str) -> None:
     trigger = CronTrigger(gateway_id=gw, trigger_id="a1", function_name="hello")
-    running = local.apply(gw, manifests.cron_job(gw, trigger, suspend=False))
+    running = local.apply(gw, manifests.cron_job(INSTALLATION, gw, trigger, suspend=False))
     assert running["spec"]["suspend"] is False
-    suspended = local.apply(gw, manifests.cron_job(gw, trigger, suspend=True))
+    suspended = local.apply(gw, manifests.cron_job(INSTALLATION, gw, trigger, suspend=True))
     assert suspended["spec"]["suspend"] is True
     assert suspended["metadata"]["uid"] == running["metadata"]["uid"]
     live = local.get(ObjectRef(Kind.CRON_JOB, naming.namespace(gw), naming.cron_job(gw, "a1")))
@@ -302,7 +367,7 @@ def test_classify_api_errors(
 
 
 def test_classify_a_real_invalid_object(local: Cluster, gw: str) -> None:
-    manifest = manifests.config_map(gw, "local")
+    manifest = manifests.config_map(INSTALLATION, gw, "local")
     manifest["metadata"]["name"] = "Not_Valid"
     with pytest.raises(PermanentClusterError) as caught:
         local.ensure(gw, manifest)
@@ -326,7 +391,9 @@ def test_classify_connection_refused(tmp_path: Path) -> None:
             }
         )
     )
-    cluster = Cluster(kubeconfig, "nowhere", attempts=1, request_timeout=2)
+    cluster = Cluster(
+        kubeconfig, "nowhere", installation=INSTALLATION, attempts=1, request_timeout=2
+    )
     try:
         with pytest.raises(TransientClusterError, match="connection to the API server failed"):
             cluster.get(ObjectRef(Kind.NAMESPACE, None, "any"))
@@ -340,8 +407,8 @@ def test_a_dropped_connection_is_transient(
 ) -> None:
     emulator.faults([{"verb": "create", "drop": True, "count": 1}])
     with pytest.raises(TransientClusterError, match="connection to the API server failed"):
-        emulator_once.ensure(gw, manifests.service(gw))
-    assert emulator_once.ensure(gw, manifests.service(gw))["metadata"]["name"] == gw
+        emulator_once.ensure(gw, manifests.service(INSTALLATION, gw))
+    assert emulator_once.ensure(gw, manifests.service(INSTALLATION, gw))["metadata"]["name"] == gw
 
 
 def test_short_transient_errors_are_retried_inside_the_adapter(
@@ -367,13 +434,13 @@ def test_short_transient_errors_are_retried_inside_the_adapter(
 
 
 def test_regions_are_independent_clusters(emulator: Emulator) -> None:
-    regions = Regions(emulator.kubeconfig)
+    regions = Regions(emulator.kubeconfig, installation=INSTALLATION)
     try:
         local, eu = regions.cluster("local"), regions.cluster("eu")
         assert regions.cluster("local") is local
         gateway_id = f"r{uuid.uuid4().hex[:8]}"
         ns = ObjectRef(Kind.NAMESPACE, None, naming.namespace(gateway_id))
-        local.ensure(gateway_id, manifests.namespace(gateway_id))
+        local.ensure(gateway_id, manifests.namespace(INSTALLATION, gateway_id))
         assert local.get(ns) is not None
         assert eu.get(ns) is None
         with pytest.raises(PermanentClusterError, match="local") as caught:
@@ -382,7 +449,7 @@ def test_regions_are_independent_clusters(emulator: Emulator) -> None:
     finally:
         regions.close()
 
-    mapped = Regions(emulator.kubeconfig, {"europe": "eu"})
+    mapped = Regions(emulator.kubeconfig, {"europe": "eu"}, installation=INSTALLATION)
     try:
         assert mapped.cluster("europe").context == "eu"
         with pytest.raises(PermanentClusterError, match="unknown region 'local'"):
@@ -394,7 +461,7 @@ def test_regions_are_independent_clusters(emulator: Emulator) -> None:
 @pytest.fixture
 def emulator_once(emulator: Emulator) -> Iterator[Cluster]:
     """A cluster that does not retry, to see each error as it comes."""
-    cluster = Cluster(emulator.kubeconfig, "local", attempts=1)
+    cluster = Cluster(emulator.kubeconfig, "local", installation=INSTALLATION, attempts=1)
     yield cluster
     cluster.close()
 
@@ -416,29 +483,34 @@ def full_inventory(gateway_id: str) -> list[dict[str, Any]]:
     ]
     hosts = {env: naming.host(gateway_id, env, "local") for env in naming.ENVIRONMENTS}
     return [
-        manifests.namespace(gateway_id),
-        manifests.role_binding(gateway_id, "gatewayflow-system/gatewayflow-worker"),
-        manifests.config_map(gateway_id, "local"),
-        manifests.db_secret(gateway_id, naming.runtime_user(gateway_id), "s3cret"),
-        manifests.deployment(gateway_id, InstanceSpec()),
-        manifests.service(gateway_id),
-        *(manifests.cron_job(gateway_id, t, suspend=False) for t in triggers),
-        *(manifests.stage_route(gateway_id, env, host) for env, host in hosts.items()),
-        manifests.plugin_config(gateway_id),
+        manifests.namespace(INSTALLATION, gateway_id),
+        manifests.role_binding(INSTALLATION, gateway_id, "gatewayflow-system/gatewayflow-worker"),
+        manifests.config_map(INSTALLATION, gateway_id, "local"),
+        manifests.db_secret(INSTALLATION, gateway_id, naming.runtime_user(gateway_id), "s3cret"),
+        manifests.deployment(INSTALLATION, gateway_id, InstanceSpec()),
+        manifests.service(INSTALLATION, gateway_id),
+        *(manifests.cron_job(INSTALLATION, gateway_id, t, suspend=False) for t in triggers),
         *(
-            manifests.domain_route(gateway_id, env, host, naming.plugin_config(gateway_id))
+            manifests.stage_route(INSTALLATION, gateway_id, env, host)
             for env, host in hosts.items()
         ),
-        *(manifests.tls(gateway_id, env, host) for env, host in hosts.items()),
-        manifests.certificate(gateway_id, "api.example.com"),
-        manifests.custom_tls(gateway_id, "api.example.com"),
+        manifests.plugin_config(INSTALLATION, gateway_id),
+        *(
+            manifests.domain_route(
+                INSTALLATION, gateway_id, env, host, naming.plugin_config(gateway_id)
+            )
+            for env, host in hosts.items()
+        ),
+        *(manifests.tls(INSTALLATION, gateway_id, env, host) for env, host in hosts.items()),
+        manifests.certificate(INSTALLATION, gateway_id, "api.example.com"),
+        manifests.custom_tls(INSTALLATION, gateway_id, "api.example.com"),
     ]
 
 
 @pytest.fixture
 def quick_retrying(emulator: Emulator) -> Iterator[Cluster]:
     """A short in-adapter backoff keeps the chaos test fast; the retry logic is the same."""
-    cluster = Cluster(emulator.kubeconfig, "local", backoff=0.02)
+    cluster = Cluster(emulator.kubeconfig, "local", installation=INSTALLATION, backoff=0.02)
     yield cluster
     cluster.close()
 
@@ -518,7 +590,7 @@ def spent(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def test_waits_follow_a_watch_instead_of_polling(
     emulator: Emulator, local: Cluster, gw: str
 ) -> None:
-    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(INSTALLATION, gw)))
     local.delete_owned(gw, ref)
     before = requests_by_verb(emulator)
     local.wait_until_gone(ref, timeout=10, poll=0.01)
@@ -554,7 +626,7 @@ def test_a_wait_lists_again_when_its_watch_expires(
 
 
 def test_a_wait_polls_where_it_cannot_watch(emulator: Emulator, local: Cluster, gw: str) -> None:
-    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(INSTALLATION, gw)))
     emulator.faults([{"verb": "watch", "status": 403}])  # e.g. a role without `watch`
     local.delete_owned(gw, ref)
     before = requests_by_verb(emulator)
@@ -582,10 +654,10 @@ def test_delete_owned_and_wait_deletes_together_and_waits_once(
     refs = [
         ObjectRef.of(local.ensure(gw, manifest))
         for manifest in (
-            manifests.service(gw),
-            manifests.config_map(gw, "local"),
-            manifests.stage_route(gw, "dev", "dev.example.com"),
-            manifests.stage_route(gw, "prod", "prod.example.com"),
+            manifests.service(INSTALLATION, gw),
+            manifests.config_map(INSTALLATION, gw, "local"),
+            manifests.stage_route(INSTALLATION, gw, "dev", "dev.example.com"),
+            manifests.stage_route(INSTALLATION, gw, "prod", "prod.example.com"),
         )
     ]
     missing = ObjectRef(Kind.SECRET, ns, "never-created")
@@ -594,7 +666,7 @@ def test_delete_owned_and_wait_deletes_together_and_waits_once(
     assert all(local.get(ref) is None for ref in refs)
 
     foreign_config_map(raw, ns, "theirs")
-    mine = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    mine = ObjectRef.of(local.ensure(gw, manifests.service(INSTALLATION, gw)))
     theirs = ObjectRef(Kind.CONFIG_MAP, ns, "theirs")
     with pytest.raises(NotOwnedError):
         local.delete_owned_and_wait(gw, [mine, theirs], timeout=10)
@@ -608,11 +680,13 @@ def test_delete_owned_and_wait_reads_each_kind_once(
     list: no get. Named objects and, for `every_owned`, whatever else carries the label."""
     ns = naming.namespace(gw)
     routes = [
-        ObjectRef.of(local.ensure(gw, manifests.stage_route(gw, env, f"{env}.example.com")))
+        ObjectRef.of(
+            local.ensure(gw, manifests.stage_route(INSTALLATION, gw, env, f"{env}.example.com"))
+        )
         for env in naming.ENVIRONMENTS
     ]
     jobs = [
-        ObjectRef.of(local.ensure(gw, manifests.cron_job(gw, trigger, suspend=False)))
+        ObjectRef.of(local.ensure(gw, manifests.cron_job(INSTALLATION, gw, trigger, suspend=False)))
         for trigger in (
             CronTrigger(gateway_id=gw, trigger_id=t, function_name="f") for t in ("a1", "b2")
         )
@@ -632,7 +706,10 @@ def test_delete_owned_and_wait_reads_each_kind_once(
         local.ensure(
             gw,
             manifests.cron_job(
-                gw, CronTrigger(gateway_id=gw, trigger_id="c3", function_name="f"), suspend=False
+                INSTALLATION,
+                gw,
+                CronTrigger(gateway_id=gw, trigger_id="c3", function_name="f"),
+                suspend=False,
             ),
         )
     )
@@ -647,7 +724,7 @@ def test_delete_owned_all_reads_nothing_one_by_one(
 ) -> None:
     ns = naming.namespace(gw)
     for env in naming.ENVIRONMENTS:
-        local.ensure(gw, manifests.stage_route(gw, env, f"{env}.example.com"))
+        local.ensure(gw, manifests.stage_route(INSTALLATION, gw, env, f"{env}.example.com"))
     before = requests_by_verb(emulator)
     deleted = local.delete_owned_all(gw, Kind.APISIX_ROUTE, ns)
     used = spent(before, requests_by_verb(emulator))
@@ -657,7 +734,7 @@ def test_delete_owned_all_reads_nothing_one_by_one(
 
     # A delete that fails (here a 503; also a uid that no longer matches, as the object
     # was replaced since the list) is done again from a fresh read.
-    ref = ObjectRef.of(local.ensure(gw, manifests.service(gw)))
+    ref = ObjectRef.of(local.ensure(gw, manifests.service(INSTALLATION, gw)))
     emulator.faults([{"verb": "delete", "status": 503, "count": 1}])
     before = requests_by_verb(emulator)
     assert local.delete_owned_all(gw, Kind.SERVICE, ns) == [ref]

@@ -123,7 +123,9 @@ async def stopped_deletion(h: Harness, gid: str) -> ApiGateway:
     try:
         async with asyncio.timeout(60):
             while True:
-                status = await h.workflow_status(naming.deletion_workflow_id(gid))
+                status = await h.workflow_status(
+                    naming.deletion_workflow_id(h.settings.installation, gid)
+                )
                 last = await asyncio.to_thread(h.gateways.require, gid)
                 if (
                     status is WorkflowExecutionStatus.FAILED
@@ -335,7 +337,7 @@ async def test_delete_preempts_a_start_and_a_create(stack: Settings) -> None:
         # delete noticed after a look), not left to run into its timeout, which writes
         # Stopped through `set_state`.
         history = await h.client.get_workflow_handle(
-            naming.gateway_workflow_id(starting)
+            naming.gateway_workflow_id(h.settings.installation, starting)
         ).fetch_history()
         scheduled = [
             event.activity_task_scheduled_event_attributes.activity_type.name
@@ -366,7 +368,7 @@ async def test_many_delete_requests_run_one_deletion(stack: Settings) -> None:
         await dispatcher.sweep_once(h.client, h.settings, h.gateways)
         await h.wait_for(gid, GatewayState.DELETED)
 
-        deletion = naming.deletion_workflow_id(gid)
+        deletion = naming.deletion_workflow_id(h.settings.installation, gid)
         await h.client.get_workflow_handle(deletion).result()
         query = f"WorkflowId = '{deletion}'"
         async with asyncio.timeout(30):  # visibility follows the history shortly after
@@ -419,7 +421,9 @@ async def test_foreign_object_stops_the_deletion_before_the_namespace(stack: Set
             gw = await stopped_deletion(h, gid)
             assert gw.phase is GatewayPhase.DELETING
             assert gw.progress.last_error and "operator-notes" in gw.progress.last_error
-            message = await failure_message(h, naming.deletion_workflow_id(gid))
+            message = await failure_message(
+                h, naming.deletion_workflow_id(h.settings.installation, gid)
+            )
             assert "operator-notes" in message
             assert core.read_namespaced_config_map("operator-notes", ns).data == {
                 "note": "not gatewayflow's"

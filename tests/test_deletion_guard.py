@@ -173,7 +173,9 @@ async def test_a_script_that_deletes_the_region_is_held_until_released(stack: Se
         one = await cli(h.settings, "status", waiting[0])
         assert "deletion guard" in one.stdout and RELEASE in one.stdout
         listed = await listed_as_held(h, len(waiting))
-        assert sorted(listed) == sorted(naming.gateway_workflow_id(g) for g in waiting)
+        assert sorted(listed) == sorted(
+            naming.gateway_workflow_id(h.settings.installation, g) for g in waiting
+        )
         assert held_gauge(port) == len(waiting)
 
         # Held it stays (the guard does not let it through later on its own) ...
@@ -236,7 +238,7 @@ async def test_cancel_gives_each_held_deletion_its_intent_back(stack: Settings) 
             assert gw.deletion_cancelled is not None and gw.deletion_cancelled.reason == reason
             assert reason in (gw.progress.last_error or "")
             history = await h.client.get_workflow_handle(
-                naming.gateway_workflow_id(gid)
+                naming.gateway_workflow_id(h.settings.installation, gid)
             ).fetch_history()
             texts = "\n".join(await history_texts(h.client, history))
             assert "deletion_guard" in texts and reason in texts  # the signal, with its reason
@@ -245,7 +247,9 @@ async def test_cancel_gives_each_held_deletion_its_intent_back(stack: Settings) 
         assert "deletion cancelled" in detail.stdout and reason in detail.stdout
 
         # A `delete` signal as the dispatcher sent it for the Deleted it had read: refused.
-        await h.client.get_workflow_handle(naming.gateway_workflow_id(ran)).signal("delete")
+        await h.client.get_workflow_handle(
+            naming.gateway_workflow_id(h.settings.installation, ran)
+        ).signal("delete")
         async with asyncio.timeout(30):
             while "by a signal" not in (h.gateways.require(ran).progress.last_error or ""):
                 await asyncio.sleep(0.1)

@@ -41,6 +41,7 @@ COMPOSE = REPO / "docker-compose.yml"
 WORKER = REPO / "deploy" / "worker.yaml"
 DEV_CRDS = REPO / "deploy" / "dev-crds.yaml"
 KUBERNETES = "1.33"  # the k3s of docker-compose.yml
+INSTALLATION = "test-deploy"
 BUILT_IN_GROUPS = {"", "apps", "batch", "rbac.authorization.k8s.io"}
 # What the worker must be granted: every kind a gateway owns.
 KINDS = OWNERSHIP.kinds()
@@ -245,7 +246,7 @@ def test_worker_manifests_fit_together(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.regions and set(settings.regions.values()) == {IN_CLUSTER}
     assert settings.service_account == f"{ns}/{account['metadata']['name']}"
     assert pod["spec"].get("automountServiceAccountToken", True)
-    role_binding = manifests.role_binding("shop", settings.service_account)
+    role_binding = manifests.role_binding(settings.installation, "shop", settings.service_account)
     assert role_binding["subjects"] == [subject]
     assert role_binding["roleRef"]["name"] == manifests.GATEWAY_ROLE
 
@@ -342,19 +343,26 @@ def public_operations() -> set[str]:
 def manifest_of(kind: Kind, gid: str) -> Manifest:
     """A valid object of each kind, as the activities build them."""
     builders: dict[Kind, Callable[[], Manifest]] = {
-        Kind.NAMESPACE: lambda: manifests.namespace(gid),
-        Kind.ROLE_BINDING: lambda: manifests.role_binding(gid, "gatewayflow-system/worker"),
-        Kind.CONFIG_MAP: lambda: manifests.config_map(gid, "local"),
-        Kind.SECRET: lambda: manifests.db_secret(gid, "user", "password"),
-        Kind.SERVICE: lambda: manifests.service(gid),
-        Kind.DEPLOYMENT: lambda: manifests.deployment(gid, InstanceSpec()),
-        Kind.CRON_JOB: lambda: manifests.cron_job(
-            gid, CronTrigger(gateway_id=gid, trigger_id="t1", function_name="fn-1"), True
+        Kind.NAMESPACE: lambda: manifests.namespace(INSTALLATION, gid),
+        Kind.ROLE_BINDING: lambda: manifests.role_binding(
+            INSTALLATION, gid, "gatewayflow-system/worker"
         ),
-        Kind.APISIX_ROUTE: lambda: manifests.stage_route(gid, "dev", "dev.example.com"),
-        Kind.APISIX_PLUGIN_CONFIG: lambda: manifests.plugin_config(gid),
-        Kind.APISIX_TLS: lambda: manifests.tls(gid, "dev", "dev.example.com"),
-        Kind.CERTIFICATE: lambda: manifests.certificate(gid, "api.example.com"),
+        Kind.CONFIG_MAP: lambda: manifests.config_map(INSTALLATION, gid, "local"),
+        Kind.SECRET: lambda: manifests.db_secret(INSTALLATION, gid, "user", "password"),
+        Kind.SERVICE: lambda: manifests.service(INSTALLATION, gid),
+        Kind.DEPLOYMENT: lambda: manifests.deployment(INSTALLATION, gid, InstanceSpec()),
+        Kind.CRON_JOB: lambda: manifests.cron_job(
+            INSTALLATION,
+            gid,
+            CronTrigger(gateway_id=gid, trigger_id="t1", function_name="fn-1"),
+            True,
+        ),
+        Kind.APISIX_ROUTE: lambda: manifests.stage_route(
+            INSTALLATION, gid, "dev", "dev.example.com"
+        ),
+        Kind.APISIX_PLUGIN_CONFIG: lambda: manifests.plugin_config(INSTALLATION, gid),
+        Kind.APISIX_TLS: lambda: manifests.tls(INSTALLATION, gid, "dev", "dev.example.com"),
+        Kind.CERTIFICATE: lambda: manifests.certificate(INSTALLATION, gid, "api.example.com"),
     }
     assert set(builders) == set(KINDS), "a new kind needs a manifest here"
     return builders[kind]()
@@ -378,6 +386,8 @@ def drive(cluster: Cluster, gid: str) -> None:
     cluster.owned_refs(gid, Kind.NAMESPACE)
     cluster.gateway_namespaces()
     cluster.list_labelled(Kind.NAMESPACE)
+    cluster.unadopted_gateways()
+    cluster.adopt(gid, NAMESPACED)  # ours already: only looks
     for kind in NAMESPACED:
         cluster.list_owned(gid, kind, ns)
         cluster.list_all(kind, ns)
@@ -408,7 +418,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 def test_roles_grant_exactly_what_the_adapter_requests(emulator: Emulator) -> None:
     """Cluster-wide: what is requested outside a gateway namespace, or inside it before the
     worker's RoleBinding there exists. Per namespace: everything else."""
-    cluster = Cluster(emulator.kubeconfig, "local")
+    cluster = Cluster(emulator.kubeconfig, "local", installation=INSTALLATION)
     cluster_wide: set[Triple] = set()
     in_namespace: set[Triple] = set()
     bound: set[str] = set()  # namespaces where the worker's RoleBinding exists

@@ -27,6 +27,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from gatewayflow.domain import naming
 from gatewayflow.settings import Settings
 from gatewayflow_dev import stack
 from gatewayflow_dev.processes import port_in_use
@@ -250,8 +251,15 @@ def test_session_stack_serves_subprocesses(stack: Settings, mongo: Any) -> None:
     deletion_line = next(line for line in demo.stdout.splitlines() if "gateway-deletion/" in line)
     [deletion] = printed_links(deletion_line)
     shown = {wid for wid, _run in opened(stack, every_workflow)}
-    shop = next(wid for wid in shown if wid.startswith("gateway/shop-")).removeprefix("gateway/")
-    assert {f"gateway/{shop}", f"gateway-deletion/{shop}", f"runtime-domain/{shop}"} <= shown
-    assert opens(stack, deletion, f"gateway-deletion/{shop}"), deletion
+    installation = stack.installation
+    scope = f"gateway/{installation}/"
+    shop = next(wid for wid in shown if wid.startswith(f"{scope}shop-")).removeprefix(scope)
+    ids = {
+        naming.gateway_workflow_id(installation, shop),
+        naming.deletion_workflow_id(installation, shop),
+        naming.domain_workflow_id(installation, shop),
+    }
+    assert ids <= shown
+    assert opens(stack, deletion, naming.deletion_workflow_id(installation, shop)), deletion
     assert mongo.notes.find_one({"_id": "from-test"}) == {"_id": "from-test"}
     assert "GATEWAYFLOW_HOME" not in os.environ

@@ -27,7 +27,9 @@ NO_SWEEP = 3600.0  # the sweep runs once as the dispatcher starts, then not with
 
 async def signals(h: Harness, gid: str) -> list[str]:
     """The signals `gateway/<gid>` received, in order, from its history."""
-    history = await h.client.get_workflow_handle(naming.gateway_workflow_id(gid)).fetch_history()
+    history = await h.client.get_workflow_handle(
+        naming.gateway_workflow_id(h.settings.installation, gid)
+    ).fetch_history()
     return [
         event.workflow_execution_signaled_event_attributes.signal_name
         for event in history.events
@@ -74,8 +76,14 @@ async def test_several_dispatchers_are_harmless(
             await asyncio.gather(*extra)
         received = await signals(h, gid)
         assert received.count("reconcile") >= 3 and received.count("delete") >= 3, received
-        assert await closed_runs(h.client, naming.gateway_workflow_id(gid)) == 1
-        assert await closed_runs(h.client, naming.deletion_workflow_id(gid)) == 1
+        assert (
+            await closed_runs(h.client, naming.gateway_workflow_id(h.settings.installation, gid))
+            == 1
+        )
+        assert (
+            await closed_runs(h.client, naming.deletion_workflow_id(h.settings.installation, gid))
+            == 1
+        )
         assert await h.traces(gid) == []
 
 

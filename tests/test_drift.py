@@ -148,7 +148,9 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         ns = naming.namespace(gid)
         gw = await gateway(h, gid)
         # Someone applies the old manifest again (it carries the gateway's label).
-        applied: Any = manifests.deployment(gid, gw.instance)  # a plain manifest, as kubectl's
+        applied: Any = manifests.deployment(
+            h.settings.installation, gid, gw.instance
+        )  # as kubectl's
         apps.create_namespaced_deployment(ns, applied)
         await eventually(
             "the hand-made Deployment is gone",
@@ -158,7 +160,7 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         gw = await gateway(h, gid)
         assert gw.progress.drift.repaired == [f"Deployment {ns}/{gid} unexpected"]
         # An unlabelled Deployment is not the gateway's: the check leaves it alone.
-        foreign: Any = manifests.deployment(gid, gw.instance)
+        foreign: Any = manifests.deployment(h.settings.installation, gid, gw.instance)
         foreign["metadata"] = {"name": "operator-tool", "namespace": ns}
         apps.create_namespaced_deployment(ns, foreign)
         await asyncio.sleep(3 * INTERVAL)
@@ -188,19 +190,21 @@ async def test_the_drift_check_deletes_only_what_the_repair_of_its_gateway_owns(
         gw = await gateway(h, gid)
         since = admin.last_seq()
 
-        tool: Any = manifests.deployment(gid, gw.instance)
+        tool: Any = manifests.deployment(h.settings.installation, gid, gw.instance)
         tool["metadata"] = {"name": "operator-tool", "namespace": ns}
         apps.create_namespaced_deployment(ns, tool)
         notes: Any = {"metadata": {"name": "operator-notes", "namespace": ns}, "data": {"a": "b"}}
         core.create_namespaced_config_map(ns, notes)
-        copy: Any = manifests.deployment(other, gw.instance)
+        copy: Any = manifests.deployment(h.settings.installation, other, gw.instance)
         copy["metadata"] = {
             "name": f"{other}-copy",
             "namespace": ns,
-            "labels": {naming.OWNER_LABEL: other},
+            "labels": manifests.labels(h.settings.installation, other),
         }
         apps.create_namespaced_deployment(ns, copy)
-        hand_made: Any = manifests.deployment(gid, gw.instance)  # carries the gateway's label
+        hand_made: Any = manifests.deployment(
+            h.settings.installation, gid, gw.instance
+        )  # carries the gateway's label
         apps.create_namespaced_deployment(ns, hand_made)
 
         await eventually(
@@ -249,7 +253,7 @@ async def test_a_repair_never_deletes_an_unlabelled_object_of_its_gateways_name(
             "spec": {"ports": [{"port": 80}]},
         }
         core.create_namespaced_service(ns, unlabelled)
-        hand_made: Any = manifests.deployment(gid, gw.instance)
+        hand_made: Any = manifests.deployment(h.settings.installation, gid, gw.instance)
         apps.create_namespaced_deployment(ns, hand_made)
 
         def refused() -> bool:
@@ -271,7 +275,7 @@ def cluster_deployment(h: Harness, gid: str) -> dict[str, Any]:
 
 
 def drift_of(gw: ApiGateway, live: dict[ObjectRef, dict[str, Any]]) -> list[str]:
-    expected = OWNERSHIP.expected(gw.phase, owner_of(gw))
+    expected = OWNERSHIP.expected(gw.phase, owner_of(gw, "drift-test"))
     return [str(d) for d in differences(expected, live)]
 
 
@@ -287,7 +291,7 @@ def test_differences_follow_the_phase() -> None:
     }
     deployment = ObjectRef(Kind.DEPLOYMENT, ns, gid)
     cron = ObjectRef(Kind.CRON_JOB, ns, naming.cron_job(gid, "t1"))
-    live[deployment] = manifests.deployment(gid, started.instance, restarted_at="now")
+    live[deployment] = manifests.deployment("drift-test", gid, started.instance, restarted_at="now")
     live[cron] = {"spec": {"suspend": False}}
     assert drift_of(started, live) == []
     del live[ObjectRef(Kind.CERTIFICATE, ns, naming.certificate(gid))]

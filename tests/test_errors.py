@@ -122,7 +122,7 @@ REF = ObjectRef(Kind.DEPLOYMENT, "gw-a", "a")
         (TransientClusterError("HTTP 429", status=429, retry_after=3.0), False, 3.0),
         (TransientClusterError("HTTP 503", status=503), False, None),
         (StillPresentError([REF], "Deployment gw-a/a", 300), False, None),
-        (NotOwnedError.in_namespace("gw-a", "a", [REF]), True, None),
+        (NotOwnedError.in_namespace("gw-a", "prod", "a", [REF]), True, None),
         (UnknownGateway("a"), True, None),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
@@ -157,7 +157,7 @@ TRANSIENT: dict[str, Exception] = {
 }
 PERMANENT: dict[str, Exception] = {
     "unknown-gateway": UnknownGateway("a"),
-    "not-owned": NotOwnedError.in_namespace("gw-a", "a", [REF]),
+    "not-owned": NotOwnedError.in_namespace("gw-a", "prod", "a", [REF]),
     "forbidden": PermanentClusterError("HTTP 403", status=403),
     "refused": RequestRefused("cannot start: the gateway is being deleted"),
     "deletion-failed": DeletionFailed("gateway-deletion/a failed"),

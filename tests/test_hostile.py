@@ -30,6 +30,7 @@ from gatewayflow.domain.states import GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import Request
 from gatewayflow.inventory import orphans
 from gatewayflow.settings import Settings
+from gatewayflow.store.databases import RuntimeDatabases
 from gatewayflow.store.errors import NotOwnedDatabase
 from tests.emulator_admin import cluster_admin
 from tests.gateway_harness import Harness, harness, unique_id
@@ -88,8 +89,14 @@ async def test_an_invalid_id_is_refused_and_its_neighbour_keeps_its_database(
         assert "refused" in error and "not a DNS-1123 label" in error and invalid in error
         # Two sweeps later nothing was acted on: no workflow, the neighbour intact.
         await asyncio.sleep(2 * h.settings.sweep_interval_seconds + 1)
-        assert await h.workflow_status(naming.gateway_workflow_id(invalid)) is None
-        assert await h.workflow_status(naming.deletion_workflow_id(invalid)) is None
+        assert (
+            await h.workflow_status(naming.gateway_workflow_id(h.settings.installation, invalid))
+            is None
+        )
+        assert (
+            await h.workflow_status(naming.deletion_workflow_id(h.settings.installation, invalid))
+            is None
+        )
         assert h.deps.runtime.exists(neighbour) and h.deps.runtime.user_exists(neighbour)
         gw = h.gateways.require(neighbour)
         assert (gw.state, gw.phase) == (GatewayState.RUNNING, GatewayPhase.STARTED)
@@ -105,26 +112,38 @@ async def test_an_invalid_id_is_refused_and_its_neighbour_keeps_its_database(
         await h.wait_for(neighbour, GatewayState.DELETED)
 
 
-async def test_a_runtime_database_is_dropped_only_by_the_gateway_its_marker_names(
+async def test_a_runtime_database_is_dropped_only_by_the_gateway_it_is_registered_to(
     stack: Settings,
 ) -> None:
     deps = Deps(stack)
     gid = unique_id("mark")
-    # Someone else's database under the name gid's would have: no marker, or another's.
+    # Someone else's database under the name gid's would have, whatever it holds: even an
+    # owner marker naming gid (anyone with readWrite on it can write one).
     foreign = deps.runtime._client[naming.runtime_database(gid)]
     foreign["data"].insert_one({"precious": True})
+    foreign["_meta"].insert_one({"_id": "gateway", "gatewayId": gid})
+    other = RuntimeDatabases(deps.runtime._client, "another-installation")
     try:
-        with pytest.raises(NotOwnedDatabase, match="owner marker is missing"):
+        with pytest.raises(NotOwnedDatabase, match="registered to no gateway"):
             deps.runtime.drop(gid)
         with pytest.raises(NotOwnedDatabase):
             deps.runtime.create(gid, "password")  # nor taken over by a create
         assert foreign["data"].count_documents({}) == 1
-        foreign["_meta"].insert_one({"_id": "gateway", "gatewayId": "other"})
-        with pytest.raises(NotOwnedDatabase, match="names gateway 'other'"):
-            deps.runtime.drop(gid)
-        assert foreign["data"].count_documents({}) == 1
+        assert not deps.runtime.owned(gid)
     finally:
         deps.runtime._client.drop_database(naming.runtime_database(gid))
+
+    # Registered to another installation: neither made again, dropped nor listed here.
+    other.create(gid, "password")
+    try:
+        with pytest.raises(NotOwnedDatabase, match="of installation 'another-installation'"):
+            deps.runtime.drop(gid)
+        with pytest.raises(NotOwnedDatabase):
+            deps.runtime.create(gid, "password")
+        assert deps.runtime.exists(gid) and not deps.runtime.owned(gid)
+        assert naming.runtime_database(gid) not in deps.runtime.registered()
+    finally:
+        other.drop(gid)
 
 
 # -- 2. a malformed leaf document is a permanent, recorded error ---------------------------
@@ -140,7 +159,7 @@ async def test_a_malformed_trigger_stops_the_deletion_with_a_recorded_error(
         error = await last_error(h, {"gatewayId": gid}, "CronTrigger", timeout=40)
         assert str(bad) in error and "malformed" in error
         assert "triggerId" in error  # what is wrong with it
-        deletion = naming.deletion_workflow_id(gid)
+        deletion = naming.deletion_workflow_id(h.settings.installation, gid)
         assert await h.workflow_status(deletion) is WorkflowExecutionStatus.FAILED
 
         # Once an operator fixes the document, a new request finishes the deletion.
@@ -206,11 +225,12 @@ async def test_objects_a_controller_made_for_ours_are_not_foreign(
 ) -> None:
     """A Job of our CronJob goes with it; a Job whose owner is elsewhere does not."""
     cluster = Deps(stack).cluster("local")
+    installation = stack.installation
     gid = unique_id("owned")
     ns = naming.namespace(gid)
-    cluster.ensure(gid, manifests.namespace(gid))
+    cluster.ensure(gid, manifests.namespace(installation, gid))
     trigger = CronTrigger(gateway_id=gid, trigger_id="t1", function_name="fn-1")
-    cron_job = cluster.ensure(gid, manifests.cron_job(gid, trigger, suspend=True))
+    cron_job = cluster.ensure(gid, manifests.cron_job(installation, gid, trigger, suspend=True))
     jobs = kube.resources.get(api_version="batch/v1", kind="Job")
 
     def job(name: str, owner_uid: str) -> None:
@@ -276,10 +296,11 @@ async def test_audit_finds_leaks_in_every_region_and_on_the_runtime_server(
     deps = Deps(settings)
     gone_in_eu, gone_db, alive = unique_id("eu"), unique_id("db"), unique_id("alive")
     eu = deps.cluster("eu")
-    eu.ensure(gone_in_eu, manifests.namespace(gone_in_eu))
-    eu.ensure(gone_in_eu, manifests.config_map(gone_in_eu, "eu"))
-    eu.ensure(gone_in_eu, manifests.db_secret(gone_in_eu, "user", "s3cret-password"))
-    deps.cluster("local").ensure(alive, manifests.namespace(alive))
+    installation = settings.installation
+    eu.ensure(gone_in_eu, manifests.namespace(installation, gone_in_eu))
+    eu.ensure(gone_in_eu, manifests.config_map(installation, gone_in_eu, "eu"))
+    eu.ensure(gone_in_eu, manifests.db_secret(installation, gone_in_eu, "user", "s3cret-password"))
+    deps.cluster("local").ensure(alive, manifests.namespace(installation, alive))
     deps.gateways.insert(ApiGateway(gateway_id=alive))
     deps.runtime.create(alive, "password")
     deps.runtime.create(gone_db, "password")
@@ -335,7 +356,7 @@ async def test_a_rotated_token_is_read_again_on_a_401(emulator: Emulator, tmp_pa
     path = tmp_path / "kubeconfig"
     path.write_text(json.dumps(kubeconfig))
     emulator.request("PUT", "/_admin/auth", {"tokens": ["first"]})
-    cluster = Cluster(path, "local")
+    cluster = Cluster(path, "local", installation="test-hostile")
     missing = ObjectRef(Kind.NAMESPACE, None, "gw-nothing-here")
     assert cluster.get(missing) is None
 
@@ -363,7 +384,9 @@ async def test_a_progress_that_is_not_an_object_never_holds_up_a_deletion(
             raw.update_one, {"gatewayId": gid}, {"$set": {"progress": "not an object"}}
         )
         # The CLI refuses a malformed document; a signal reaches the workflow's handler.
-        await h.client.get_workflow_handle(naming.gateway_workflow_id(gid)).signal("stop")
+        await h.client.get_workflow_handle(
+            naming.gateway_workflow_id(h.settings.installation, gid)
+        ).signal("stop")
         await asyncio.to_thread(
             raw.update_one, {"gatewayId": gid}, {"$set": {"state": GatewayState.DELETED.value}}
         )

@@ -46,7 +46,7 @@ async def until(h: Harness, gid: str, check: Any, timeout: float = 60.0) -> dict
 
 async def idle(h: Harness, gid: str, timeout: float = 30.0) -> None:
     """Until the gateway's workflow waits for the next change (so only a signal wakes it)."""
-    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    handle = h.client.get_workflow_handle(naming.gateway_workflow_id(h.settings.installation, gid))
     async with asyncio.timeout(timeout):
         while True:
             progress = await handle.query("progress")
@@ -170,7 +170,9 @@ async def test_a_document_replaced_during_a_deletion_survives_it(stack: Settings
                 {"gatewayId": gid},
                 {"gatewayId": gid, "state": "Running", "phase": "Creating", "functions": 0},
             )
-            deletion = h.client.get_workflow_handle(naming.deletion_workflow_id(gid))
+            deletion = h.client.get_workflow_handle(
+                naming.deletion_workflow_id(h.settings.installation, gid)
+            )
             await deletion.result()
         assert h.deps.db["ApiGateway"].find_one({"gatewayId": gid}) is not None
         gw = await h.wait_for(gid, GatewayState.RUNNING, timeout=120)
@@ -225,7 +227,7 @@ async def test_a_malformed_gateway_idling_under_sweep_hints_continues_as_new(
         h.deps.db["ApiGateway"].insert_one(
             {"gatewayId": gid, "state": "Running", "phase": "Creating", "functions": "many"}
         )
-        wid = naming.gateway_workflow_id(gid)
+        wid = naming.gateway_workflow_id(h.settings.installation, gid)
         first = await h.client.start_workflow(
             "GatewayWorkflow",
             GatewayInput(gateway_id=gid, max_history_length=60),
@@ -263,14 +265,19 @@ async def test_a_followed_deletion_that_fails_is_noticed(stack: Settings) -> Non
             await h.client.start_workflow(
                 "GatewayDeletion",
                 DeletionInput(gateway_id=gid),
-                id=naming.deletion_workflow_id(gid),
+                id=naming.deletion_workflow_id(h.settings.installation, gid),
                 task_queue=h.settings.task_queue,
             )
             h.deps.db["ApiGateway"].update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
             doc = await until(h, gid, lambda d: d["progress"].get("nextAttemptAt") is not None)
         error = doc["progress"]["lastError"]
-        assert f"{naming.deletion_workflow_id(gid)} failed" in error and "operator-notes" in error
-        handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+        assert (
+            f"{naming.deletion_workflow_id(h.settings.installation, gid)} failed" in error
+            and "operator-notes" in error
+        )
+        handle = h.client.get_workflow_handle(
+            naming.gateway_workflow_id(h.settings.installation, gid)
+        )
         async with asyncio.timeout(30):  # it backs off, rather than waiting forever
             while "next attempt" not in (await handle.query("progress"))["detail"]:
                 await asyncio.sleep(0.1)

@@ -131,14 +131,14 @@ async def test_the_password_stays_in_the_secret(
         # each of create, stop, start and delete.
         ids = [workflow_id for workflow_id, _ in histories]
         assert set(ids) == {
-            naming.gateway_workflow_id(gid),
-            naming.deletion_workflow_id(gid),
-            naming.domain_workflow_id(gid),
+            naming.gateway_workflow_id(h.settings.installation, gid),
+            naming.deletion_workflow_id(h.settings.installation, gid),
+            naming.domain_workflow_id(h.settings.installation, gid),
         }
-        assert ids.count(naming.domain_workflow_id(gid)) >= 4
+        assert ids.count(naming.domain_workflow_id(h.settings.installation, gid)) >= 4
         for workflow_id, history in histories:
             texts = await history_texts(h.client, history)
-            if workflow_id == naming.gateway_workflow_id(gid):
+            if workflow_id == naming.gateway_workflow_id(h.settings.installation, gid):
                 # Decoded: the runtime database's name is only in activity results.
                 assert any(naming.runtime_database(gid) in text for text in texts)
             leaking = [text for text in texts if password in text]
@@ -151,7 +151,10 @@ async def every_history(h: Harness, gid: str) -> list[tuple[str, WorkflowHistory
     (the runs its parents started, by run id)."""
     parents = [
         await h.client.get_workflow_handle(wid).fetch_history()
-        for wid in (naming.gateway_workflow_id(gid), naming.deletion_workflow_id(gid))
+        for wid in (
+            naming.gateway_workflow_id(h.settings.installation, gid),
+            naming.deletion_workflow_id(h.settings.installation, gid),
+        )
     ]
     children = [
         event.child_workflow_execution_started_event_attributes.workflow_execution
@@ -240,7 +243,9 @@ async def feed_open(h: Harness, timeout: float = 30.0) -> None:
 
 async def signals(h: Harness, gid: str) -> list[str]:
     """The signals `gateway/<gid>` received, in order, from its history."""
-    history = await h.client.get_workflow_handle(naming.gateway_workflow_id(gid)).fetch_history()
+    history = await h.client.get_workflow_handle(
+        naming.gateway_workflow_id(h.settings.installation, gid)
+    ).fetch_history()
     return [
         event.workflow_execution_signaled_event_attributes.signal_name
         for event in history.events
@@ -327,7 +332,7 @@ async def _settled(h: Harness, gid: str, state: str, phase: str) -> str:
         return f"left behind {left}"
     if outcome == REFUSED:
         history = await h.client.get_workflow_handle(
-            naming.gateway_workflow_id(gid)
+            naming.gateway_workflow_id(h.settings.installation, gid)
         ).fetch_history()
         if not any("refused" in text for text in await history_texts(h.client, history)):
             return "deleted without recording the refusal"

@@ -49,7 +49,7 @@ def runtime_account(owner: Owner, _key: str) -> dict[str, Any]:
         "metadata": {
             "name": account_name(gid),
             "namespace": naming.namespace(gid),
-            "labels": {naming.OWNER_LABEL: gid},
+            "labels": naming.owner_labels(owner.installation, gid),
         },
     }
 
@@ -118,6 +118,7 @@ async def test_a_kind_added_to_the_declaration_is_made_checked_planned_and_remov
             made = account()
             assert made is not None, "the create made the ServiceAccount"
             assert made.metadata.labels[naming.OWNER_LABEL] == gid
+            assert made.metadata.labels[naming.INSTALLATION_LABEL] == h.settings.installation
 
             # Deleted by hand: the drift check finds it missing and the start makes it again.
             await ensure_schedules(h.client, h.settings)

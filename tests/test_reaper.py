@@ -184,8 +184,11 @@ async def test_a_slow_cluster_slows_the_reapers_scan_but_never_times_it_out(
             cluster = h.deps.cluster("local")
             left = [unique_id("orphan") for _ in range(count)]
             for gid in left:
-                await asyncio.to_thread(cluster.ensure, gid, manifests.namespace(gid))
-                await asyncio.to_thread(cluster.ensure, gid, manifests.config_map(gid, "local"))
+                installation = h.settings.installation
+                namespace = manifests.namespace(installation, gid)
+                await asyncio.to_thread(cluster.ensure, gid, namespace)
+                config = manifests.config_map(installation, gid, "local")
+                await asyncio.to_thread(cluster.ensure, gid, config)
             admin = EmulatorAdmin.of(h.settings)
             with admin.faults_injected([{"verb": "list", "latency": 0.25}]):
                 began = time.monotonic()

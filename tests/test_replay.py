@@ -164,6 +164,18 @@ def test_recorded_histories_hold_the_scenarios() -> None:
             if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
         ]
         assert names.count("core_local_activity") == expected, name
+    # A run of the id before installations hands over: it starts its successor (or finds
+    # it started) and ends; the successor looks, waits while the old run lives, then acts.
+    handed = events("hand-over--GatewayWorkflow.json")
+    assert "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED" in handed
+    assert handed[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    taken = events("take-over-unscoped--GatewayWorkflow.json")
+    assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED" in taken
+    taker = events("take-over--GatewayWorkflow.json")
+    first_activity = taker.index("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED")  # read_intent
+    assert "EVENT_TYPE_TIMER_FIRED" in taker[:first_activity]
+    for name in ("hand-over", "take-over-unscoped"):
+        assert "retire" in signals(f"{name}--GatewayWorkflow.json")
 
 
 def test_recorded_deletion_guard_histories() -> None:
@@ -500,8 +512,12 @@ def child_runs(histories: Sequence[WorkflowHistory], workflow_id: str) -> set[st
 async def test_histories_fetched_from_the_server_replay(lifecycle: Run) -> None:
     gid = lifecycle.gateway_id
     client = await connect(lifecycle.settings)
-    domain = naming.domain_workflow_id(gid)
-    parents = {naming.gateway_workflow_id(gid), naming.deletion_workflow_id(gid)}
+    installation = lifecycle.settings.installation
+    domain = naming.domain_workflow_id(installation, gid)
+    parents = {
+        naming.gateway_workflow_id(installation, gid),
+        naming.deletion_workflow_id(installation, gid),
+    }
     # Visibility is eventually consistent: wait until every run is listed.
     for _ in range(100):
         histories = await fetch_histories(client, query=f"GatewayId='{gid}'")
@@ -521,8 +537,9 @@ async def test_histories_fetched_from_the_server_replay(lifecycle: Run) -> None:
         "RuntimeDomainWorkflow",
     }
 
-    only = await fetch_histories(client, workflow_id=naming.deletion_workflow_id(gid))
-    assert [h.workflow_id for h in only] == [naming.deletion_workflow_id(gid)]
+    deletion = naming.deletion_workflow_id(installation, gid)
+    only = await fetch_histories(client, workflow_id=deletion)
+    assert [h.workflow_id for h in only] == [deletion]
     both = await fetch_histories(client, workflow_id=domain, query=f"GatewayId='{gid}'")
     assert {h.run_id for h in both} == started
     assert await fetch_histories(client, workflow_id=domain, query="GatewayId='no-such'") == []
@@ -531,7 +548,7 @@ async def test_histories_fetched_from_the_server_replay(lifecycle: Run) -> None:
 async def test_temporal_cli_export_loads_and_replays(lifecycle: Run, tmp_path: Path) -> None:
     """The JSON of `temporal workflow show --output json`, from the CLI we ship."""
     settings = lifecycle.settings
-    workflow_id = naming.deletion_workflow_id(lifecycle.gateway_id)
+    workflow_id = naming.deletion_workflow_id(settings.installation, lifecycle.gateway_id)
     exported = subprocess.run(
         [
             str(Path(sys.executable).parent / "temporal"),
@@ -576,7 +593,8 @@ async def test_gatewayflow_replay_command(lifecycle: Run, tmp_path: Path) -> Non
 
     served = replay("--query", f"GatewayId='{lifecycle.gateway_id}'")
     assert served.returncode == 0, served.stdout + served.stderr
-    assert naming.deletion_workflow_id(lifecycle.gateway_id) in served.stdout
+    installation = lifecycle.settings.installation
+    assert naming.deletion_workflow_id(installation, lifecycle.gateway_id) in served.stdout
 
     broken = replay(str(DELETION), str(edited_deletion(tmp_path)))
     assert broken.returncode != 0

@@ -51,7 +51,7 @@ async def temporal_cli(settings: Settings, *args: str) -> subprocess.CompletedPr
 
 
 async def signal(settings: Settings, gid: str, name: str) -> None:
-    wid = naming.gateway_workflow_id(gid)
+    wid = naming.gateway_workflow_id(settings.installation, gid)
     await temporal_cli(settings, "workflow", "signal", "--workflow-id", wid, "--name", name)
 
 
@@ -145,9 +145,11 @@ async def test_refused_requests_change_nothing_and_are_recorded(stack: Settings)
     admin = EmulatorAdmin.of(stack)
     async with harness(stack) as h:
         gid = await started(h, "refuse")
-        handle = h.client.get_workflow_handle(naming.gateway_workflow_id(gid))
+        handle = h.client.get_workflow_handle(
+            naming.gateway_workflow_id(h.settings.installation, gid)
+        )
 
-        wid = naming.gateway_workflow_id(gid)
+        wid = naming.gateway_workflow_id(h.settings.installation, gid)
         answer = await temporal_cli(
             h.settings,
             "workflow",

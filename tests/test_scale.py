@@ -47,7 +47,7 @@ async def test_two_workers_delete_a_dozen_gateways(stack: Settings, tmp_path: Pa
         identities: dict[str, int] = {}
         for gid in ids:
             history = await h.client.get_workflow_handle(
-                naming.deletion_workflow_id(gid)
+                naming.deletion_workflow_id(h.settings.installation, gid)
             ).fetch_history()
             for event in history.events:
                 if event.HasField("activity_task_started_event_attributes"):
@@ -57,7 +57,9 @@ async def test_two_workers_delete_a_dozen_gateways(stack: Settings, tmp_path: Pa
             assert deletion_order_violations(gid, items) == [], gid
             twice = {key: n for key, n in delete_counts(items).items() if n > 1}
             assert twice == {}, f"{gid}: deleted more than once: {twice}"
-            runs = await closed_runs(h.client, naming.deletion_workflow_id(gid))
+            runs = await closed_runs(
+                h.client, naming.deletion_workflow_id(h.settings.installation, gid)
+            )
             assert runs == 1, f"{gid}: {runs} deletions"
             assert await h.traces(gid) == []
         assert len(identities) == 2, f"the two workers did not share the steps: {identities}"

@@ -41,7 +41,12 @@ from gatewayflow.domain.states import (
 from gatewayflow.domain.transitions import Request
 from gatewayflow.store.children import ChildRepository
 from gatewayflow.store.client import Client, Db, RawDoc, make_client, ping
-from gatewayflow.store.databases import DatabaseRepository, RuntimeDatabases
+from gatewayflow.store.databases import (
+    REGISTRY,
+    REGISTRY_DATABASE,
+    DatabaseRepository,
+    RuntimeDatabases,
+)
 from gatewayflow.store.deletion_guard import DeletionGuardRepository, GuardLimits
 from gatewayflow.store.dispatcher import STATE_COLLECTION, ChangeFeed, GatewayEvent
 from gatewayflow.store.domains import RuntimeDomainRepository
@@ -403,7 +408,7 @@ def test_database_repository(db: Db) -> None:
 
 def test_runtime_database_create_and_drop_are_idempotent(mongo_uri: str) -> None:
     client = make_client(mongo_uri)
-    runtime = RuntimeDatabases(client)
+    runtime = RuntimeDatabases(client, "test-store")
     gateway_id = f"rt-{uuid.uuid4().hex[:6]}"
     name, user = runtime_database(gateway_id), runtime_user(gateway_id)
     assert not runtime.exists(gateway_id) and not runtime.user_exists(gateway_id)
@@ -423,6 +428,14 @@ def test_runtime_database_create_and_drop_are_idempotent(mongo_uri: str) -> None
     login("second-password")  # the user has readWrite on its database
     with pytest.raises(OperationFailure, match="authentication failed"):
         login("first-password")
+    # The registration that makes the database the gateway's is out of the user's reach:
+    # its one role is on its own database (enforced by a server that runs with --auth).
+    [info] = client[name].command("usersInfo", user)["users"]
+    assert info["roles"] == [{"role": "readWrite", "db": name}]
+    assert name != REGISTRY_DATABASE and client[REGISTRY_DATABASE][REGISTRY].find_one(
+        {"_id": name, "installation": "test-store", "gatewayId": gateway_id}
+    )
+    assert runtime.owned(gateway_id)
 
     runtime.drop(gateway_id)
     runtime.drop(gateway_id)
@@ -547,8 +560,11 @@ def test_every_query_is_served_by_an_index(mongo_uri: str) -> None:
         databases.set_phase("tour", DatabasePhase.DELETING)
         databases.delete("tour")
 
-        runtime = RuntimeDatabases(client)
+        runtime = RuntimeDatabases(client, "test-store")
+        runtime.ensure_indexes()
         runtime.create(f"{db.name.replace('_', '-')}-rt", "pw")
+        runtime.registered()
+        runtime.owned(f"{db.name.replace('_', '-')}-rt")
 
         feed = ChangeFeed(db)
         feed.save_token({"_data": "00"})

@@ -120,7 +120,7 @@ async def test_failure_backoff_doubles_from_one_minute_to_thirty(skipping: Skipp
     it."""
     admin = EmulatorAdmin.of(skipping.settings)
     gid = unique_id("backoff")
-    wid = naming.gateway_workflow_id(gid)
+    wid = naming.gateway_workflow_id(skipping.settings.installation, gid)
     skipping.deps.gateways._col.insert_one(
         {"gatewayId": gid, "state": "Running", "phase": "Created", "functions": 0, "triggers": 0}
     )
@@ -172,9 +172,9 @@ async def test_a_start_not_ready_in_900_seconds_goes_back_to_stopped(skipping: S
         doc = await skipping.doc(gid, lambda d: (d["state"], d["phase"]) == ("Stopped", "Stopped"))
         assert "not ready after 900s" in _progress(doc)["lastError"]
         assert await skipping.now() - started_waiting >= timedelta(seconds=900)
-    await skipping.env.client.get_workflow_handle(naming.gateway_workflow_id(gid)).terminate(
-        "test done"
-    )
+    await skipping.env.client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid)
+    ).terminate("test done")
 
 
 async def test_an_idle_workflow_continues_as_new_and_looks_again(skipping: Skipping) -> None:
@@ -186,7 +186,9 @@ async def test_an_idle_workflow_continues_as_new_and_looks_again(skipping: Skipp
     )
     client = skipping.env.client
     await signal_gateway(client, skipping.settings, gid, "reconcile")
-    handle = client.get_workflow_handle(naming.gateway_workflow_id(gid))
+    handle = client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid)
+    )
     first_run = (await handle.describe()).run_id
     async with asyncio.timeout(30):
         while not str((await handle.query("progress") or {}).get("detail")).startswith("converged"):
@@ -197,7 +199,9 @@ async def test_an_idle_workflow_continues_as_new_and_looks_again(skipping: Skipp
     await skipping.env.sleep(timedelta(hours=23))
     assert (await skipping.doc(gid, lambda d: True))["phase"] == "Stopped"
     await skipping.env.sleep(timedelta(hours=2))
-    first = client.get_workflow_handle(naming.gateway_workflow_id(gid), run_id=first_run)
+    first = client.get_workflow_handle(
+        naming.gateway_workflow_id(skipping.settings.installation, gid), run_id=first_run
+    )
     assert (await first.describe()).status is WorkflowExecutionStatus.CONTINUED_AS_NEW
     async with asyncio.timeout(60):
         while await asyncio.to_thread(skipping.deps.gateways.get, gid) is not None:

@@ -56,21 +56,22 @@ async def delete_in_child(gateway_id: str, region: str) -> None:
     """Run GatewayDeletion as a child of the gateway's workflow, or follow the one an
     earlier run of that workflow started; fails when the deletion failed."""
     gid = gateway_id
-    workflow.set_current_details(f"deleting {gid}: see child gateway-deletion/{gid}")
+    wid = naming.related_workflow_id(workflow.info().workflow_id, naming.DELETION_WORKFLOW, gid)
+    workflow.set_current_details(f"deleting {gid}: see child {wid}")
     try:
         await workflow.execute_child_workflow(
             GatewayDeletion.run,
             DeletionInput(gateway_id=gid, region=region),
-            id=naming.deletion_workflow_id(gid),
+            id=wid,
             search_attributes=search.for_gateway(gid, GatewayPhase.DELETING.value),
             parent_close_policy=ParentClosePolicy.ABANDON,
             static_summary=f"delete gateway {gid}",
         )
     except WorkflowAlreadyStartedError:
-        workflow.set_current_details(f"following the running gateway-deletion/{gid}")
+        workflow.set_current_details(f"following the running {wid}")
         await call(
             GatewayActivities.wait_for_deletion,
             gid,
-            summary=f"wait for the result of gateway-deletion/{gid}",
+            summary=f"wait for the result of {wid}",
             waits=True,
         )

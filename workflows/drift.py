@@ -28,7 +28,7 @@ class DriftCheck:
             waits=True,
         )
         for finding in report.drifted:
-            wid = naming.gateway_workflow_id(finding.gateway_id)
+            wid = finding.workflow_id or naming.unscoped_gateway_workflow_id(finding.gateway_id)
             try:
                 await workflow.get_external_workflow_handle(wid).signal(
                     GatewayWorkflow.repair, finding

@@ -14,21 +14,31 @@ after its current step when a delete arrives (docs/guarantees.md).
 """
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway import GatewayActivities
+    from gatewayflow.domain import naming
     from gatewayflow.domain.errors import reason
     from gatewayflow.domain.messages import (
+        RETIRE_SIGNAL,
         Backoff,
         DriftFinding,
         GatewayInput,
         GatewayProgress,
         GuardNotice,
         GuardRequest,
+        HandOver,
         Intent,
         ProgressUpdate,
         RequestAccepted,
@@ -53,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
 
 # A workflow that hears nothing for this long reads the intent again in a fresh run.
 _IDLE_LOOK_AGAIN = timedelta(hours=24)
+# How often a new run looks whether the run it takes over from has ended.
+_HAND_OVER_POLL = timedelta(seconds=1)
 
 
 @workflow.defn(name="GatewayWorkflow")
@@ -72,6 +84,8 @@ class GatewayWorkflow:
         self._seen: tuple[GatewayState, GatewayPhase] | None = None
         # Requests are written one at a time, in the order they arrived.
         self._requests = asyncio.Lock()
+        # The workflow id to hand over to (RETIRE_SIGNAL), once the current action is done.
+        self._successor: str | None = None
 
     # -- signals: requests, and a hint --------------------------------------------------
     @workflow.signal
@@ -152,7 +166,7 @@ class GatewayWorkflow:
     async def _apply(self, what: Request, source: str) -> RequestOutcome:
         """Write the request as the intent (a compare-and-set, by an activity), then wake
         the loop; a refusal is recorded where a user looks and changes nothing else."""
-        gid = workflow.info().workflow_id.removeprefix("gateway/")
+        _installation, gid = naming.workflow_scope(workflow.info().workflow_id)
         async with self._requests:
             outcome = await call(
                 GatewayActivities.apply_request,
@@ -193,6 +207,17 @@ class GatewayWorkflow:
     def _reset_guard_news(self) -> None:
         self._guard_news = False
 
+    @workflow.signal(name=RETIRE_SIGNAL)
+    def retire(self, successor: str) -> None:
+        """For a run of an id of the versions before installations (`gateway/<id>`): hand
+        the gateway over to `successor`, its id in this installation, once idle. A run of
+        an installation's id ignores it, as does a successor for another gateway."""
+        installation, gid = naming.workflow_scope(workflow.info().workflow_id)
+        wanted, successor_gid = naming.workflow_scope(successor)
+        if not installation and wanted and successor_gid == gid:
+            self._successor = successor
+            self._wake = True
+
     @workflow.query
     def progress(self) -> GatewayProgress | None:
         return self._progress
@@ -205,7 +230,12 @@ class GatewayWorkflow:
         self._backoff = input.backoff
         self._failures = input.backoff.failures if input.backoff else 0
         actions = 0
+        info = workflow.info()
+        if naming.workflow_scope(info.workflow_id)[0] and info.continued_run_id is None:
+            await self._take_over(gid)
         while True:
+            if self._successor is not None:
+                return await self._hand_over(gid, input)
             self._wake = False
             intent = await self._read_intent(gid)
             if not intent.exists:
@@ -235,6 +265,38 @@ class GatewayWorkflow:
                 actions += 1
                 self._progress.actions_this_run = actions
                 await self._act(intent, decision, input)
+
+    async def _take_over(self, gid: str) -> None:
+        """Act only once the gateway's workflow of the versions before installations
+        (`gateway/<id>`), if one still runs, has handed over: never two workflows acting on
+        one gateway. Only the first run of an installation's id looks."""
+        handover = HandOver(gateway_id=gid, successor=workflow.info().workflow_id)
+        while await call(
+            GatewayActivities.unscoped_run_active,
+            handover,
+            summary=f"take over from gateway/{gid} if it still runs",
+            local=True,
+        ):
+            workflow.set_current_details(f"waiting for gateway/{gid} to hand over")
+            await workflow.sleep(_HAND_OVER_POLL)
+
+    async def _hand_over(self, gid: str, input: GatewayInput) -> str:
+        """Start the successor (unless a request started it already) and end: it waits
+        until this run has ended before it acts."""
+        successor = self._successor
+        assert successor is not None
+        workflow.set_current_details(f"handing over to {successor}")
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                GatewayWorkflow.run,
+                input.model_copy(update={"backoff": self._backoff}),
+                id=successor,
+                search_attributes=search.for_gateway(gid),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"gateway {gid}",
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return f"gateway {gid} handed over to {successor}"
 
     async def _read_intent(self, gid: str) -> Intent:
         """The intent in MongoDB, shown in the search attributes and the progress query."""

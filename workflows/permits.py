@@ -68,8 +68,11 @@ async def release(request: PermitRequest) -> None:
 async def _wake(place: PermitPlace, but: str) -> None:
     """Signal the deletions just given a permit (not this one itself)."""
 
+    own = workflow.info().workflow_id  # a deletion wakes deletions of its own installation
+
     async def signal(gid: str) -> None:
-        handle = workflow.get_external_workflow_handle(naming.deletion_workflow_id(gid))
+        wid = naming.related_workflow_id(own, naming.DELETION_WORKFLOW, gid)
+        handle = workflow.get_external_workflow_handle(wid)
         try:
             await handle.signal(SIGNAL)
         except Exception as err:  # not running any more: it asks again when it runs

@@ -1,13 +1,14 @@
 """OrphanReaper: removes what gateways left behind, run by a Temporal Schedule.
 
-An orphan (resources whose ApiGateway document is gone, found by the audit) is reaped
-only once it has been seen for the grace period. It is adopted (an ApiGateway document with
-state Deleted is inserted, which fails if the gateway exists again) and then removed by
-its own `gateway/<id>` workflow: the same ordered, owned deletion steps, under the same
-per-region deletion limit. Nothing without the orphan's ownership label is touched. The
-run records what it handed over and ends; each deletion shows in its gateway's progress.
-A run the limits hold (gatewayflow/reap_limits.py) finds nothing due and adopts nothing;
-its result and details say why.
+An orphan (resources of this installation whose ApiGateway document is gone, found by
+the audit) is reaped only once it has been seen for the grace period. It is adopted (an
+ApiGateway document with state Deleted is inserted, which fails if the gateway exists
+again) and then removed by its own gateway workflow (this installation's, named by the
+orphan): the same ordered, owned deletion steps, under the same per-region deletion
+limit. Nothing without the orphan's ownership labels is touched. The run records what it
+handed over and ends; each deletion shows in its gateway's progress. A run the limits
+hold (gatewayflow/reap_limits.py) finds nothing due and adopts nothing; its result and
+details say why.
 """
 
 import asyncio
@@ -59,6 +60,7 @@ class OrphanReaper:
     async def _reap(self, orphan: Orphan) -> str | None:
         """None once handed to its deletion, else why not."""
         gid = orphan.gateway_id
+        wid = orphan.workflow_id or naming.unscoped_gateway_workflow_id(gid)
         adopted = await call(
             ReaperActivities.adopt_orphan,
             orphan,
@@ -72,18 +74,18 @@ class OrphanReaper:
             await workflow.start_child_workflow(
                 GatewayWorkflow.run,
                 GatewayInput(gateway_id=gid),
-                id=naming.gateway_workflow_id(gid),
+                id=wid,
                 search_attributes=search.for_gateway(gid),
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 static_summary=f"reap orphan {gid}",
             )
         except WorkflowAlreadyStartedError:
             # Its workflow is still running (idle since the document vanished): wake it.
-            handle = workflow.get_external_workflow_handle(naming.gateway_workflow_id(gid))
+            handle = workflow.get_external_workflow_handle(wid)
             await handle.signal(GatewayWorkflow.delete)
         await call(
             ReaperActivities.record_reaped,
             orphan,
-            summary=f"reaping {gid}: {len(orphan.items)} items, by gateway/{gid}",
+            summary=f"reaping {gid}: {len(orphan.items)} items, by {wid}",
         )
         return None

@@ -105,7 +105,7 @@ async def run_step(
             DomainInput(
                 gateway_id=gid, region=arg.region, target=step.domain, step_number=arg.number
             ),
-            id=naming.domain_workflow_id(gid),
+            id=naming.related_workflow_id(workflow.info().workflow_id, naming.DOMAIN_WORKFLOW, gid),
             search_attributes=search.for_gateway(gid),
             parent_close_policy=parent_close_policy,
             static_summary=f"RuntimeDomain {gid} -> {step.domain.value}",

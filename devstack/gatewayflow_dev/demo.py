@@ -168,7 +168,7 @@ async def run_demo(settings: Settings, console: Console) -> bool:
             console.print(leftovers_table({**left, **leaks}))
         console.print(f"Temporal UI, every workflow of {shop}:")
         console.print(f"  {links.gateway_link(settings, shop)}", soft_wrap=True)
-        deletion = naming.deletion_workflow_id(shop)
+        deletion = naming.deletion_workflow_id(settings.installation, shop)
         deletion_link = (await service.workflow_links(settings, shop))[deletion]
         console.print(f"  {deletion}: {deletion_link}", soft_wrap=True)
         console.print(f"Demo finished in {time.monotonic() - began:.1f}s")
@@ -214,7 +214,7 @@ async def _drift_scene(console: Console, deps: Deps, gid: str) -> None:
         console.print(
             f"  gone; the drift check (every {DEMO_PACE['drift_interval_seconds']:.0f}s, "
             "one labelled list per kind and namespace) finds it and signals repair to "
-            f"{naming.gateway_workflow_id(gid)}"
+            f"{naming.gateway_workflow_id(deps.settings.installation, gid)}"
         )
         await _until(f"Deployment {ns}/{gid} back", present)
         await _follow_all(console, deps, [gid], GatewayState.RUNNING, f"repairing {gid}")

@@ -1,8 +1,9 @@
 """One region's Kubernetes API, as the idempotent operations the activities need.
 
 Synchronous on purpose: activities run in a thread pool, and one `Cluster` (one pooled
-`ApiClient`) is shared by all of them. Only objects carrying the gateway's ownership label
-are ever patched or deleted.
+`ApiClient`) is shared by all of them. Only objects carrying both ownership labels, the
+gateway's and this installation's, are ever patched or deleted, listed as owned or
+counted as not foreign.
 
 Waits (deletion, readiness) follow a watch, as controllers do: list to learn the current
 state and its resourceVersion, then watch from there (with bookmarks) and re-list when the
@@ -36,7 +37,14 @@ from gatewayflow.cluster.errors import (
     classify,
 )
 from gatewayflow.cluster.kinds import ForeignObject, Kind, ObjectRef, Resource
-from gatewayflow.domain.naming import OWNER_LABEL, owner_selector
+from gatewayflow.domain.naming import (
+    INSTALLATION_LABEL,
+    OWNER_LABEL,
+    installation_selector,
+    owner_selector,
+    unadopted_selector,
+)
+from gatewayflow.domain.naming import namespace as gateway_namespace
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +65,9 @@ def labels_of(obj: Manifest) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("labels") or {})
 
 
-def is_owned(gateway_id: str, obj: Manifest) -> bool:
-    return labels_of(obj).get(OWNER_LABEL) == gateway_id
+def is_owned(installation: str, gateway_id: str, obj: Manifest) -> bool:
+    labels = labels_of(obj)
+    return labels.get(OWNER_LABEL) == gateway_id and labels.get(INSTALLATION_LABEL) == installation
 
 
 def is_terminating(obj: Manifest) -> bool:
@@ -88,6 +97,7 @@ class Cluster:
         kubeconfig: Path,
         context: str,
         *,
+        installation: str,
         attempts: int = 3,
         backoff: float = 0.2,
         max_inline_wait: float = 5.0,
@@ -95,6 +105,7 @@ class Cluster:
         pool_size: int = 32,
     ):
         self.context = context
+        self.installation = installation
         self._kubeconfig = kubeconfig
         self._pool_size = pool_size
         self._attempts = attempts
@@ -190,37 +201,100 @@ class Cluster:
         self, gateway_id: str, kind: Kind, namespace: str | None = None
     ) -> list[Manifest]:
         """Objects of `kind` with the gateway's label, in one namespace or in all of them."""
-        items = self._retrying(lambda: self._list(kind, namespace, owner_selector(gateway_id)))
+        selector = owner_selector(self.installation, gateway_id)
+        items = self._retrying(lambda: self._list(kind, namespace, selector))
         # Checked again here: deletion must not depend on the server's label selector alone.
-        return [obj for obj in items if is_owned(gateway_id, obj)]
+        return [obj for obj in items if self.owns(gateway_id, obj)]
 
     def list_labelled(
         self, kind: Kind, namespace: str | None = None, *, metadata_only: bool = False
     ) -> list[Manifest]:
-        """Every object of `kind` carrying the ownership label, whoever owns it: one
-        label-selected list (the drift check's). Namespaced kinds are listed inside a
-        gateway namespace: the worker may list them only there (deploy/worker.yaml).
-        `metadata_only`: names and labels without bodies, where presence is all that
-        counts (a Secret's data is never read)."""
+        """Every object of `kind` of any gateway of this installation: one label-selected
+        list (the drift check's). Namespaced kinds are listed inside a gateway namespace:
+        the worker may list them only there (deploy/worker.yaml). `metadata_only`: names
+        and labels without bodies, where presence is all that counts (a Secret's data is
+        never read)."""
+        selector = installation_selector(self.installation)
         if metadata_only:
             path = kind.collection_path(namespace)
-            return self._retrying(partial(self._list_metadata, path, OWNER_LABEL))
-        return self._retrying(lambda: self._list(kind, namespace, OWNER_LABEL))
+            items = self._retrying(partial(self._list_metadata, path, selector))
+        else:
+            items = self._retrying(lambda: self._list(kind, namespace, selector))
+        return [obj for obj in items if self._of_installation(obj)]
 
     def owned_refs(
         self, gateway_id: str, kind: Kind, namespace: str | None = None
     ) -> list[ObjectRef]:
         """What `list_owned` finds, read as metadata only (no Secret data): for audits."""
         path = kind.collection_path(namespace)
-        items = self._retrying(partial(self._list_metadata, path, owner_selector(gateway_id)))
-        return [_ref_of(kind, obj) for obj in items if is_owned(gateway_id, obj)]
+        selector = owner_selector(self.installation, gateway_id)
+        items = self._retrying(partial(self._list_metadata, path, selector))
+        return [_ref_of(kind, obj) for obj in items if self.owns(gateway_id, obj)]
 
     def gateway_namespaces(self) -> dict[str, str]:
-        """Namespace name -> owning gateway id of every Namespace carrying the ownership
-        label, found by label selector (no list of every namespace)."""
+        """Namespace name -> owning gateway id of every Namespace of this installation,
+        found by label selector (no list of every namespace)."""
         path = Kind.NAMESPACE.collection_path()
-        items = self._retrying(partial(self._list_metadata, path, OWNER_LABEL))
-        return {obj["metadata"]["name"]: labels_of(obj)[OWNER_LABEL] for obj in items}
+        selector = installation_selector(self.installation)
+        items = self._retrying(partial(self._list_metadata, path, selector))
+        return {
+            obj["metadata"]["name"]: labels_of(obj)[OWNER_LABEL]
+            for obj in items
+            if self._of_installation(obj)
+        }
+
+    def unadopted_gateways(self) -> set[str]:
+        """Ids of gateways whose namespace carries the gateway label and no installation
+        label: made before installations, by this installation or by another."""
+        path = Kind.NAMESPACE.collection_path()
+        selector = f"{OWNER_LABEL},!{INSTALLATION_LABEL}"
+        items = self._retrying(partial(self._list_metadata, path, selector))
+        return {
+            labels_of(obj)[OWNER_LABEL] for obj in items if INSTALLATION_LABEL not in labels_of(obj)
+        }
+
+    def adopt(self, gateway_id: str, kinds: Sequence[Kind]) -> list[ObjectRef]:
+        """Give this installation's label to the gateway's objects made before
+        installations (they carry the gateway's label alone): those of `kinds` in its
+        namespace, then the namespace, last, so that an adoption cut short is taken up
+        again. Only for a gateway whose document is this installation's
+        (gatewayflow/adoption.py)."""
+        path = Kind.NAMESPACE.collection_path()
+        listed = self._retrying(partial(self._list_metadata, path, unadopted_selector(gateway_id)))
+        adopted = []
+        for namespace in listed:
+            name = namespace["metadata"]["name"]
+            if name != gateway_namespace(gateway_id):
+                continue
+            for kind in kinds:
+                if kind.namespaced:
+                    inside = kind.collection_path(name)
+                    for obj in self._retrying(
+                        partial(self._list_metadata, inside, unadopted_selector(gateway_id))
+                    ):
+                        adopted.append(self._label_installation(_ref_of(kind, obj), obj))
+            adopted.append(self._label_installation(_ref_of(Kind.NAMESPACE, namespace), namespace))
+        return adopted
+
+    def _label_installation(self, ref: ObjectRef, obj: Manifest) -> ObjectRef:
+        """Add the installation label to the object just listed (its uid the precondition)."""
+        patch = {
+            "metadata": {
+                "uid": obj["metadata"]["uid"],
+                "labels": {INSTALLATION_LABEL: self.installation},
+            }
+        }
+        self._retrying(
+            lambda: self._request("PATCH", ref.path, body=patch, content_type=MERGE_PATCH)
+        )
+        return ref
+
+    def owns(self, gateway_id: str, obj: Manifest) -> bool:
+        """Whether the object carries both ownership labels: the gateway's and ours."""
+        return is_owned(self.installation, gateway_id, obj)
+
+    def _of_installation(self, obj: Manifest) -> bool:
+        return labels_of(obj).get(INSTALLATION_LABEL) == self.installation
 
     def list_all(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
         return self._retrying(lambda: self._list(kind, namespace, None))
@@ -246,7 +320,7 @@ class Cluster:
         return [
             ForeignObject(kind, namespace, obj["metadata"]["name"])
             for kind, obj in listed
-            if not is_owned(gateway_id, obj)
+            if not self.owns(gateway_id, obj)
             and not _is_system_object(kind, obj)
             and not _has_owner_in(obj, here)
         ]
@@ -286,7 +360,7 @@ class Cluster:
             chosen = {
                 name: obj
                 for name, obj in sorted(listed.items())
-                if name in names or is_owned(gateway_id, obj)
+                if name in names or self.owns(gateway_id, obj)
             }
             for name, obj in chosen.items():
                 self._check_owned(gateway_id, ObjectRef(kind, namespace, name), obj)
@@ -620,16 +694,16 @@ class Cluster:
 
     def _owned_manifest_ref(self, gateway_id: str, manifest: Manifest) -> ObjectRef:
         ref = ObjectRef.of(manifest)
-        if not is_owned(gateway_id, manifest):
+        if not self.owns(gateway_id, manifest):
             raise PermanentClusterError(
-                f"manifest of {ref} lacks {owner_selector(gateway_id)}; refusing to write it"
+                f"manifest of {ref} lacks {owner_selector(self.installation, gateway_id)}; "
+                "refusing to write it"
             )
         return ref
 
-    @staticmethod
-    def _check_owned(gateway_id: str, ref: ObjectRef, live: Manifest) -> None:
-        if not is_owned(gateway_id, live):
-            raise NotOwnedError.for_object(ref, gateway_id, labels_of(live))
+    def _check_owned(self, gateway_id: str, ref: ObjectRef, live: Manifest) -> None:
+        if not self.owns(gateway_id, live):
+            raise NotOwnedError.for_object(ref, self.installation, gateway_id, labels_of(live))
 
     def _with_blockers(self, present: Mapping[ObjectRef, Manifest | None], description: str) -> str:
         """Add what still sits in each remaining namespace, the usual reason it stays: of

@@ -14,7 +14,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from gatewayflow.cluster.kinds import ForeignObject, ObjectRef
 from gatewayflow.domain.errors import GatewayflowError, PermanentError, TransientError
-from gatewayflow.domain.naming import OWNER_LABEL, owner_selector
+from gatewayflow.domain.naming import INSTALLATION_LABEL, OWNER_LABEL, owner_selector
 
 
 class ClusterError(GatewayflowError):
@@ -53,24 +53,33 @@ class NotOwnedError(PermanentClusterError):
         self.refs = list(refs)
 
     @classmethod
-    def for_object(cls, ref: ObjectRef, gateway_id: str, labels: dict[str, str]) -> "NotOwnedError":
-        """The object exists but another gateway (or nobody) owns it."""
-        carried = labels.get(OWNER_LABEL)
-        label = f"{OWNER_LABEL}={carried}" if carried is not None else f"no {OWNER_LABEL} label"
+    def for_object(
+        cls, ref: ObjectRef, installation: str, gateway_id: str, labels: dict[str, str]
+    ) -> "NotOwnedError":
+        """The object exists but another gateway, another installation or nobody owns it."""
+        carried = [
+            f"{key}={labels[key]}" if key in labels else f"no {key} label"
+            for key in (OWNER_LABEL, INSTALLATION_LABEL)
+        ]
         return cls(
-            f"{ref} is not owned by gateway {gateway_id!r}: it carries {label}; left untouched",
+            f"{ref} is not owned by gateway {gateway_id!r} of installation {installation!r}: "
+            f"it carries {' and '.join(carried)}; left untouched",
             [ref],
         )
 
     @classmethod
     def in_namespace(
-        cls, namespace: str, gateway_id: str, foreign: Sequence[ObjectRef | ForeignObject]
+        cls,
+        namespace: str,
+        installation: str,
+        gateway_id: str,
+        foreign: Sequence[ObjectRef | ForeignObject],
     ) -> "NotOwnedError":
         """Objects we do not own would go down with the namespace: it is kept."""
         names = ", ".join(str(ref) for ref in foreign)
         return cls(
-            f"namespace {namespace} holds objects without the label "
-            f"{owner_selector(gateway_id)}: {names}; "
+            f"namespace {namespace} holds objects without the labels "
+            f"{owner_selector(installation, gateway_id)}: {names}; "
             "they and the namespace are kept. "
             "Remove or label them, then request the deletion again.",
             foreign,

@@ -22,9 +22,15 @@ class Regions:
     """
 
     def __init__(
-        self, kubeconfig: Path, contexts: dict[str, str] | None = None, *, pool_size: int = 32
+        self,
+        kubeconfig: Path,
+        contexts: dict[str, str] | None = None,
+        *,
+        installation: str,
+        pool_size: int = 32,
     ):
         self.kubeconfig = kubeconfig
+        self.installation = installation
         self._contexts = dict(contexts or {})
         self._pool_size = pool_size  # one connection per concurrent activity
         self._clusters: dict[str, Cluster] = {}
@@ -34,7 +40,12 @@ class Regions:
         with self._lock:
             cluster = self._clusters.get(region)
             if cluster is None:
-                cluster = Cluster(self.kubeconfig, self._context(region), pool_size=self._pool_size)
+                cluster = Cluster(
+                    self.kubeconfig,
+                    self._context(region),
+                    installation=self.installation,
+                    pool_size=self._pool_size,
+                )
                 self._clusters[region] = cluster
             return cluster
 

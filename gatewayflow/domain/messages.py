@@ -160,6 +160,9 @@ class DriftFinding(BaseModel):
     phase: GatewayPhase
     problems: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
+    # The gateway's workflow, in the checking installation; "" in findings recorded before
+    # installations, which meant `gateway/<id>`.
+    workflow_id: str = ""
 
 
 class DriftReport(BaseModel):
@@ -252,6 +255,9 @@ class Orphan(BaseModel):
     kinds: dict[str, int] = Field(default_factory=dict)  # kind -> how many items
     first_seen: str = ""  # ISO time the reaper first saw it
     due: bool = False  # seen for at least the grace period
+    # The workflow that deletes it, in the reaping installation; "" in orphans recorded
+    # before installations, which meant `gateway/<id>`.
+    workflow_id: str = ""
 
 
 class ReapInput(BaseModel):
@@ -298,6 +304,19 @@ class ReapResult(BaseModel):
     skipped: list[str] = Field(default_factory=list)  # with the reason
     held: list[Orphan] = Field(default_factory=list)
     hold: ReapHold | None = None
+
+
+class HandOver(BaseModel):
+    """A gateway's workflow taking over from the run of the id it had before
+    installations (`gateway/<id>`)."""
+
+    gateway_id: str
+    successor: str  # the workflow id taking over: `gateway/<installation>/<id>`
+
+
+RETIRE_SIGNAL = "retire"
+"""Sent (with the successor's workflow id) to a gateway's workflow that runs under the id
+of the versions before installations: it hands over once its current operation is done."""
 
 
 class RequestInput(BaseModel):

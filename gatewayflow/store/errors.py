@@ -46,17 +46,52 @@ class StateChangeRefused(StoreError, PermanentError):
 
 
 class NotOwnedDatabase(StoreError, PermanentError):
-    """A runtime database whose owner marker does not name the gateway: never dropped."""
+    """A runtime database not registered to this installation and gateway: never made,
+    changed or dropped."""
 
-    def __init__(self, name: str, gateway_id: str, owner: str | None) -> None:
-        carried = f"names gateway {owner!r}" if owner else "is missing"
+    def __init__(
+        self, name: str, gateway_id: str, installation: str, owner: tuple[str, str] | None
+    ) -> None:
+        registered = (
+            f"it is registered to gateway {owner[1]!r} of installation {owner[0]!r}"
+            if owner
+            else "it exists but is registered to no gateway"
+        )
         super().__init__(
-            f"runtime database {name} is not owned by gateway {gateway_id!r}: its owner marker "
-            f"{carried}; left untouched"
+            f"runtime database {name} is not owned by gateway {gateway_id!r} of installation "
+            f"{installation!r}: {registered}; left untouched"
         )
         self.name = name
         self.gateway_id = gateway_id
         self.owner = owner
+
+
+class InstallationTaken(StoreError, PermanentError):
+    """Another control database is already this installation: the two would take each
+    other's gateways for orphans."""
+
+    def __init__(self, installation: str, database: str, taken_by: str) -> None:
+        super().__init__(
+            f"installation {installation!r} is already the installation of another control "
+            f"database ({taken_by!r}, in the runtime MongoDB's registry); this process uses "
+            f"GATEWAYFLOW_DB={database!r}. Point GATEWAYFLOW_DB at that database, or give "
+            "this one its own GATEWAYFLOW_INSTALLATION. If that database is gone for good, "
+            f"remove its registration: db.getSiblingDB('gatewayflow_registry')"
+            f".Installations.deleteOne({{_id: '{installation}'}})"
+        )
+
+
+class InstallationMismatch(StoreError, PermanentError):
+    """The control database belongs to another installation than this process is."""
+
+    def __init__(self, database: str, recorded: str, installation: str) -> None:
+        super().__init__(
+            f"database {database!r} (GATEWAYFLOW_DB) belongs to installation {recorded!r}, "
+            f"but this process is installation {installation!r} (GATEWAYFLOW_INSTALLATION, "
+            "or derived from GATEWAYFLOW_DB when unset): set GATEWAYFLOW_INSTALLATION="
+            f"{recorded} to run that installation, or point GATEWAYFLOW_DB at this one's "
+            "database"
+        )
 
 
 class MalformedDocument(StoreError, PermanentError):

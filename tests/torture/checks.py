@@ -147,9 +147,12 @@ def in_other_regions(
     return problems
 
 
-def foreign_touched(oplog: list[OpItem], operator_removed: set[tuple[str, str, str]]) -> list[str]:
-    """Every change to an object of a gateway namespace that lacks that gateway's label
-    (the torture's own removals of its foreign objects, at quiescence, excepted)."""
+def foreign_touched(
+    oplog: list[OpItem], operator_removed: set[tuple[str, str, str]], installation: str
+) -> list[str]:
+    """Every change to an object of a gateway namespace that lacks that gateway's labels
+    in the episode's installation (the torture's own removals of its foreign objects, at
+    quiescence, excepted)."""
     problems = []
     for item in oplog:
         if item["verb"] not in MUTATING:
@@ -158,13 +161,14 @@ def foreign_touched(oplog: list[OpItem], operator_removed: set[tuple[str, str, s
         if not owner_ns.startswith("gw-"):
             continue
         gid = owner_ns.removeprefix("gw-")
-        if (item["labels"] or {}).get(naming.OWNER_LABEL) == gid:
+        labels = item["labels"] or {}
+        if labels == labels | naming.owner_labels(installation, gid):
             continue
         if (item["kind"], owner_ns, item["name"]) in operator_removed:
             continue
         problems.append(
             f"{item['verb']} {item['kind']} {owner_ns}/{item['name']} (seq {item['seq']}) "
-            "without the gateway's label"
+            "without the gateway's labels"
         )
     return problems
 
@@ -240,12 +244,13 @@ async def _junk_workflows(settings: Settings, ids: list[str]) -> list[str]:
     found = []
     for gid in ids:
         try:
-            await client.get_workflow_handle(f"gateway/{gid}").describe()
+            wid = naming.gateway_workflow_id(settings.installation, gid)
+            await client.get_workflow_handle(wid).describe()
         except RPCError as err:
             if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 continue
             raise
-        found.append(f"junk {gid!r}: workflow gateway/{gid} exists")
+        found.append(f"junk {gid!r}: workflow {wid} exists")
     return found
 
 

@@ -584,7 +584,7 @@ class TortureMachine(RuleBasedStateMachine):
             violations["deletion_order"] = order
         if after:
             violations["nothing_after_deletion"] = after
-        touched = checks.foreign_touched(oplog, self.operator_removed)
+        touched = checks.foreign_touched(oplog, self.operator_removed, self.settings.installation)
         if touched:
             violations["foreign_untouched"] = touched
         live = self.model.live()
