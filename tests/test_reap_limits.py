@@ -37,7 +37,8 @@ async def whole(h: Harness, gids: list[str], before: dict[str, set[str]]) -> lis
     changed = []
     for gid in gids:
         gw = await asyncio.to_thread(h.gateways.get, gid)
-        if gw is None or gw.phase is not GatewayPhase.STARTED or await kept(h, gid) != before[gid]:
+        moved = gw is not None and gw.phase is not GatewayPhase.STARTED
+        if moved or await kept(h, gid) != before[gid]:  # `kept` holds the document too
             changed.append(gid)
     return changed
 
@@ -68,43 +69,45 @@ async def running(h: Harness, count: int, prefix: str) -> tuple[list[str], dict[
 async def test_a_reaper_on_an_empty_database_adopts_nothing(
     stack: Settings, tmp_path: Path
 ) -> None:
-    """A replica whose GATEWAYFLOW_DB is mistyped (an empty database, the same servers)
-    sees every gateway of the cluster as an orphan: `reap --apply --grace 0` there must
-    adopt none of them, and say why."""
+    """The installation's database emptied (restored from an empty backup, a collection
+    dropped by mistake) while its gateways' objects live on: every gateway looks like an
+    orphan, and `reap --apply --grace 0` must adopt none of them, and say why. (A mistyped
+    GATEWAYFLOW_DB is another installation, which sees none of them: test_installations.)"""
     port = free_ports(1)[0]
     with kube_emulator(tmp_path) as kubeconfig:
-        async with harness(stack, kubeconfig=kubeconfig) as a:
-            live, before = await running(a, 2, "live")
-            async with harness(stack, kubeconfig=kubeconfig, metrics_port=port) as b:
-                held_before = held_runs(port)
-                links: list[str] = []
-                result = await service.reap_orphans(b.settings, 0.0, on_start=links.append)
-                destroyed = await stays_whole(a, live, before)
-                assert not destroyed, f"a reaper of an empty database took {destroyed}: {result}"
+        async with harness(stack, kubeconfig=kubeconfig, metrics_port=port) as a:
+            live, _ = await running(a, 2, "live")
+            await asyncio.to_thread(a.deps.db["ApiGateway"].delete_many, {})
+            before = {gid: await kept(a, gid) for gid in live}
+            held_before = held_runs(port)
+            links: list[str] = []
+            result = await service.reap_orphans(a.settings, 0.0, on_start=links.append)
+            destroyed = await stays_whole(a, live, before)
+            assert not destroyed, f"a reaper of an empty database took {destroyed}: {result}"
 
-                assert result.reaped == []
-                assert result.hold is not None and result.hold.kind is HoldKind.EMPTY
-                assert sorted(o.gateway_id for o in result.held) == sorted(live)
-                assert b.settings.db_name in result.hold.reason
-                assert held_runs(port) == held_before + 1
-                [wid] = re.findall(r'WorkflowId="([^"]+)"', unquote(links[0]))
-                details = await current_details(b.client.get_workflow_handle(wid), "held")
-                assert "**held** (empty), adopted nothing: the gateways collection" in details
+            assert result.reaped == []
+            assert result.hold is not None and result.hold.kind is HoldKind.EMPTY
+            assert sorted(o.gateway_id for o in result.held) == sorted(live)
+            assert a.settings.db_name in result.hold.reason
+            assert held_runs(port) == held_before + 1
+            [wid] = re.findall(r'WorkflowId="([^"]+)"', unquote(links[0]))
+            details = await current_details(a.client.get_workflow_handle(wid), "held")
+            assert "**held** (empty), adopted nothing: the gateways collection" in details
 
-                # A confirmation of the wrong size changes nothing.
-                wrong = await service.reap_orphans(b.settings, 0.0, confirm=1)
-                assert wrong.reaped == [] and wrong.hold is not None
-                assert "confirmed 1" in wrong.hold.reason
-                assert not await stays_whole(a, live, before)
+            # A confirmation of the wrong size changes nothing.
+            wrong = await service.reap_orphans(a.settings, 0.0, confirm=1)
+            assert wrong.reaped == [] and wrong.hold is not None
+            assert "confirmed 1" in wrong.hold.reason
+            assert not await stays_whole(a, live, before)
 
-                dry = await run(b.settings, "reap")
-                assert dry.returncode == 0, dry.stdout + dry.stderr
-                assert "would adopt nothing" in dry.stdout and "is empty" in dry.stdout
-                assert "gatewayflow reap --apply --confirm 2" in dry.stdout
-                applied = await run(b.settings, "reap", "--apply")
-                assert applied.returncode == 1, applied.stdout + applied.stderr
-                assert "adopted nothing" in applied.stdout
-                assert not await stays_whole(a, live, before)
+            dry = await run(a.settings, "reap")
+            assert dry.returncode == 0, dry.stdout + dry.stderr
+            assert "would adopt nothing" in dry.stdout and "is empty" in dry.stdout
+            assert "gatewayflow reap --apply --confirm 2" in dry.stdout
+            applied = await run(a.settings, "reap", "--apply")
+            assert applied.returncode == 1, applied.stdout + applied.stderr
+            assert "adopted nothing" in applied.stdout
+            assert not await stays_whole(a, live, before)
 
 
 async def test_a_run_over_the_limit_holds_until_confirmed(stack: Settings, tmp_path: Path) -> None:
