@@ -13,11 +13,12 @@ How a trace travels:
   spans only while the code runs live, never on replay: a worker that replays a history
   (after a restart, a cache eviction, a deploy) would otherwise report every step again;
 - `_RequestTraces` puts what a gateway's workflow does after a request in that request's
-  trace (below);
+  trace (below: its workflow outlives any one request);
 - the MongoDB (pymongo) and Kubernetes (urllib3) calls of an activity are its children;
 - every span under a gateway's span carries the gateway id, read from the baggage.
 """
 
+import asyncio
 import contextlib
 import os
 import re
@@ -179,9 +180,16 @@ _REQUEST_CONTEXT = "__gatewayflow_request_context"
 class _RequestTraces(temporalio.client.Interceptor, temporalio.worker.Interceptor):
     """A gateway's workflow lives as long as its gateway and serves every request made to
     it. TracingInterceptor keeps what a workflow does in the trace that started its run and
-    only links each signal or update to it; with this, what `gateway/<id>` does after a
-    request (a signal or update from the dispatcher, the CLI, the UI) continues that
-    request's trace, so the trace of a raw write reaches the deletion it causes."""
+    only links each signal or update to it. With this, a request (a signal or update from
+    the dispatcher, the CLI, the UI) that finds `gateway/<id>` idle, with no activity or
+    child workflow running, puts what the workflow does next in its own trace: the trace of
+    a raw write reaches the deletion it causes.
+
+    A request that comes while something runs is only linked: what runs, and what follows
+    it, stays in the trace it started in. So the dispatcher's signal for the intent a CLI
+    request has just written, and the sweep's signals during a long operation, never split
+    an operation across traces (a delete that preempts a running start is in the start's
+    trace, linked)."""
 
     def __init__(self, tracing: "TracingInterceptor") -> None:
         self._tracing = tracing
@@ -206,6 +214,7 @@ class _RequestInbound(temporalio.worker.WorkflowInboundInterceptor):
     def __init__(self, next: temporalio.worker.WorkflowInboundInterceptor) -> None:
         super().__init__(next)
         self.request: otel_context.Context | None = None
+        self.running: set[asyncio.Task[Any]] = set()
 
     def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
         super().init(_InRequest(outbound, self))
@@ -219,15 +228,23 @@ class _RequestInbound(temporalio.worker.WorkflowInboundInterceptor):
         return await super().handle_update_handler(input)
 
     def _received(self, headers: Mapping[str, Payload]) -> None:
-        """Keep the last request's context (none when it carried none: its work then stays
-        in the run's own trace). Only a gateway's own workflow takes requests: a deletion's
-        `permit_granted` comes from another gateway's deletion."""
-        if temporalio.workflow.info().workflow_id.startswith(naming.gateway_workflow_id("")):
-            self.request = temporalio.workflow.extern_functions()[_REQUEST_CONTEXT](headers)
+        """An idle workflow takes the request's context (none when it carries none: what
+        follows then stays in the run's own trace). Only a gateway's own workflow takes
+        requests: a deletion's `permit_granted` comes from another gateway's deletion."""
+        if self.running or not temporalio.workflow.info().workflow_id.startswith(
+            naming.gateway_workflow_id("")
+        ):
+            return
+        self.request = temporalio.workflow.extern_functions()[_REQUEST_CONTEXT](headers)
+
+    def started(self, handle: asyncio.Task[Any]) -> None:
+        """Count `handle` as running until it is done."""
+        self.running.add(handle)
+        handle.add_done_callback(self.running.discard)
 
 
 class _InRequest(temporalio.worker.WorkflowOutboundInterceptor):
-    """The workflow's commands are sent with the last request's context current."""
+    """The workflow's activities and children start with the request's context current."""
 
     def __init__(
         self, next: temporalio.worker.WorkflowOutboundInterceptor, root: _RequestInbound
@@ -239,19 +256,25 @@ class _InRequest(temporalio.worker.WorkflowOutboundInterceptor):
         self, input: temporalio.worker.StartActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
         with _attached(self._root.request):
-            return super().start_activity(input)
+            handle = super().start_activity(input)
+        self._root.started(handle)
+        return handle
 
     def start_local_activity(
         self, input: temporalio.worker.StartLocalActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
         with _attached(self._root.request):
-            return super().start_local_activity(input)
+            handle = super().start_local_activity(input)
+        self._root.started(handle)
+        return handle
 
     async def start_child_workflow(
         self, input: temporalio.worker.StartChildWorkflowInput
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
         with _attached(self._root.request):
-            return await super().start_child_workflow(input)
+            handle = await super().start_child_workflow(input)
+        self._root.started(handle)
+        return handle
 
 
 @contextlib.contextmanager

@@ -26,18 +26,21 @@ from pymongo import MongoClient
 from gatewayflow import tracing
 from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayState
+from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings
 from tests.conftest import stack_env
 from tests.gateway_harness import harness, unique_id
-from workflows.operations import DELETE
+from tests.test_intent import idle
+from workflows.operations import DELETE, STOP
 
 NO_SWEEP = 3600.0  # the sweep runs once as the dispatcher starts: the change stream delivers
 MONGO_PASSWORD = "trace-me-not-" + uuid.uuid4().hex[:8]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def traced() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    """This process traced into memory, for this test only."""
+    """This process traced into memory while this module's tests run (a process starts
+    tracing once: pymongo keeps the listener of the first start)."""
     exporter = InMemorySpanExporter()
     provider = tracing.start(exporter)
     try:
@@ -80,7 +83,9 @@ def lineage(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[Readable
 
 def tree(trace: list[ReadableSpan], by_id: dict[int, ReadableSpan]) -> str:
     """The trace as a backend shows it: each span under its parent, with its duration."""
-    lines = []
+    first = min(span.start_time or 0 for span in trace)
+    last = max(span.end_time or 0 for span in trace)
+    lines = [f"{len(trace)} spans over {(last - first) / 1e9:.2f} s"]
     for span in sorted(trace, key=lambda s: s.start_time or 0):
         took = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
         lines.append(f"{'  ' * (len(lineage(span, by_id)) - 1)}{span.name}  {took:.1f} ms")
@@ -114,6 +119,7 @@ async def test_a_raw_deletion_is_one_trace_from_the_dispatcher_to_the_namespace_
         await h.create(gid)
         await h.wait_for(gid, GatewayState.RUNNING)
         password = runtime_password(h.settings, gid)
+        await idle(h, gid)  # a change that finds it busy is only linked (gatewayflow/tracing.py)
 
         h.deps.db["ApiGateway"].update_one({"gatewayId": gid}, {"$set": {"state": "Deleted"}})
         await h.wait_for(gid, GatewayState.DELETED)
@@ -159,6 +165,43 @@ async def test_a_raw_deletion_is_one_trace_from_the_dispatcher_to_the_namespace_
     for span in spans:
         for text in texts(span):
             assert not [secret for secret in secrets if secret in text], span.name
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_cli_request_is_one_trace_down_to_the_steps_it_causes(
+    stack: Settings, traced: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """The CLI asks with an update to the running `gateway/<id>`: what the workflow does
+    next is in the request's trace, not in the trace of the create that started it."""
+    provider, exporter = traced
+    async with harness(stack, sweep_interval_seconds=NO_SWEEP) as h:
+        gid = unique_id("asked")
+        await h.create(gid)
+        await h.wait_for(gid, GatewayState.RUNNING)
+        await idle(h, gid)
+        await h.request(gid, Request.STOP)
+        await h.wait_for(gid, GatewayState.STOPPED)
+        assert provider.force_flush()
+    spans = exporter.get_finished_spans()
+    by_id = {span.context.span_id: span for span in spans}
+
+    [asked] = [
+        span
+        for span in spans
+        if span.name == "request stop" and (span.attributes or {}).get(tracing.GATEWAY_ID) == gid
+    ]
+    trace = [span for span in spans if span.context.trace_id == asked.context.trace_id]
+    print(tree(trace, by_id))
+    steps = [step.activity.__name__ for step in STOP.steps if step.domain is None]
+    for name in steps:
+        [ran] = [span for span in trace if span.name == f"RunActivity:{name}"]
+        assert [span.name for span in lineage(ran, by_id)] == [
+            "request stop",
+            "StartUpdateWithStartWorkflow:GatewayWorkflow",
+            f"StartActivity:{name}",
+            f"RunActivity:{name}",
+        ]
+    assert {(span.attributes or {}).get(tracing.GATEWAY_ID) for span in trace} == {gid}
 
 
 class _Receiver(BaseHTTPRequestHandler):
