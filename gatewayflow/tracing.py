@@ -62,6 +62,8 @@ def start(exporter: "SpanExporter | None" = None) -> "TracerProvider":
     say); the provider flushes when the process exits. Once per process, before its
     MongoDB clients are made: pymongo gives its listeners to the clients made after them."""
     global _provider
+    if _provider is not None:
+        return _provider
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
     from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
@@ -69,8 +71,6 @@ def start(exporter: "SpanExporter | None" = None) -> "TracerProvider":
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    if _provider is not None:
-        return _provider
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "gatewayflow"}))
@@ -187,9 +187,9 @@ class _RequestTraces(temporalio.client.Interceptor, temporalio.worker.Intercepto
 
     A request that comes while something runs is only linked: what runs, and what follows
     it, stays in the trace it started in. So the dispatcher's signal for the intent a CLI
-    request has just written, and the sweep's signals during a long operation, never split
-    an operation across traces (a delete that preempts a running start is in the start's
-    trace, linked)."""
+    request has just written does not take the operation from the request's trace, nor does
+    the sweep's while a step runs (between two looks at a starting Deployment nothing
+    runs); a delete that preempts a running start is in the start's trace, linked."""
 
     def __init__(self, tracing: "TracingInterceptor") -> None:
         self._tracing = tracing

@@ -108,6 +108,9 @@ async def test_a_raw_deletion_is_one_trace_from_the_dispatcher_to_the_namespace_
     traced: tuple[TracerProvider, InMemorySpanExporter],
     mongodb_user: str,
 ) -> None:
+    """A raw `updateOne` to Deleted: the dispatcher's span is the root of the deletion's
+    whole trace, down to the DELETE of the namespace; every span names the gateway and none
+    holds a secret."""
     provider, exporter = traced
     async with harness(
         stack,
@@ -127,14 +130,15 @@ async def test_a_raw_deletion_is_one_trace_from_the_dispatcher_to_the_namespace_
     spans = exporter.get_finished_spans()
     by_id = {span.context.span_id: span for span in spans}
 
-    [dispatched] = [span for span in spans if span.name == "dispatch delete"]
+    [dispatched] = [
+        span
+        for span in spans
+        if span.name == "dispatch delete" and (span.attributes or {}).get(tracing.GATEWAY_ID) == gid
+    ]
     trace = [span for span in spans if span.context.trace_id == dispatched.context.trace_id]
     print(tree(trace, by_id))  # shown when the test fails, or with -s
     assert dispatched.parent is None
-    assert dict(dispatched.attributes or {}) == {
-        tracing.GATEWAY_ID: gid,
-        "gatewayflow.source": "change-stream",
-    }
+    assert (dispatched.attributes or {}).get("gatewayflow.source") == "change-stream"
     # The namespace's DELETE, down from the raw write's delivery.
     [deleted] = [
         span for span in trace if span.name == f"DELETE /api/v1/namespaces/{naming.namespace(gid)}"
