@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 from temporalio.client import Client
 
 from control.intents import SIGNAL_FOR_STATE, signal_gateway
+from gatewayflow import tracing
 from gatewayflow.metrics import DISPATCH_FAILURES
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import Db, connect
@@ -34,10 +35,12 @@ async def deliver(
 
     One gateway Temporal refuses (an id longer than its limit, say) must not hold up any
     other: the feed moves on to the next event, the sweep to the next gateway, and the
-    next sweep tries this one again.
+    next sweep tries this one again. With tracing on, each delivery starts a trace: the
+    workflow's work for this change continues it.
     """
     try:
-        await signal_gateway(client, settings, gateway_id, signal)
+        with tracing.gateway_span(f"dispatch {signal}", gateway_id, source=source):
+            await signal_gateway(client, settings, gateway_id, signal)
     except Exception as exc:
         DISPATCH_FAILURES.labels(source=source).inc()
         log.warning(

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.workflow import UpdateMethodMultiParam
 
+from gatewayflow import tracing
 from gatewayflow.domain import naming
 from gatewayflow.domain.messages import GatewayInput, GuardNotice, RequestAccepted
 from gatewayflow.domain.states import GatewayState
@@ -79,9 +80,10 @@ async def ask_gateway(
         static_summary=f"gateway {gateway_id}",
     )
     try:
-        accepted: RequestAccepted = await client.execute_update_with_start_workflow(
-            UPDATE_FOR_REQUEST[what], start_workflow_operation=start
-        )
+        with tracing.gateway_span(f"request {what.value}", gateway_id):
+            accepted: RequestAccepted = await client.execute_update_with_start_workflow(
+                UPDATE_FOR_REQUEST[what], start_workflow_operation=start
+            )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         why = cause.message if isinstance(cause, ApplicationError) else str(cause)

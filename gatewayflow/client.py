@@ -1,6 +1,6 @@
-"""The Temporal client every process uses: the pydantic data converter, and the connection
+"""The Temporal client every process uses: the pydantic data converter, the connection
 as the `temporal` CLI configures it (`temporalio.envconfig`: temporal.toml profiles and the
-standard TEMPORAL_* variables, TLS and API keys included)."""
+standard TEMPORAL_* variables, TLS and API keys included), and tracing when it is on."""
 
 from collections.abc import Mapping
 
@@ -8,6 +8,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
+from gatewayflow import tracing
 from gatewayflow.settings import Settings, temporal_profile
 
 
@@ -22,4 +23,9 @@ async def connect(
     config = temporal_profile(env).to_client_connect_config()
     config["target_host"] = settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
     config["namespace"] = settings.temporal_namespace
-    return await Client.connect(**config, data_converter=pydantic_data_converter, runtime=runtime)
+    return await Client.connect(
+        **config,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+        interceptors=tracing.temporal_interceptors(env),
+    )
