@@ -232,7 +232,7 @@ class _RequestInbound(temporalio.worker.WorkflowInboundInterceptor):
         follows then stays in the run's own trace). Only a gateway's own workflow takes
         requests: a deletion's `permit_granted` comes from another gateway's deletion."""
         if self.running or not temporalio.workflow.info().workflow_id.startswith(
-            naming.gateway_workflow_id("")
+            f"{naming.GATEWAY_WORKFLOW}/"
         ):
             return
         self.request = temporalio.workflow.extern_functions()[_REQUEST_CONTEXT](headers)

@@ -152,7 +152,7 @@ async def test_a_raw_deletion_is_one_trace_from_the_dispatcher_to_the_namespace_
         deleted.name,
     ]
     # Every step of the deletion is in this trace, in the declared order.
-    deletion = naming.deletion_workflow_id(gid)
+    deletion = naming.deletion_workflow_id(h.settings.installation, gid)
     ran = [
         span.name.removeprefix("RunActivity:")
         for span in sorted(trace, key=lambda s: s.start_time or 0)
