@@ -17,10 +17,11 @@ from temporalio.client import Client
 
 from control.intents import SIGNAL_FOR_STATE, signal_gateway
 from gatewayflow import tracing
-from gatewayflow.metrics import DISPATCH_FAILURES
+from gatewayflow.domain.documents import utcnow
+from gatewayflow.metrics import CHANGE_STREAM_LAG, CHANGE_STREAM_UP, DISPATCH_FAILURES
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import Db, connect
-from gatewayflow.store.dispatcher import ChangeFeed
+from gatewayflow.store.dispatcher import ChangeFeed, GatewayEvent
 from gatewayflow.store.errors import ChangeStreamsUnavailable
 from gatewayflow.store.gateways import GatewayRepository
 from gatewayflow.store.indexes import ensure_indexes
@@ -109,7 +110,8 @@ async def _follow_changes(
             handled = asyncio.run_coroutine_threadsafe(
                 deliver(client, settings, event.gateway_id, signal, "change-stream"), loop
             )
-            handled.result()
+            if handled.result():
+                _record_lag(event)
 
     follower = asyncio.create_task(asyncio.to_thread(pump))
     stopper = asyncio.create_task(stop.wait())
@@ -121,6 +123,16 @@ async def _follow_changes(
         halt.set()
         stopper.cancel()
         await asyncio.gather(follower, stopper, return_exceptions=True)
+
+
+def _record_lag(event: GatewayEvent) -> None:
+    if event.written_at is not None:
+        # Another clock than ours wrote the time: never below 0.
+        CHANGE_STREAM_LAG.observe(max(0.0, (utcnow() - event.written_at).total_seconds()))
+
+
+def _following(open: bool) -> None:
+    CHANGE_STREAM_UP.set(1 if open else 0)
 
 
 async def _opened(settings: Settings, stop: asyncio.Event) -> Db | None:
@@ -153,13 +165,17 @@ async def run_dispatcher(client: Client, settings: Settings, stop: asyncio.Event
             await stop.wait()
         while not stop.is_set():
             try:
-                await _follow_changes(client, settings, ChangeFeed(db), stop)
+                feed = ChangeFeed(db, following=_following)
+                await _follow_changes(client, settings, feed, stop)
             except ChangeStreamsUnavailable as exc:
+                _following(False)
                 log.warning("change streams unavailable (%s): the sweep alone converges", exc)
                 await stop.wait()
             except Exception:
+                _following(False)
                 log.exception("change feed failed; reopening from the saved resume token")
                 await asyncio.sleep(1)
     finally:
+        _following(False)
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)

@@ -45,7 +45,7 @@ from gatewayflow.store.indexes import ensure_indexes
 
 if TYPE_CHECKING:  # imported where used: a command that fails early loads neither
     from control.reaper import Preview
-    from control.replay import ReplayResult
+    from control.replay import GateRun, ReplayResult
     from gatewayflow.inventory import Item, PlanStep
 
 REACH_TIMEOUT = 2.0
@@ -497,6 +497,28 @@ async def replay_histories(
                 raise GatewayflowError(f"no workflow found for {workflow_id or query}")
             histories.extend(found)
         return await replay.replay_histories(histories)
+
+
+async def replay_gate(
+    settings: Settings,
+    query: str | None,
+    limit: int,
+    on_result: Callable[[int, int, "ReplayResult"], None],
+) -> "GateRun":
+    """Replay what the server holds of `query` (default: this task queue's workflows),
+    running first, at most `limit`, until the first that does not replay."""
+    from control import replay
+
+    wanted = replay.gate_query(settings.task_queue, query)
+    with _expected():
+        client = await _temporal(settings)
+        try:
+            run = await replay.gate(client, wanted, limit, on_result)
+        except RPCError as exc:
+            raise GatewayflowError(f"cannot list workflows: {exc.message}") from exc
+    if not run.replayed:
+        raise GatewayflowError(f"no workflow found for {wanted}: nothing to replay")
+    return run
 
 
 # -- connections --------------------------------------------------------------------------

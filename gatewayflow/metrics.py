@@ -9,9 +9,11 @@
   buckets. (Copying them through the SDK's `MetricBuffer` would mean choosing histogram
   buckets here and draining the buffer from a thread; two public ports, two scrape jobs.)
 - Ours (`gatewayflow_*`) are recorded by an activity interceptor (step durations, retries,
-  deletions, drift repairs, reaped objects, held reaper runs), except refused requests,
-  which `apply_request` counts where it refuses them, and the gateways per phase and the
-  deletions the deletion guard holds per region, counted in MongoDB on each scrape.
+  deletions, drift repairs and their failures, reaped objects, held reaper runs), except
+  refused requests, which `apply_request` counts where it refuses them, the change stream's
+  state and lag, which the dispatcher records, and the gateways per phase, the deletion
+  permits and the deletions the deletion guard holds per region, read from MongoDB on each
+  scrape (so every worker reports the same).
 """
 
 import logging
@@ -20,30 +22,39 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from pymongo import timeout as mongo_timeout
 from pymongo.errors import PyMongoError
 from temporalio import activity
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from gatewayflow.domain.documents import utcnow
 from gatewayflow.domain.errors import is_permanent_failure
-from gatewayflow.domain.messages import DomainInput, DomainStep
+from gatewayflow.domain.messages import DomainInput, DomainStep, HoldKind, ProgressUpdate
 from gatewayflow.domain.states import DomainState, GatewayPhase, GatewayState
 from gatewayflow.domain.transitions import DomainAction
 from gatewayflow.settings import Settings
 from gatewayflow.store.client import Db
 from gatewayflow.store.deletion_guard import COLLECTION as DELETION_GUARD
 from gatewayflow.store.gateways import COLLECTION as GATEWAYS
+from gatewayflow.store.permits import PermitRepository
 
 log = logging.getLogger("gatewayflow.metrics")
+
+# Seconds each MongoDB read of a scrape may take: while MongoDB does not answer, the
+# scrape must still answer within Prometheus's scrape timeout (10 s by default), with
+# what does not need MongoDB (the change stream's state among it).
+SCRAPE_READ_TIMEOUT = 2.0
 
 STEP_DURATION = Histogram(
     "gatewayflow_step_duration_seconds",
@@ -80,6 +91,12 @@ DRIFT_REPAIRS = Counter(
     ["kind"],
     registry=None,
 )
+DRIFT_REPAIRS_FAILED = Counter(
+    "gatewayflow_drift_repairs_failed",
+    "Drift repairs whose operation failed (the reason is the gateway's last error; the next "
+    "drift check finds what is still wrong).",
+    registry=None,
+)
 REAPED = Counter(
     "gatewayflow_reaped_objects",
     "Orphaned resources removed by the reaper, by kind.",
@@ -93,6 +110,10 @@ REAPER_HELD = Counter(
     ["reason"],
     registry=None,
 )
+# Each reason is exported at 0 from the start: a held run is rare, and a series that
+# begins at 1 shows no increase to `increase()`, so an alert would miss the first.
+for _reason in HoldKind:
+    REAPER_HELD.labels(_reason.value)
 DISPATCH_FAILURES = Counter(
     "gatewayflow_dispatch_failures",
     "Gateways the dispatcher could not signal (skipped; the next sweep tries again).",
@@ -105,8 +126,22 @@ REQUESTS_REFUSED = Counter(
     ["request", "source"],
     registry=None,
 )
+CHANGE_STREAM_UP = Gauge(
+    "gatewayflow_change_stream_up",
+    "1 while the dispatcher follows the ApiGateway change stream; 0 while it is lost or the "
+    "server has none, and the sweep alone finds changes of intent.",
+    registry=None,
+)
+CHANGE_STREAM_LAG = Histogram(
+    "gatewayflow_change_stream_lag_seconds",
+    "From a change of intent written in MongoDB (the server's clock) to its signal delivered "
+    "by the dispatcher's change stream.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=None,
+)
 OWN_METRICS: tuple[Collector, ...] = (
     DRIFT_REPAIRS,
+    DRIFT_REPAIRS_FAILED,
     REAPED,
     REAPER_HELD,
     STEP_DURATION,
@@ -143,6 +178,13 @@ def fails_for_good(error: Exception, info: activity.Info) -> bool:
     return policy is not None and 0 < policy.maximum_attempts <= info.attempt
 
 
+def drift_repair_failed(update: ProgressUpdate) -> bool:
+    """Whether a progress record is a drift repair's failure: the gateway's workflow
+    records every failed operation with when it is tried again, except a drift repair's
+    (its next attempt is the next drift check)."""
+    return update.error is not None and update.next_attempt_at is None
+
+
 class _StepMetricsInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
@@ -166,6 +208,8 @@ class _StepMetricsInbound(ActivityInboundInterceptor):
         elif name == "record_drift_repair":
             for problem in input.args[0].problems:
                 DRIFT_REPAIRS.labels(problem.split(" ", 1)[0]).inc()
+        elif name == "record_progress" and drift_repair_failed(input.args[0]):
+            DRIFT_REPAIRS_FAILED.inc()
         elif name == "find_orphans" and result.hold is not None:
             REAPER_HELD.labels(result.hold.kind.value).inc()
         elif name == "record_reaped":
@@ -204,10 +248,11 @@ class GatewayPhases(Collector):
     def collect(self) -> Iterator[Metric]:
         counts = dict.fromkeys(GatewayPhase, 0)
         try:
-            for state in GatewayState:
-                for row in self._gateways.aggregate(pipeline(state)):
-                    if row["_id"] in counts:
-                        counts[GatewayPhase(row["_id"])] += int(row["count"])
+            with mongo_timeout(SCRAPE_READ_TIMEOUT):
+                for state in GatewayState:
+                    for row in self._gateways.aggregate(pipeline(state)):
+                        if row["_id"] in counts:
+                            counts[GatewayPhase(row["_id"])] += int(row["count"])
         except PyMongoError as exc:
             log.warning("gateways per phase left out of this scrape: %s", exc)
             return
@@ -241,6 +286,90 @@ class DeletionsHeld(Collector):
         for doc in guards:
             family.add_metric([str(doc["_id"])], len(doc.get("held") or []))
         yield family
+
+
+class DeletionPermits(Collector):
+    """Per region, from the deletion permits' documents on each scrape: deletions running
+    (holding a permit) and queued, and the longest a running one has gone without
+    completing a step.
+
+    A step retried (the cluster unreachable, say) rewrites `progress.updatedAt` on each
+    attempt without moving on, so a deletion's last move is when this collector first saw
+    its current step (at that document's `updatedAt`), remembered from one scrape to the
+    next; a deletion seen for the first time moved at `updatedAt`.
+    """
+
+    def __init__(self, db: Db) -> None:
+        self._permits = PermitRepository(db)
+        self._gateways = db[GATEWAYS]
+        self._lock = threading.Lock()
+        self._moved: dict[str, tuple[tuple[Any, ...], datetime]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with mongo_timeout(SCRAPE_READ_TIMEOUT):
+                regions = self._permits.regions()
+                holders = [gid for doc in regions for gid in doc.get("holders") or []]
+                found = list(
+                    self._gateways.find(
+                        {"gatewayId": {"$in": holders}},
+                        {
+                            "gatewayId": 1,
+                            "progress.updatedAt": 1,
+                            "progress.step": 1,
+                            "progress.stepNumber": 1,
+                        },
+                    )
+                )
+        except PyMongoError as exc:
+            log.warning("deletion permits left out of this scrape: %s", exc)
+            return
+        now = utcnow()
+        moved = self._last_moves(found, now)
+        running = GaugeMetricFamily(
+            "gatewayflow_deletions_running",
+            "Deletions holding a permit of the region (GATEWAYFLOW_REGION_DELETION_LIMIT at most).",
+            labels=["region"],
+        )
+        queued = GaugeMetricFamily(
+            "gatewayflow_deletions_queued",
+            "Deletions waiting for a permit of the region.",
+            labels=["region"],
+        )
+        stalled = GaugeMetricFamily(
+            "gatewayflow_deletion_stalled_seconds",
+            "The longest a running deletion of the region has gone without completing a "
+            "step (or since it got its permit); 0 when none runs.",
+            labels=["region"],
+        )
+        for doc in regions:
+            region, held = [str(doc["_id"])], list(doc.get("holders") or [])
+            running.add_metric(region, len(held))
+            queued.add_metric(region, len(doc.get("queue") or []))
+            ages = [(now - moved[gid]).total_seconds() for gid in held if gid in moved]
+            stalled.add_metric(region, max([0.0, *ages]))
+        yield from (running, queued, stalled)
+
+    def _last_moves(self, found: list[dict[str, Any]], now: datetime) -> dict[str, datetime]:
+        """When each running deletion last moved on; holders no longer running forgotten."""
+        with self._lock:
+            remembered, self._moved = self._moved, {}
+            for doc in found:
+                progress = doc.get("progress")
+                progress = progress if isinstance(progress, dict) else {}
+                where = (progress.get("step"), progress.get("stepNumber"))
+                seen = remembered.get(doc["gatewayId"])
+                if seen is None or seen[0] != where:
+                    seen = (where, _aware(progress.get("updatedAt")) or now)
+                self._moved[doc["gatewayId"]] = seen
+            return {gid: at for gid, (_, at) in self._moved.items()}
+
+
+def _aware(at: object) -> datetime | None:
+    """A stored time as UTC (None when missing or not a time)."""
+    if not isinstance(at, datetime):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class SdkMetrics(Collector):
@@ -309,10 +438,15 @@ def start_metrics(settings: Settings, db: Db) -> Runtime | None:
     sdk_port = free_loopback_port()
     runtime = sdk_runtime(sdk_port)
     registry = CollectorRegistry()
+    # The change stream's metrics only where a dispatcher follows one: a worker without
+    # exports no "down".
+    following = settings.dispatcher and settings.change_streams
     for collector in (
         *OWN_METRICS,
+        *((CHANGE_STREAM_UP, CHANGE_STREAM_LAG) if following else ()),
         GatewayPhases(db),
         DeletionsHeld(db),
+        DeletionPermits(db),
         SdkMetrics(f"http://127.0.0.1:{sdk_port}/metrics"),
     ):
         registry.register(collector)

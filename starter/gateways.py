@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,9 @@ from gatewayflow import links
 from gatewayflow.domain.transitions import Request
 from gatewayflow.settings import Settings, load_settings
 from starter.output import console, fail, progress
+
+if TYPE_CHECKING:
+    from control.replay import ReplayResult
 
 GatewayId = Annotated[str, typer.Argument(help="The gateway id (a DNS-1123 label).")]
 Wait = Annotated[bool, typer.Option("--wait", help="Follow live progress until done.")]
@@ -212,11 +215,30 @@ def replay(
             help="Replay every run this visibility query finds, e.g. \"GatewayId='gw1'\"."
         ),
     ] = None,
+    from_server: Annotated[
+        bool,
+        typer.Option(
+            "--from-server",
+            help="Before a rollout: replay the server's running and recent closed runs of "
+            "this task queue (or of --query), stopping at the first that does not replay.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --from-server: at most this many runs (default 1000)."),
+    ] = None,
 ) -> None:
     """Replay workflow histories against the current code. Exit 1 if one does not replay."""
+    settings = load_settings()
+    if from_server:
+        if files or workflow_id is not None:
+            fail("--from-server replays what the server holds: no files or --workflow-id")
+        _replay_gate(settings, query, limit or 1000)
+        return
+    if limit is not None:
+        fail("--limit goes with --from-server")
     from control.replay import results_table  # with the SDK's replayer: only here
 
-    settings = load_settings()
     results = asyncio.run(
         service.replay_histories(settings, files or [], workflow_id=workflow_id, query=query)
     )
@@ -232,3 +254,30 @@ def replay(
             )
         )
     console.print(f"[green]✓[/] {len(results)} histories replay against the current code")
+
+
+def _replay_gate(settings: Settings, query: str | None, limit: int) -> None:
+    """One line per history as it replays (n of total); the first that does not stops it."""
+
+    def replayed(n: int, total: int, result: "ReplayResult") -> None:
+        mark = "[green]✓[/]" if result.ok else "[red]✗[/]"
+        console.print(
+            f"{n:>5} of {total}  {mark} {result.workflow_id} ({result.workflow_type})",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+    run = asyncio.run(service.replay_gate(settings, query, limit, replayed))
+    broken = run.broken
+    if broken is not None:
+        link = links.run_link(settings, broken.workflow_id, broken.run_id)
+        where = f" at {broken.event}" if broken.event else ""
+        fail(
+            f"{broken.workflow_id} ({broken.workflow_type}) does not replay{where}: "
+            f"{broken.error}; {link}"
+        )
+    console.print(
+        f"[green]✓[/] {run.replayed} histories of {run.query} replay against the current code",
+        soft_wrap=True,
+        highlight=False,
+    )

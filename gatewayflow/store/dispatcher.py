@@ -12,10 +12,12 @@ dropped or renamed). The periodic sweep covers the gap. Deletions need no event.
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from bson.timestamp import Timestamp
 from pymongo.change_stream import ChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -55,11 +57,16 @@ PIPELINE: list[RawDoc] = [
             ]
         }
     },
-    # `_id` (the resume token) stays: a change stream cannot resume without it.
+    # `_id` (the resume token) stays: a change stream cannot resume without it; the
+    # times say when the change was written.
     {
         "$project": {
-            f"fullDocument.{field}": 1
-            for field in ("_id", "gatewayId", "state", "phase", "region", "resourceRegion")
+            "wallTime": 1,
+            "clusterTime": 1,
+            **{
+                f"fullDocument.{name}": 1
+                for name in ("_id", "gatewayId", "state", "phase", "region", "resourceRegion")
+            },
         }
     },
 ]
@@ -74,6 +81,8 @@ class GatewayEvent:
     gateway_id: str
     state: GatewayState
     phase: GatewayPhase
+    # When the change was written (the server's clock): how late it is once handled.
+    written_at: datetime | None = field(default=None, compare=False)
 
 
 class ChangeFeed:
@@ -86,6 +95,9 @@ class ChangeFeed:
     an event (docs/dev-server.md). The next one is asked `early_pause` seconds later, so a
     burst of writes costs a getMore per pause instead of one per write; an event that
     lands in the pause is seen at most that much later.
+
+    `following` is told True each time the stream is open, False when it is lost or
+    invalidated (until it is open again, the sweep alone finds changes).
     """
 
     def __init__(
@@ -95,12 +107,14 @@ class ChangeFeed:
         max_await_ms: int = 500,
         early_pause: float = 0.1,
         retry_seconds: float = 2.0,
+        following: Callable[[bool], None] = lambda open: None,
     ) -> None:
         self._gateways = db[COLLECTION]
         self._state = db[STATE_COLLECTION]
         self._max_await_ms = max_await_ms
         self._early_pause = early_pause
         self._retry_seconds = retry_seconds
+        self._following = following
 
     def load_token(self) -> Token | None:
         saved = self._state.find_one({"_id": COLLECTION})
@@ -138,6 +152,7 @@ class ChangeFeed:
         while not stop.is_set():
             try:
                 with self._open() as stream:
+                    self._following(True)
                     while not stop.is_set() and stream.alive:
                         asked = time.monotonic()
                         change = stream.try_next()
@@ -151,9 +166,11 @@ class ChangeFeed:
                         if stream.resume_token is not None:
                             self.save_token(stream.resume_token)
                 if not stop.is_set():
+                    self._following(False)
                     self._invalidated()
                     stop.wait(self._retry_seconds)
             except PyMongoError as exc:
+                self._following(False)
                 log.warning(
                     "change feed on %s interrupted (%s); retrying in %gs",
                     COLLECTION,
@@ -178,7 +195,9 @@ class ChangeFeed:
         except InvalidGatewayId as problem:
             refuse(self._gateways, raw.get("_id"), refusal(problem))
             return None
-        return GatewayEvent(gateway.gateway_id, gateway.state, gateway.phase)
+        return GatewayEvent(
+            gateway.gateway_id, gateway.state, gateway.phase, written_at=_written_at(change)
+        )
 
     def _open(self) -> ChangeStream[RawDoc]:
         token = self.load_token()
@@ -217,6 +236,16 @@ class ChangeFeed:
                     f"this MongoDB server has no change streams: {_errmsg(exc)}"
                 ) from exc
             raise
+
+
+def _written_at(change: RawDoc) -> datetime | None:
+    """`wallTime` (MongoDB 6.0 and later, to the millisecond), else `clusterTime` (to the
+    second)."""
+    wall = change.get("wallTime")
+    if isinstance(wall, datetime):
+        return wall if wall.tzinfo else wall.replace(tzinfo=UTC)
+    cluster = change.get("clusterTime")
+    return cluster.as_datetime() if isinstance(cluster, Timestamp) else None
 
 
 def _errmsg(exc: OperationFailure) -> str:
