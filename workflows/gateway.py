@@ -14,7 +14,6 @@ after its current step when a delete arrives (docs/guarantees.md).
 """
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -22,9 +21,7 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
-    WorkflowAlreadyStartedError,
 )
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway import GatewayActivities
@@ -38,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         GatewayProgress,
         GuardNotice,
         GuardRequest,
-        HandOver,
         Intent,
         ProgressUpdate,
         RequestAccepted,
@@ -53,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         check_request,
         decide,
     )
-    from workflows import backoff, guard, intents, search
+    from workflows import backoff, guard, handover, intents, search
     from workflows import drift_repair as drift
     from workflows import operations as ops
     from workflows.calls import call
@@ -63,8 +59,6 @@ with workflow.unsafe.imports_passed_through():
 
 # A workflow that hears nothing for this long reads the intent again in a fresh run.
 _IDLE_LOOK_AGAIN = timedelta(hours=24)
-# How often a new run looks whether the run it takes over from has ended.
-_HAND_OVER_POLL = timedelta(seconds=1)
 
 
 @workflow.defn(name="GatewayWorkflow")
@@ -232,10 +226,11 @@ class GatewayWorkflow:
         actions = 0
         info = workflow.info()
         if naming.workflow_scope(info.workflow_id)[0] and info.continued_run_id is None:
-            await self._take_over(gid)
+            await handover.take_over(gid)
         while True:
             if self._successor is not None:
-                return await self._hand_over(gid, input)
+                carried = input.model_copy(update={"backoff": self._backoff})
+                return await handover.hand_over(GatewayWorkflow.run, carried, self._successor)
             self._wake = False
             intent = await self._read_intent(gid)
             if not intent.exists:
@@ -265,38 +260,6 @@ class GatewayWorkflow:
                 actions += 1
                 self._progress.actions_this_run = actions
                 await self._act(intent, decision, input)
-
-    async def _take_over(self, gid: str) -> None:
-        """Act only once the gateway's workflow of the versions before installations
-        (`gateway/<id>`), if one still runs, has handed over: never two workflows acting on
-        one gateway. Only the first run of an installation's id looks."""
-        handover = HandOver(gateway_id=gid, successor=workflow.info().workflow_id)
-        while await call(
-            GatewayActivities.unscoped_run_active,
-            handover,
-            summary=f"take over from gateway/{gid} if it still runs",
-            local=True,
-        ):
-            workflow.set_current_details(f"waiting for gateway/{gid} to hand over")
-            await workflow.sleep(_HAND_OVER_POLL)
-
-    async def _hand_over(self, gid: str, input: GatewayInput) -> str:
-        """Start the successor (unless a request started it already) and end: it waits
-        until this run has ended before it acts."""
-        successor = self._successor
-        assert successor is not None
-        workflow.set_current_details(f"handing over to {successor}")
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await workflow.start_child_workflow(
-                GatewayWorkflow.run,
-                input.model_copy(update={"backoff": self._backoff}),
-                id=successor,
-                search_attributes=search.for_gateway(gid),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"gateway {gid}",
-            )
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return f"gateway {gid} handed over to {successor}"
 
     async def _read_intent(self, gid: str) -> Intent:
         """The intent in MongoDB, shown in the search attributes and the progress query."""
