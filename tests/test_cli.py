@@ -209,7 +209,10 @@ def test_without_a_stack_every_command_says_what_to_run(
         f"error: cannot reach {part} at {address}: "
         f"start the embedded stack with `gatewayflow up`, or set {variable}"
     )
-    assert elapsed - startup < 5, f"{' '.join(args)} took {elapsed:.1f}s to say so"
+    # A command that hangs on a server that is not there waits for pymongo's or
+    # Temporal's default timeouts (30 s and more); the bound is far from the 2 s a
+    # command waits (REACH_TIMEOUT) so that a loaded machine cannot fail it.
+    assert elapsed - startup < 20, f"{' '.join(args)} took {elapsed:.1f}s to say so"
 
 
 async def test_a_stopped_part_is_named_and_nothing_is_written(
