@@ -328,6 +328,10 @@ async def test_every_metric_the_rules_and_the_dashboard_name_is_exported(
     (port,) = free_ports(1)
     async with harness(stack, metrics_port=port, drift_interval_seconds=2.0) as h:
         await drive_everything(stack, h)
+        # The stream may be between a lost cursor and its resume on a loaded machine.
+        await until(
+            "the change stream up", lambda: _gauge(port, "gatewayflow_change_stream_up", 1.0)
+        )
         text = await asyncio.to_thread(scrape, port)
     names = exported(text)
     names.update(recorded_labels(names))
@@ -429,6 +433,10 @@ class Relay:
 
 async def scraped(port: int) -> Samples:
     return samples(await asyncio.to_thread(scrape, port))
+
+
+async def _gauge(port: int, name: str, expected: float) -> bool:
+    return value(await scraped(port), name) == expected
 
 
 async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
