@@ -44,9 +44,8 @@ def claim(deps: Deps) -> None:
 
 def adopt(deps: Deps) -> Adopted:
     """Label and register what this installation's gateways own from before installations."""
-    ours = {
-        gid for gid in (str(v) for v in deps.db["ApiGateway"].distinct("gatewayId")) if _valid(gid)
-    }
+    ids = (str(v) for v in deps.db["ApiGateway"].distinct("gatewayId"))
+    ours = {gid for gid in ids if naming.is_valid_gateway_id(gid)}
     adopted = Adopted()
     for region in inventory.audit_regions(deps):
         try:
@@ -64,11 +63,3 @@ def adopt(deps: Deps) -> Adopted:
         if naming.runtime_database(gid) in unregistered and deps.runtime.adopt(gid):
             adopted.databases.append(naming.runtime_database(gid))
     return adopted
-
-
-def _valid(gateway_id: str) -> bool:
-    try:
-        naming.validate_gateway_id(gateway_id)
-    except naming.InvalidGatewayId:
-        return False
-    return True

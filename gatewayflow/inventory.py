@@ -61,7 +61,8 @@ def leftovers(deps: Deps, gateway_id: str, region: str = "local") -> list[Item]:
         for collection, count in deps.children.counts(gateway_id).items()
         if count and collection in COLLECTIONS
     ]
-    if not _valid(gateway_id):  # names nothing outside MongoDB: never looked up there
+    # An invalid id names nothing outside MongoDB: it is never looked up there.
+    if not naming.is_valid_gateway_id(gateway_id):
         return found
     cluster = deps.cluster(region)
     namespaces = cluster.owned_refs(gateway_id, Kind.NAMESPACE)
@@ -171,11 +172,3 @@ def leftovers_everywhere(
         found += [item for item in items if n == 0 or item.where == "kubernetes"]
         on_progress(f"looked for {gateway_id} in {region}")
     return found
-
-
-def _valid(gateway_id: str) -> bool:
-    try:
-        naming.validate_gateway_id(gateway_id)
-    except naming.InvalidGatewayId:
-        return False
-    return True

@@ -69,6 +69,15 @@ def installation_of_database(db_name: str) -> str:
     return f"{readable}-{digest}" if readable else f"db-{digest}"
 
 
+def is_valid_gateway_id(gateway_id: str) -> bool:
+    """Whether the id may name anything outside MongoDB (validate_gateway_id says why not)."""
+    try:
+        validate_gateway_id(gateway_id)
+    except InvalidGatewayId:
+        return False
+    return True
+
+
 def owner_labels(installation: str, gateway_id: str) -> dict[str, str]:
     """What makes an object this gateway's: both labels, checked before every write."""
     return {OWNER_LABEL: gateway_id, INSTALLATION_LABEL: installation}
