@@ -201,12 +201,14 @@ class TortureMachine(RuleBasedStateMachine):
     def crash_at_the_end(self, kinds: list[str]) -> None:
         """Processes SIGKILLed (and started again) while the episode's last deletions run."""
         self.final_kills = kinds
+        self.ran.append(f"crash_at_the_end({', '.join(kinds)})")
 
     @initialize(kinds=st.lists(st.sampled_from(sorted(FAULTS)), min_size=1, max_size=2))
     @recorded
     def faults_at_the_end(self, kinds: list[str]) -> None:
         """Cluster faults while the episode's last deletions begin (cleared at quiescence)."""
         self.final_faults = kinds
+        self.ran.append(f"faults_at_the_end({', '.join(kinds)})")
 
     def _room(self) -> bool:
         alive = [gw for gw in self.model.live() if gw.intent is not GatewayState.DELETED]

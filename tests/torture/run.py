@@ -70,7 +70,8 @@ def run(
     if results is not None:
         out(f"figures written to {results}")
     if not figures["passed"]:
-        out(f"torture FAILED (seed {run_seed}): {failure or world.counts.first_failure[0]}")
+        first = world.counts.first_failure
+        out(f"torture FAILED (seed {run_seed}): {first[0] if first else failure}")
         out(f"to repeat it: {repeat(run_seed, seconds, steps, episodes)}")
         out("Paste the steps printed above into a regression test (tests/test_torture.py).")
     return figures

@@ -215,7 +215,7 @@ class World:
 
     def over(self) -> bool:
         """No more episodes: time or episodes are used up; after a failure, the time its
-        shrinking may take (from the failure, or the end of time if later) is."""
+        shrinking may take (`shrink_seconds` from the failure) is."""
         if self.counts.first_failure:
             return time.monotonic() > self.shrink_deadline
         used_up = self.max_episodes is not None and self.counts.episodes >= self.max_episodes
@@ -230,7 +230,7 @@ class World:
         self.counts.first_failure = [
             f"episode {episode} (rules {', '.join(ran)}): {what}",
         ]
-        self.shrink_deadline = max(time.monotonic(), self.deadline) + self.shrink_seconds
+        self.shrink_deadline = time.monotonic() + self.shrink_seconds
 
 
 _TORTURE_SETTINGS: dict[str, Any] = {
