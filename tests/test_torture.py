@@ -24,7 +24,7 @@ from tests.torture.run import run
 from tests.torture.watch import Watch
 
 SHORT_EPISODES = 2
-SHORT_SEED = 14
+SHORT_SEED = 17
 
 
 @pytest.mark.timeout(1200)  # a failure is not shrunk here: `make torture` with its seed does

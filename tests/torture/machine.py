@@ -10,9 +10,9 @@ episode is shrunk by Hypothesis to the shortest sequence of rules that still fai
 
 Every failure (an invariant, or a rule's own assertion such as a CLI's exit code) is
 written to the world's counts when it happens, before Hypothesis sees it: a failure found
-as the run's time runs out stays a failure however its shrinking ends. What a rule may
-draw next depends only on the rules drawn before it (the model), never on how the servers
-answered, so a seed draws the same episodes on every run.
+as the run's time runs out stays a failure however its shrinking ends. What may be drawn
+next depends on the model alone (the rules drawn before, and whether each create worked),
+never on timing: a seed draws the same episodes again.
 """
 
 import asyncio

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "torture" / "results" / "latest.json"
 EPISODES_PER_SEED = 9
 SHRINK_SECONDS = 1800.0
-"""How long a failure's shrinking may go on past the run's time."""
+"""How long a failure's shrinking may go on, from the failure (past the run's time)."""
 
 
 def run(
@@ -110,7 +110,7 @@ def _chunk(
         run_state_machine_as_test(seed(chunk_seed)(TortureMachine), settings=config)
     except RunOver as over:
         if world.counts.first_failure:
-            out("torture: the shrinking of the failure ran out of time; the failing episode:")
+            out("torture: the shrinking ran out of time; the failure as first seen is below")
             return over
     except Exception as exc:  # the shrunk failure: Hypothesis printed its rules
         # Hypothesis may call an episode refused at the end inconsistent (it drew

@@ -35,6 +35,12 @@ DELETION_LIMIT = 2
 STACK_KINDS = ("temporal", "mongo", "kube")
 PROCESS_KINDS = ("worker", *STACK_KINDS)
 GATEWAYFLOW = Path(sys.executable).parent / "gatewayflow"
+_TORTURE_SETTINGS: dict[str, Any] = {
+    "regions": REGIONS,
+    "sweep_interval_seconds": SWEEP_SECONDS,
+    "start_timeout_seconds": START_TIMEOUT_SECONDS,
+    "region_deletion_limit": DELETION_LIMIT,
+}
 
 
 @dataclass
@@ -231,14 +237,6 @@ class World:
             f"episode {episode} (rules {', '.join(ran)}): {what}",
         ]
         self.shrink_deadline = time.monotonic() + self.shrink_seconds
-
-
-_TORTURE_SETTINGS: dict[str, Any] = {
-    "regions": REGIONS,
-    "sweep_interval_seconds": SWEEP_SECONDS,
-    "start_timeout_seconds": START_TIMEOUT_SECONDS,
-    "region_deletion_limit": DELETION_LIMIT,
-}
 
 
 def results_json(counts: Counts, seed: int, seconds: float) -> dict[str, Any]:
