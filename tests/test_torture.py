@@ -130,6 +130,14 @@ def test_three_deletions_at_once_break_a_limit_of_two() -> None:
     )
     [problem] = over_the_limit(oplog, began, {}, 2)
     assert "3 deletions at once" in problem and "a, b, c" in problem
+    # The torture's own removal of its foreign object is not the deletion beginning.
+    foreign = op(5, "delete", "ConfigMap", "c", "foreign-1")
+    oplog = sorted(
+        deletion("a", 1, 10) + deletion("b", 3, 20) + [foreign] + deletion("c", 11, 30),
+        key=lambda item: item["seq"],
+    )
+    assert over_the_limit(oplog, began, {}, 2, {("ConfigMap", "gw-c", "foreign-1")}) == []
+    assert len(over_the_limit(oplog, began, {}, 2)) == 1
     # Other regions have limits of their own.
     oplog = sorted(
         deletion("a", 1, 10) + deletion("b", 3, 20) + deletion("c", 5, 30, region="eu"),

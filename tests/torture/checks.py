@@ -180,19 +180,26 @@ def over_the_limit(
     began: dict[str, datetime],
     removed: dict[str, datetime],
     limit: int,
+    ours: Collection[tuple[str, str, str]] = (),
 ) -> list[str]:
     """The moments more deletions of one region ran at once than the limit, read from
     the cluster: a deletion runs from its first delete call after its phase became
-    Deleting (`began`; a stop's deletes before do not count) until its Namespace is
-    removed, or its ApiGateway document (`removed`), whichever the records show first."""
+    Deleting (`began`; a stop's deletes before do not count, nor the torture's own of its
+    foreign objects, `ours`) until its Namespace is removed, or its ApiGateway document
+    (`removed`), whichever the records show first."""
     spans: dict[str, list[tuple[datetime, datetime, str]]] = {}
     for gid, since in began.items():
-        items = [i for i in of_gateway(gid, oplog) if _when(i) >= since - CLOCK_TOLERANCE]
+        start = since - CLOCK_TOLERANCE
+        items = [
+            i
+            for i in of_gateway(gid, oplog)
+            if _when(i) >= start and (i["kind"], i["namespace"], i["name"]) not in ours
+        ]
         first = next((i for i in items if i["verb"] == "delete"), None)
         if first is None:
             continue
         gone = [_when(i) for i in items if i["verb"] == "removed" and i["kind"] == "Namespace"]
-        if gid in removed:
+        if gid in removed and removed[gid] >= start:
             gone.append(removed[gid])
         end = min(gone, default=datetime.max.replace(tzinfo=UTC))
         spans.setdefault(first["region"], []).append((_when(first), end, gid))

@@ -665,7 +665,9 @@ class TortureMachine(RuleBasedStateMachine):
             order += o
             after += a
         limit = self.settings.region_deletion_limit
-        crowded = checks.over_the_limit(oplog, deleting_since, removed, limit)
+        crowded = checks.over_the_limit(
+            oplog, deleting_since, removed, limit, self.operator_removed
+        )
         if crowded:
             violations["deletion_limit"] = crowded
         twice = checks.deleted_once(oplog, self.model)
