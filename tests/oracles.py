@@ -102,13 +102,24 @@ def kube_owned(
 ) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of every object in a namespace whose name holds the id,
     named after it, or labelled with it."""
-    found = set()
-    for kind, obj in kube_objects(settings, context):
+    return {
+        (kind, ns, name)
+        for kind, ns, name, _obj in owned(kube_objects(settings, context), gateway_id)
+    }
+
+
+def owned(
+    objects: list[tuple[str, dict[str, Any]]], gateway_id: str
+) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(kind, namespace, name, object) of those of `objects` that are the gateway's, as
+    `kube_owned` counts them: for one listing of a cluster read for many gateways."""
+    found = []
+    for kind, obj in objects:
         meta = obj.get("metadata") or {}
         name, namespace = meta.get("name", ""), meta.get("namespace") or ""
         labels = (meta.get("labels") or {}).values()
         if gateway_id in name or gateway_id in namespace or gateway_id in labels:
-            found.add((kind, namespace, name))
+            found.append((kind, namespace, name, obj))
     return found
 
 

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,6 +76,33 @@ async def eventually(what: str, check: Callable[[], bool], timeout: float = 60.0
 
 async def gateway(h: Harness, gid: str) -> ApiGateway:
     return await asyncio.to_thread(h.gateways.require, gid)
+
+
+async def rounds_since(
+    h: Harness, since: datetime, count: int = 2, timeout: float = 60.0
+) -> list[DriftReport]:
+    """The reports of `count` drift rounds begun after `since` and completed: evidence
+    that the check has looked since then (and asked for any repair it found due)."""
+    schedule = h.client.get_schedule_handle(drift_schedule_id(h.settings))
+    deadline = time.monotonic() + timeout
+    while True:
+        reports = []
+        for action in (await schedule.describe()).info.recent_actions:
+            started = action.action
+            assert isinstance(started, ScheduleActionExecutionStartWorkflow)
+            if action.started_at <= since:
+                continue
+            handle = h.client.get_workflow_handle(started.workflow_id, result_type=DriftReport)
+            if (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED:
+                reports.append(await handle.result())
+        if len(reports) >= count:
+            return reports
+        assert time.monotonic() < deadline, f"{count} drift rounds within {timeout:.0f}s"
+        await asyncio.sleep(0.2)
+
+
+def drifted(reports: list[DriftReport]) -> set[str]:
+    return {finding.gateway_id for report in reports for finding in report.drifted}
 
 
 async def test_hand_deleted_objects_come_back_and_are_recorded(
@@ -162,8 +190,10 @@ async def test_stopped_gateways_hand_made_deployment_is_removed(
         # An unlabelled Deployment is not the gateway's: the check leaves it alone.
         foreign: Any = manifests.deployment(h.settings.installation, gid, gw.instance)
         foreign["metadata"] = {"name": "operator-tool", "namespace": ns}
+        made = utcnow()
         apps.create_namespaced_deployment(ns, foreign)
-        await asyncio.sleep(3 * INTERVAL)
+        # Rounds that looked since: none found the gateway drifted, so none asked a repair.
+        assert gid not in drifted(await rounds_since(h, made))
         assert exists(lambda: apps.read_namespaced_deployment("operator-tool", ns))
         apps.delete_namespaced_deployment("operator-tool", ns)
 
@@ -211,7 +241,8 @@ async def test_the_drift_check_deletes_only_what_the_repair_of_its_gateway_owns(
             "the hand-made Deployment is gone",
             lambda: not exists(lambda: apps.read_namespaced_deployment(gid, ns)),
         )
-        await asyncio.sleep(3 * INTERVAL)  # more rounds, with everything else still there
+        # More rounds, with everything else still there: they find nothing to repair.
+        assert not drifted(await rounds_since(h, utcnow())) & {gid, other}
         deletes = [
             (op["kind"], op["namespace"], op["name"], op["labels"].get(naming.OWNER_LABEL))
             for op in admin.oplog_since(since)
@@ -261,7 +292,14 @@ async def test_a_repair_never_deletes_an_unlabelled_object_of_its_gateways_name(
             return "NotOwnedError" in error and f"Service {ns}/{gid}" in error
 
         await eventually("the repair refuses the unlabelled Service", refused)
-        await asyncio.sleep(2 * INTERVAL)
+        # The repair has run to its end: its workflow waits for the next attempt (a
+        # minute away, after the failure); until then nothing acts on the gateway.
+        handle = h.client.get_workflow_handle(
+            naming.gateway_workflow_id(h.settings.installation, gid)
+        )
+        async with asyncio.timeout(30):
+            while "next attempt at" not in str((await handle.query("progress"))["detail"]):
+                await asyncio.sleep(0.2)
         assert [op for op in admin.oplog_since(since) if op["verb"] == "delete"] == []
         assert exists(lambda: core.read_namespaced_service(gid, ns))
         core.delete_namespaced_service(gid, ns, _preload_content=False)

@@ -235,11 +235,19 @@ async def test_a_malformed_gateway_idling_under_sweep_hints_continues_as_new(
             task_queue=h.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         )
-        for _ in range(25):  # what the sweep sends every interval
-            await h.client.get_workflow_handle(wid).signal("reconcile")
-            await asyncio.sleep(0.1)
-        described = await h.client.get_workflow_handle(wid, run_id=first.result_run_id).describe()
+        run = h.client.get_workflow_handle(wid, run_id=first.result_run_id)
+        hints = 0
+        async with asyncio.timeout(60):
+            while (described := await run.describe()).status is WorkflowExecutionStatus.RUNNING:
+                await h.client.get_workflow_handle(wid).signal("reconcile")  # as the sweep does
+                hints += 1
+                # Until the run has woken for it (more than the signal's own event).
+                while (now := await run.describe()).status is WorkflowExecutionStatus.RUNNING:
+                    if now.history_length > described.history_length + 1:
+                        break
+                    await asyncio.sleep(0.05)
         assert described.status is WorkflowExecutionStatus.CONTINUED_AS_NEW
+        assert hints <= 30, f"{hints} hints before the run continued as new"
         latest = await h.client.get_workflow_handle(wid).describe()
         assert latest.status is WorkflowExecutionStatus.RUNNING
         async with asyncio.timeout(30):  # the new run idles on the same malformed document

@@ -7,9 +7,15 @@ history and details, and what is left of the gateway anywhere (the oracle).
 """
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +25,22 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.worker import Worker
 
+from activities.registry import all_activities
+from control.dispatcher import run_dispatcher
+from gatewayflow.deps import Deps
 from gatewayflow.domain import naming
+from gatewayflow.domain.documents import ApiGateway
 from gatewayflow.domain.messages import RequestAccepted
 from gatewayflow.domain.states import GatewayPhase, GatewayState
+from gatewayflow.domain.transitions import Request
 from gatewayflow.metrics import REQUESTS_REFUSED
 from gatewayflow.settings import Settings
+from gatewayflow.store.gateways import GatewayRepository
 from tests.emulator_admin import EmulatorAdmin
 from tests.gateway_harness import Harness, harness, unique_id
+from workflows.registry import ALL_WORKFLOWS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -200,17 +214,98 @@ async def test_refused_requests_change_nothing_and_are_recorded(stack: Settings)
         assert await h.traces(gid) == []
 
 
-async def test_a_raw_delete_racing_a_start_signal_wins(stack: Settings) -> None:
-    """The documented winner: a request's write is a compare-and-set on the state it was
-    checked against, so a raw `state: Deleted` is never undone by a signal racing it."""
-    async with harness(stack) as h:
-        gid = await started(h, "race")
-        await signal(h.settings, gid, "stop")
-        await h.wait_for(gid, GatewayState.STOPPED)
-        raw = h.deps.db["ApiGateway"]
-        await asyncio.gather(
-            signal(h.settings, gid, "start"),
-            asyncio.to_thread(raw.update_one, {"gatewayId": gid}, {"$set": {"state": "Deleted"}}),
+class _RawDeleteLandsInsideTheStart(GatewayRepository):
+    """A real repository; while a `start` request is checked (inside `apply_request`), a
+    raw `state: Deleted` lands between its read and its write: the one interleaving that
+    only the compare-and-set decides, forced rather than hoped for."""
+
+    def __init__(self, db: Any, gateway_id: str) -> None:
+        super().__init__(db)
+        self.gateway_id = gateway_id
+        self.landed = threading.Event()
+        self._armed = threading.local()
+
+    def request(
+        self, gateway_id: str, what: Request, attempts: int = 5, *, signal: bool = False
+    ) -> tuple[ApiGateway, bool]:
+        self._armed.on = gateway_id == self.gateway_id and what is Request.START
+        return super().request(gateway_id, what, attempts, signal=signal)
+
+    def require(self, gateway_id: str) -> ApiGateway:
+        current = super().require(gateway_id)
+        if getattr(self._armed, "on", False) and not self.landed.is_set():
+            self._armed.on = False
+            self._col.update_one({"gatewayId": gateway_id}, {"$set": {"state": "Deleted"}})
+            self.landed.set()
+        return current
+
+
+@contextlib.asynccontextmanager
+async def racing_worker(
+    h: Harness, gateway_id: str
+) -> AsyncIterator[_RawDeleteLandsInsideTheStart]:
+    """The harness's worker and dispatcher, with the racing repository in its activities."""
+    racing = _RawDeleteLandsInsideTheStart(Deps(h.settings).db, gateway_id)
+
+    class RacingDeps(Deps):
+        @cached_property
+        def gateways(self) -> GatewayRepository:
+            return racing
+
+    stop = asyncio.Event()
+    with ThreadPoolExecutor(max_workers=h.settings.max_concurrent_activities) as executor:
+        worker = Worker(
+            h.client,
+            task_queue=h.settings.task_queue,
+            workflows=list(ALL_WORKFLOWS),
+            activities=all_activities(h.settings, RacingDeps(h.settings)),
+            activity_executor=executor,
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
         )
-        await h.wait_for(gid, GatewayState.DELETED)
+        async with worker:
+            dispatcher = asyncio.create_task(run_dispatcher(h.client, h.settings, stop))
+            try:
+                yield racing
+            finally:
+                stop.set()
+                await asyncio.wait_for(dispatcher, timeout=30)
+
+
+def states_written(stream: Any, key: Any) -> list[tuple[str, str]]:
+    """(state, lastError) of every write of the document the change stream has seen."""
+    written = []
+    while (change := stream.try_next()) is not None:
+        if (change.get("documentKey") or {}).get("_id") != key:
+            continue
+        fields = change.get("fullDocument") or (
+            (change.get("updateDescription") or {}).get("updatedFields") or {}
+        )
+        error = fields.get("progress.lastError") or (fields.get("progress") or {}).get("lastError")
+        written.append((str(fields.get("state", "")), str(error or "")))
+    return written
+
+
+async def test_a_raw_delete_landing_inside_a_start_signals_check_wins(stack: Settings) -> None:
+    """The documented winner: a request's write is a compare-and-set on the state it was
+    checked against, so a raw `state: Deleted` that lands after the start's check and
+    before its write is never undone: the start is checked again and refused."""
+    async with harness(stack, worker=False) as h:
+        gid = unique_id("race")
+        async with racing_worker(h, gid) as racing:
+            await h.create(gid)
+            await h.wait_for(gid, GatewayState.RUNNING)
+            await signal(h.settings, gid, "stop")
+            await h.wait_for(gid, GatewayState.STOPPED)
+            raw = h.deps.db["ApiGateway"]
+            doc = await asyncio.to_thread(raw.find_one, {"gatewayId": gid})
+            assert doc is not None
+            with raw.watch(max_await_time_ms=200) as stream:
+                await signal(h.settings, gid, "start")
+                await h.wait_for(gid, GatewayState.DELETED)
+                assert racing.landed.is_set(), "the raw delete did not land inside the start"
+                written = await asyncio.to_thread(states_written, stream, doc["_id"])
+        states = [state for state, _error in written if state]
+        assert "Deleted" in states, written
+        assert set(states[states.index("Deleted") :]) == {"Deleted"}, written
+        assert any("refused start (signal)" in error for _state, error in written), written
         assert await h.traces(gid) == []

@@ -630,6 +630,14 @@ def _wait_for_token(feed: ChangeFeed, other_than: object = None) -> None:
         time.sleep(0.05)
 
 
+def _wait_for_log(caplog: pytest.LogCaptureFixture, text: str, times: int = 1) -> None:
+    """Until the feed has logged `text` `times` times: what it did, not a guess of when."""
+    deadline = time.monotonic() + 30
+    while caplog.text.count(text) < times:
+        assert time.monotonic() < deadline, f"{text!r} logged {times} time(s) within 30s"
+        time.sleep(0.05)
+
+
 def test_change_feed_events_and_resume_after_restart(db: Db) -> None:
     gateways = GatewayRepository(db)
     gateways.insert(_gateway("before"))  # before any feed ran: not an event
@@ -688,7 +696,8 @@ def test_change_feed_survives_a_server_crash(
         assert consumer.next().gateway_id == "gw"
         _wait_for_token(feed, other_than=start)  # handled, so not delivered again
     with caplog.at_level(logging.INFO, logger="gatewayflow.store.dispatcher"):
-        time.sleep(1)  # killed: the feed keeps retrying
+        # Killed: the feed notices, and keeps trying again (each attempt says so).
+        _wait_for_log(caplog, "change feed on ApiGateway interrupted", times=2)
         with secantus(tmp_path / "data", port=port):  # same port, same data
             GatewayRepository(db).set_state("gw", S.DELETED)
             assert consumer.next(timeout=30) == GatewayEvent("gw", S.DELETED, P.CREATING)
@@ -778,16 +787,21 @@ def test_unconverged_lists_deleted_gateways_first(db: Db) -> None:
     assert gateways.unconverged(limit=2)[0] == ("doomed", S.DELETED, P.STARTED)
 
 
-def test_change_feed_reopens_after_the_collection_is_dropped(db: Db) -> None:
+def test_change_feed_reopens_after_the_collection_is_dropped(
+    db: Db, caplog: pytest.LogCaptureFixture
+) -> None:
     """A drop (restore, migration) invalidates the stream: the feed opens a new one, and
     does not spin on the dead one meanwhile."""
+    caplog.set_level(logging.INFO, logger="gatewayflow.store.dispatcher")
     feed = ChangeFeed(db, max_await_ms=100, retry_seconds=0.2)
     consumer = _Consumer(feed)
     _wait_for_token(feed)
     GatewayRepository(db).insert(_gateway("before"))
     assert consumer.next().gateway_id == "before"
+    opened = caplog.text.count("starts from now")
     db.ApiGateway.drop()
-    time.sleep(1)  # the invalidation reaches the feed
+    _wait_for_log(caplog, "was invalidated")  # the invalidation reached the feed
+    _wait_for_log(caplog, "starts from now", times=opened + 1)  # and it opened a new one
     cpu_before = consumer.cpu_seconds()
     time.sleep(2)
     spent = consumer.cpu_seconds() - cpu_before

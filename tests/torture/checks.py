@@ -20,7 +20,7 @@ from gatewayflow.domain import naming
 from gatewayflow.domain.states import GatewayState
 from gatewayflow.settings import Settings
 from tests.emulator_admin import OpItem, deletion_order_violations, of_gateway
-from tests.oracles import SYSTEM_DATABASES, kube_objects
+from tests.oracles import SYSTEM_DATABASES, kube_objects, owned
 from tests.torture.model import (
     INVALID_ID_KINDS,
     TIMED_OUT,
@@ -32,6 +32,10 @@ from tests.torture.model import (
 
 INVARIANTS = (
     "converges",
+    "phase_objects",
+    "deletion_limit",
+    "deleted_once",
+    "watch_live",
     "deleted_kept",
     "foreign_untouched",
     "junk_refused",
@@ -43,6 +47,11 @@ INVARIANTS = (
 )
 MUTATING = ("update", "patch", "delete", "removed")
 CLOCK_TOLERANCE = timedelta(milliseconds=2)
+ENVIRONMENTS = ("dev", "staging", "prod")
+DEFAULT_TRIGGERS = 1
+"""CronTriggers of a document that does not say (`triggers` absent): the document's default."""
+AT_REST: dict[tuple[Any, Any], bool] = {("Running", "Started"): True, ("Stopped", "Stopped"): False}
+"""(state, phase) of a gateway at rest -> whether it is started."""
 
 
 def gateway_docs(client: MongoClient[dict[str, Any]], db_name: str) -> dict[str, dict[str, Any]]:
@@ -80,6 +89,156 @@ def unconverged(
             error = str((doc.get("progress") or {}).get("lastError"))
             if TIMED_OUT_MARK not in error and gw.gateway_id not in timed_out:
                 problems.append(f"{gw.gateway_id}: Stopped instead of {gw.intent.value}: {error}")
+    return problems
+
+
+def at_rest_objects(
+    gateway_id: str, started: bool, trigger_ids: Iterable[str], custom_domain: bool
+) -> dict[tuple[str, str, str], bool | None]:
+    """What a gateway at rest holds in its region, written out from docs/inventory.md:
+    (kind, namespace, name) -> a CronJob's `spec.suspend` (None for other kinds). Started:
+    everything. Stopped: no Deployment, Service or domain routes, its CronJobs suspended,
+    the rest kept (base, database Secret, plugin config, stage routes, TLS, certificate)."""
+    gid, ns = gateway_id, f"gw-{gateway_id}"
+    want: dict[tuple[str, str, str], bool | None] = {
+        ("Namespace", "", ns): None,
+        ("RoleBinding", ns, "gatewayflow-gateway"): None,
+        ("ConfigMap", ns, f"{gid}-config"): None,
+        ("Secret", ns, f"{gid}-db"): None,
+        ("ApisixPluginConfig", ns, f"{gid}-plugins"): None,
+    }
+    for env in ENVIRONMENTS:
+        want[("ApisixRoute", ns, f"{gid}-stage-{env}")] = None
+        want[("ApisixTls", ns, f"{gid}-{env}-tls")] = None
+        if started:
+            want[("ApisixRoute", ns, f"{gid}-{env}")] = None
+    if custom_domain:
+        want[("ApisixTls", ns, f"{gid}-custom-tls")] = None
+        want[("Certificate", ns, f"{gid}-runtime-custom-domain")] = None
+    if started:
+        want[("Deployment", ns, gid)] = None
+        want[("Service", ns, gid)] = None
+    for trigger_id in trigger_ids:
+        want[("CronJob", ns, f"{gid}-trigger-{trigger_id}")] = not started
+    return want
+
+
+def phase_objects(
+    settings: Settings,
+    client: MongoClient[dict[str, Any]],
+    gateways: list[Gateway],
+    docs: dict[str, dict[str, Any]],
+    ignore: Collection[tuple[str, str, str]] = (),
+) -> list[str]:
+    """Each live gateway at rest (Running/Started, Stopped/Stopped) holds in the cluster
+    exactly what its phase says (`at_rest_objects`), read by the oracle: every object of
+    every discovered kind, one listing per region. `ignore`: the torture's own objects,
+    removed at quiescence and perhaps still terminating."""
+    problems: list[str] = []
+    by_region: dict[str, list[tuple[str, dict[str, Any], bool]]] = {}
+    for gw in gateways:
+        doc = docs.get(gw.gateway_id)
+        started = None if doc is None else AT_REST.get((doc.get("state"), doc.get("phase")))
+        if doc is None or started is None or not gw.expected():
+            continue  # gone, or not at rest: `converges` says so
+        region = str(doc.get("resourceRegion") or gw.region)
+        by_region.setdefault(region, []).append((gw.gateway_id, doc, started))
+    db = client[settings.db_name]
+    for region, members in sorted(by_region.items()):
+        objects = kube_objects(settings, settings.context_for(region))
+        for gid, doc, started in members:
+            triggers = [str(t.get("triggerId")) for t in db["CronTrigger"].find({"gatewayId": gid})]
+            count = doc.get("triggers", DEFAULT_TRIGGERS)
+            if len(triggers) != count:
+                problems.append(f"{gid}: {len(triggers)} CronTrigger documents, triggers={count}")
+            want = at_rest_objects(gid, started, triggers, bool(doc.get("customDomain")))
+            have = {
+                (kind, ns, name): obj
+                for kind, ns, name, obj in owned(objects, gid)
+                if (kind, ns, name) not in ignore
+            }
+            at = f"{gid} ({doc.get('state')}/{doc.get('phase')}) in {region}"
+            missing = sorted(set(want) - set(have))
+            extra = sorted(set(have) - set(want))
+            if missing:
+                problems.append(f"{at}: missing {_refs(missing)}")
+            if extra:
+                problems.append(f"{at}: should not have {_refs(extra)}")
+            for key, suspend in want.items():
+                spec = (have.get(key) or {}).get("spec") or {}
+                if suspend is not None and key in have and bool(spec.get("suspend")) != suspend:
+                    problems.append(f"{at}: {_refs([key])} suspend={spec.get('suspend')}")
+    return problems
+
+
+def _refs(keys: Iterable[tuple[str, str, str]]) -> str:
+    return ", ".join(f"{kind} {ns + '/' if ns else ''}{name}" for kind, ns, name in keys)
+
+
+def over_the_limit(
+    oplog: list[OpItem],
+    began: dict[str, datetime],
+    removed: dict[str, datetime],
+    limit: int,
+    ours: Collection[tuple[str, str, str]] = (),
+) -> list[str]:
+    """The moments more deletions of one region ran at once than the limit, read from
+    the cluster: a deletion runs from its first delete call after its phase became
+    Deleting (`began`; a stop's deletes before do not count, nor the torture's own of its
+    foreign objects, `ours`) until its Namespace is removed, or its ApiGateway document
+    (`removed`), whichever the records show first."""
+    spans: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    for gid, since in began.items():
+        start = since - CLOCK_TOLERANCE
+        items = [
+            i
+            for i in of_gateway(gid, oplog)
+            if _when(i) >= start and (i["kind"], i["namespace"], i["name"]) not in ours
+        ]
+        first = next((i for i in items if i["verb"] == "delete"), None)
+        if first is None:
+            continue
+        gone = [_when(i) for i in items if i["verb"] == "removed" and i["kind"] == "Namespace"]
+        if gid in removed and removed[gid] >= start:
+            gone.append(removed[gid])
+        end = min(gone, default=datetime.max.replace(tzinfo=UTC))
+        spans.setdefault(first["region"], []).append((_when(first), end, gid))
+    problems = []
+    for region, found in sorted(spans.items()):
+        # Ends sort before starts at the same instant: a permit given back, then taken.
+        edges = sorted(
+            [(s, 1, gid) for s, _e, gid in found] + [(e, 0, gid) for _s, e, gid in found]
+        )
+        running: set[str] = set()
+        worst: tuple[int, datetime, list[str]] = (limit, datetime.min, [])
+        for when, starts, gid in edges:
+            (running.add if starts else running.discard)(gid)
+            if len(running) > worst[0]:
+                worst = (len(running), when, sorted(running))
+        if worst[2]:
+            count, when, ids = worst
+            problems.append(
+                f"region {region}: {count} deletions at once at {when:%H:%M:%S.%f} "
+                f"(limit {limit}): {', '.join(ids)}"
+            )
+    return problems
+
+
+def deleted_once(oplog: list[OpItem], model: Model) -> list[str]:
+    """A gateway's Namespace is deleted once in its life: never while the gateway lives,
+    once by its deletion (when one was ever made), never again."""
+    problems = []
+    for gw in model.gateways.values():
+        items = of_gateway(gw.gateway_id, oplog)
+        made = sum(1 for i in items if i["kind"] == "Namespace" and i["verb"] == "create")
+        deletes = [i for i in items if i["kind"] == "Namespace" and i["verb"] == "delete"]
+        allowed = int(gw.intent is GatewayState.DELETED and made > 0)
+        if len(deletes) > allowed or (gw.done and made and not deletes):
+            seqs = [i["seq"] for i in deletes]
+            problems.append(
+                f"{gw.gateway_id} (intent {gw.intent.value}{', done' if gw.done else ''}): "
+                f"Namespace created {made} time(s), deleted {len(deletes)} (seq {seqs})"
+            )
     return problems
 
 

@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from tests.torture.checks import INVARIANTS
-from tests.torture.machine import TimeUp, TortureMachine
+from tests.torture.machine import RunOver, TortureMachine
 from tests.torture.world import PROCESS_KINDS, World, results_json, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "torture" / "results" / "latest.json"
 EPISODES_PER_SEED = 9
+SHRINK_SECONDS = 1800.0
+"""How long a failure's shrinking may go on, from the failure (past the run's time)."""
 
 
 def run(
@@ -24,15 +26,21 @@ def run(
     run_seed: int,
     *,
     steps: int = 30,
+    episodes: int | None = None,
+    shrink_seconds: float = SHRINK_SECONDS,
     results: Path | None = RESULTS,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Episodes of at most `steps` rules until `seconds` have passed; then the report.
+    """Episodes of at most `steps` rules until `seconds` have passed (or `episodes` have
+    run); then the report.
 
     A violation ends the run: Hypothesis shrinks the failing episode (replaying it against
-    the stack) and prints the shortest sequence of rules that still fails.
+    the stack) for at most `shrink_seconds` more and prints the shortest sequence of rules
+    that still fails. The run has failed whether or not its shrinking finished.
     """
-    out(f"torture: seed {run_seed}, {seconds:.0f}s, up to {steps} rules per episode")
+    bound = f"{episodes} episodes" if episodes is not None else f"{seconds:.0f}s"
+    out(f"torture: seed {run_seed}, {bound}, up to {steps} rules per episode")
+    out(f"torture: to repeat it: {repeat(run_seed, seconds, steps, episodes)}")
     with tempfile.TemporaryDirectory(prefix="torture-") as home:
         world = World(Path(home))
         world.seed = run_seed
@@ -40,11 +48,13 @@ def run(
         world.start()
         out(f"torture: stack up in {time.monotonic() - started:.1f}s (logs in {world.logs})")
         world.deadline = time.monotonic() + seconds
+        world.max_episodes = episodes
+        world.shrink_seconds = shrink_seconds
         TortureMachine.world = world
         failure: BaseException | None = None
         try:
             chunk = 0
-            while world.time_left() > 0 and failure is None:
+            while not world.over() and failure is None:
                 failure = _chunk(world, run_seed * 1000 + chunk, steps, out)
                 chunk += 1
         finally:
@@ -55,18 +65,31 @@ def run(
     if results is not None:
         write_results(results, figures)
     out(table(figures))
+    for number, ran in enumerate(world.counts.rules_by_episode, 1):
+        out(f"episode {number}: {', '.join(ran)}")
     if results is not None:
         out(f"figures written to {results}")
-    if failure is not None:
-        out(f"torture FAILED (seed {run_seed}): {failure}")
+    if not figures["passed"]:
+        first = world.counts.first_failure
+        out(f"torture FAILED (seed {run_seed}): {first[0] if first else failure}")
+        out(f"to repeat it: {repeat(run_seed, seconds, steps, episodes)}")
         out("Paste the steps printed above into a regression test (tests/test_torture.py).")
     return figures
+
+
+def repeat(run_seed: int, seconds: float, steps: int, episodes: int | None) -> str:
+    """The command that draws the same episodes again (the seed decides every draw)."""
+    bound = (
+        f"TORTURE_EPISODES={episodes}" if episodes is not None else f"TORTURE_SECONDS={seconds:.0f}"
+    )
+    return f"TORTURE_SEED={run_seed} {bound} TORTURE_STEPS={steps} make torture"
 
 
 def _chunk(
     world: World, chunk_seed: int, steps: int, out: Callable[[str], None]
 ) -> BaseException | None:
-    """A few episodes from one seed; the failure, once shrunk, if one fails.
+    """A few episodes from one seed; the failure, once shrunk (or its shrinking over),
+    if one fails.
 
     Fewer than ten examples per call: Hypothesis draws its first tenth of the examples
     small (the simplest extension of a prefix), and an episode on a real stack is too
@@ -85,12 +108,14 @@ def _chunk(
     world.say(f"hypothesis seed {chunk_seed}")
     try:
         run_state_machine_as_test(seed(chunk_seed)(TortureMachine), settings=config)
-    except TimeUp:
-        pass
+    except RunOver as over:
+        if world.counts.first_failure:
+            out("torture: the shrinking ran out of time; the failure as first seen is below")
+            return over
     except Exception as exc:  # the shrunk failure: Hypothesis printed its rules
-        # Hypothesis may call an episode cut short by the time limit inconsistent
-        # (it drew nothing): that is the run's normal end, not a failure.
-        if not (world.timed_out and not world.counts.first_failure):
+        # Hypothesis may call an episode refused at the end inconsistent (it drew
+        # nothing): the run's normal end, when nothing failed.
+        if world.counts.first_failure or not world.ended:
             out(f"hypothesis seed of the failing episode: {chunk_seed}")
             return exc
     return None

@@ -33,9 +33,18 @@ START_TIMEOUT_SECONDS = 6.0
 GUARD_COUNT = 1_000_000
 """The deletion guard out of the way: an episode deletes most of what it made, and its
 invariants expect every deletion to finish (tests/test_deletion_guard.py tests the guard)."""
+DELETION_LIMIT = 2
+"""Deletions at once per region: small enough that an episode's last deletions queue."""
 STACK_KINDS = ("temporal", "mongo", "kube")
 PROCESS_KINDS = ("worker", *STACK_KINDS)
 GATEWAYFLOW = Path(sys.executable).parent / "gatewayflow"
+_TORTURE_SETTINGS: dict[str, Any] = {
+    "regions": REGIONS,
+    "sweep_interval_seconds": SWEEP_SECONDS,
+    "start_timeout_seconds": START_TIMEOUT_SECONDS,
+    "region_deletion_limit": DELETION_LIMIT,
+    "deletion_guard_count": GUARD_COUNT,
+}
 
 
 @dataclass
@@ -51,6 +60,7 @@ class Counts:
     episodes: int = 0
     cli_calls: int = 0
     first_failure: list[str] = field(default_factory=list)
+    rules_by_episode: list[list[str]] = field(default_factory=list)
 
 
 class World:
@@ -58,22 +68,18 @@ class World:
 
     def __init__(self, home: Path) -> None:
         base = embedded_settings(home)
-        self.unresolved = base.model_copy(
-            update={
-                "regions": REGIONS,
-                "sweep_interval_seconds": SWEEP_SECONDS,
-                "start_timeout_seconds": START_TIMEOUT_SECONDS,
-                "deletion_guard_count": GUARD_COUNT,
-            }
-        )
+        self.unresolved = base.model_copy(update=_TORTURE_SETTINGS)
         self.settings: Settings = self.unresolved
         self.counts = Counts()
         self.logs = home / "torture-logs"
         self.timing = dict(SESSION_TIMING)
         self.deadline = float("inf")
-        self.timed_out = False
+        self.max_episodes: int | None = None
+        self.shrink_seconds = float("inf")
+        self.shrink_deadline = float("inf")
+        self.ended = False
+        """Set when an episode was refused (`over`): the run's normal end, unless failed."""
         self.started = time.monotonic()
-        """Set when an episode was refused for lack of time: the run's normal end."""
         self._oplog_saved: list[OpItem] = []
         self._oplog_offset = 0
         self._mongo: MongoClient[dict[str, Any]] | None = None
@@ -85,14 +91,7 @@ class World:
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         started = devstack.start(self.unresolved)
-        self.settings = started.settings.model_copy(
-            update={
-                "regions": REGIONS,
-                "sweep_interval_seconds": SWEEP_SECONDS,
-                "start_timeout_seconds": START_TIMEOUT_SECONDS,
-                "deletion_guard_count": GUARD_COUNT,
-            }
-        )
+        self.settings = started.settings.model_copy(update=_TORTURE_SETTINGS)
         self.admin.set_config(**self.timing)
 
     def stop(self) -> None:
@@ -156,6 +155,14 @@ class World:
         fired, self._fired = self._fired, Counter()
         return fired
 
+    def injected(self) -> int:
+        """How often the fault rules now installed have fired."""
+        try:
+            rules = self.admin.faults().get("rules", [])
+        except OSError:
+            return 0
+        return sum(int(rule.get("injected", 0)) for rule in rules)
+
     def _harvest(self) -> None:
         try:
             rules = self.admin.faults().get("rules", [])
@@ -216,6 +223,25 @@ class World:
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
 
+    def over(self) -> bool:
+        """No more episodes: time or episodes are used up; after a failure, the time its
+        shrinking may take (`shrink_seconds` from the failure) is."""
+        if self.counts.first_failure:
+            return time.monotonic() > self.shrink_deadline
+        used_up = self.max_episodes is not None and self.counts.episodes >= self.max_episodes
+        return used_up or self.time_left() <= 0
+
+    def fail(self, episode: int, ran: list[str], what: str) -> None:
+        """Write down a failure as it happens. The first one is the run's: however the
+        run ends (its shrinking cut short, say), it has failed."""
+        self.say(f"episode {episode}: FAILED {what}")
+        if self.counts.first_failure:
+            return
+        self.counts.first_failure = [
+            f"episode {episode} (rules {', '.join(ran)}): {what}",
+        ]
+        self.shrink_deadline = time.monotonic() + self.shrink_seconds
+
 
 def results_json(counts: Counts, seed: int, seconds: float) -> dict[str, Any]:
     return {
@@ -231,6 +257,7 @@ def results_json(counts: Counts, seed: int, seconds: float) -> dict[str, Any]:
         "violations": dict(sorted(counts.violations.items())),
         "cli_calls": counts.cli_calls,
         "first_failure": counts.first_failure,
+        "rules_by_episode": counts.rules_by_episode,
     }
 
 
